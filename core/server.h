@@ -1,0 +1,65 @@
+// parleyd's server: wires storage, services, delivery and TLS together.
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Threading: Start/Shutdown/Wait may be called from any thread; Shutdown is
+// idempotent. Ownership: the Server owns its storage and gRPC server.
+#ifndef PARLEY_CORE_SERVER_H_
+#define PARLEY_CORE_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace parley::core {
+
+struct Limits {
+  size_t max_body_bytes = 64 * 1024;  // content of one message
+  size_t max_group_members = 1000;
+  size_t max_devices_per_account = 16;
+  size_t max_history_page = 500;
+  int64_t device_link_ttl_ms = 10 * 60 * 1000;  // 10 minutes
+};
+
+struct ServerOptions {
+  // Data directory: RocksDB in <data_dir>/db, generated TLS material in
+  // <data_dir>/tls. Created if missing.
+  std::string data_dir = "./var/parley";
+  // host:port to listen on; port 0 picks a free port (see Server::port()).
+  std::string listen = "127.0.0.1:7443";
+  // Plaintext gRPC. Refused unless `listen` is a loopback address.
+  bool insecure = false;
+  // PEM files of the server certificate chain and key. Empty (default):
+  // a local CA and a server certificate for localhost/127.0.0.1/::1 are
+  // generated into <data_dir>/tls on first start and reused afterwards.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // fsync every acknowledged write (power-loss durable, group commit).
+  // Default false: WAL without fsync, survives kill -9 of parleyd.
+  bool sync = false;
+  // Readable history of transport-mode conversations is kept this long.
+  int64_t history_retention_days = 90;
+  Limits limits;
+};
+
+class Server {
+ public:
+  virtual ~Server() = default;
+  // Opens storage, prepares TLS and starts serving.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options);
+
+  virtual int port() const = 0;
+  // Path of the CA certificate clients should trust (empty with insecure or
+  // operator-provided certificates).
+  virtual std::string ca_cert_path() const = 0;
+  // Stops accepting, ends streams, flushes storage. Idempotent.
+  virtual void Shutdown() = 0;
+  // Blocks until Shutdown has completed.
+  virtual void Wait() = 0;
+};
+
+}  // namespace parley::core
+
+#endif  // PARLEY_CORE_SERVER_H_

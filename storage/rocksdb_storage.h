@@ -1,0 +1,39 @@
+// RocksDB backend of the Parley storage interfaces.
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Threading: the returned Storage is safe for concurrent use. Ownership: the
+// caller owns the Storage; destroying it closes the database.
+#ifndef PARLEY_STORAGE_ROCKSDB_STORAGE_H_
+#define PARLEY_STORAGE_ROCKSDB_STORAGE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "storage/storage.h"
+
+namespace parley::storage {
+
+struct RocksDbOptions {
+  // Directory of the database; created (with parents) if missing.
+  std::string path;
+  // false (default): every write goes to the write-ahead log before it is
+  // acknowledged, so acknowledged writes survive kill -9 of the process but
+  // may be lost on power failure or kernel crash.
+  // true: every write is fsync'ed before it is acknowledged (power-loss
+  // durable). Concurrent writers share one fsync (RocksDB group commit), so
+  // throughput depends on concurrency; see BENCHMARKS.md.
+  bool sync = false;
+  // Size of the block cache shared by all column families, in bytes.
+  size_t block_cache_bytes = 64 << 20;
+  // Memtable size per column family, in bytes.
+  size_t write_buffer_bytes = 32 << 20;
+};
+
+// Opens (creating if needed) the database at options.path.
+absl::StatusOr<std::unique_ptr<Storage>> OpenRocksDbStorage(
+    const RocksDbOptions& options);
+
+}  // namespace parley::storage
+
+#endif  // PARLEY_STORAGE_ROCKSDB_STORAGE_H_

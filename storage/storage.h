@@ -1,0 +1,260 @@
+// Parley storage interfaces.
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Contract
+// - These interfaces know nothing of gRPC, protobuf API types or RocksDB, so a
+//   networked backend (PostgreSQL) can implement them. Message payloads are
+//   opaque bytes produced by the server (a serialized parley.v1.Message).
+// - Thread safety: every method may be called concurrently from any thread.
+// - Errors are values: absl::NotFoundError when a named object does not exist,
+//   absl::AlreadyExistsError on a uniqueness conflict, absl::UnavailableError /
+//   absl::InternalError / absl::ResourceExhaustedError (disk full) when the
+//   backend fails. Nothing throws.
+// - Atomicity: every mutating method either applies completely or not at all.
+// - Durability: when a mutating method returns OK its effect survives a crash
+//   of the process (and of the machine when the backend is opened with sync).
+#ifndef PARLEY_STORAGE_STORAGE_H_
+#define PARLEY_STORAGE_STORAGE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace parley::storage {
+
+// ------------------------------------------------------------------ records
+// Enumerations are stored as the numeric values of the parley.v1 enums.
+
+struct SecurityStateRecord {
+  int mode = 0;  // parley.v1.SecurityMode
+  uint64_t epoch = 0;
+  std::string policy_revision;
+  std::string rule_id;
+  std::string reason;
+  int64_t effective_at_ms = 0;
+  bool e2ee_ever_enabled = false;
+  bool locked = false;
+  // A scheduled change (e.g. downgrade after notice); pending_mode == 0: none.
+  int pending_mode = 0;
+  int64_t pending_effective_at_ms = 0;
+  std::string pending_reason;
+  std::string pending_rule_id;
+  std::string pending_policy_revision;
+};
+
+struct AccountRecord {
+  std::string account_id;
+  std::string username;  // canonical (lower case)
+  std::string display_name;
+  int kind = 0;      // parley.v1.AccountKind
+  int age_band = 0;  // parley.v1.AgeBand
+  std::string region_code;
+  std::string organization;
+  int64_t created_at_ms = 0;
+  bool suspended = false;
+};
+
+struct DeviceRecord {
+  std::string account_id;
+  uint32_t device_id = 0;
+  std::string name;
+  std::string token_hash;  // SHA-256 of the bearer token (32 raw bytes)
+  int64_t created_at_ms = 0;
+  int64_t last_seen_at_ms = 0;
+  uint32_t registration_id = 0;
+};
+
+struct MemberRecord {
+  std::string account_id;
+  bool admin = false;
+  int64_t joined_at_ms = 0;
+};
+
+struct ConversationRecord {
+  std::string conversation_id;
+  int kind = 0;  // parley.v1.ConversationKind
+  std::string title;
+  std::vector<MemberRecord> members;
+  SecurityStateRecord security;
+  int64_t created_at_ms = 0;
+  uint64_t last_seq = 0;  // maintained by MessageStore::Append
+};
+
+// A single-use code that lets a new device join an account.
+struct DeviceLinkRecord {
+  std::string code_hash;  // SHA-256 of the code (32 raw bytes)
+  std::string account_id;
+  int64_t expires_at_ms = 0;
+};
+
+// ----------------------------------------------------------------- accounts
+
+class AccountStore {
+ public:
+  virtual ~AccountStore() = default;
+
+  // Creates the account and its first device atomically. AlreadyExists when
+  // the username (or account id) is taken. The device's device_id is assigned
+  // by the store (1) and returned.
+  virtual absl::StatusOr<DeviceRecord> CreateAccount(
+      const AccountRecord& account, const DeviceRecord& first_device) = 0;
+
+  virtual absl::StatusOr<AccountRecord> GetAccount(
+      const std::string& account_id) = 0;
+  virtual absl::StatusOr<AccountRecord> GetAccountByUsername(
+      const std::string& username) = 0;
+  virtual absl::Status UpdateAccount(const AccountRecord& account) = 0;
+
+  // Adds a device with the next free device id (ids are never reused within
+  // an account) and returns it. NotFound if the account does not exist.
+  virtual absl::StatusOr<DeviceRecord> AddDevice(const DeviceRecord& device) = 0;
+  virtual absl::StatusOr<DeviceRecord> GetDevice(const std::string& account_id,
+                                                 uint32_t device_id) = 0;
+  virtual absl::StatusOr<std::vector<DeviceRecord>> ListDevices(
+      const std::string& account_id) = 0;
+  virtual absl::Status UpdateDevice(const DeviceRecord& device) = 0;
+  // Removes the device, its token and its delivery queue atomically.
+  virtual absl::Status RemoveDevice(const std::string& account_id,
+                                    uint32_t device_id) = 0;
+  // Looks a device up by the SHA-256 of its bearer token.
+  virtual absl::StatusOr<DeviceRecord> FindDeviceByTokenHash(
+      const std::string& token_hash) = 0;
+
+  virtual absl::Status PutDeviceLink(const DeviceLinkRecord& link) = 0;
+  // Returns and deletes the link (single use). NotFound if absent.
+  virtual absl::StatusOr<DeviceLinkRecord> TakeDeviceLink(
+      const std::string& code_hash) = 0;
+};
+
+// ------------------------------------------------------------ conversations
+
+class ConversationStore {
+ public:
+  virtual ~ConversationStore() = default;
+
+  // Creates a conversation. For kind DIRECT (1) with two members, also claims
+  // the pair: AlreadyExists if the pair already has a conversation.
+  virtual absl::Status CreateConversation(const ConversationRecord& c) = 0;
+  virtual absl::StatusOr<ConversationRecord> GetConversation(
+      const std::string& conversation_id) = 0;
+  // Returns the conversation id of the direct conversation of two accounts
+  // (order does not matter), or NotFound.
+  virtual absl::StatusOr<std::string> FindDirect(const std::string& account_a,
+                                                 const std::string& account_b) = 0;
+  // Replaces members, title and security state; keeps last_seq. Maintains the
+  // per-account membership index.
+  virtual absl::Status UpdateConversation(const ConversationRecord& c) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ListConversationIds(
+      const std::string& account_id) = 0;
+  // Visits every conversation (for policy planning and re-evaluation); stops
+  // early when the visitor returns false.
+  virtual absl::Status ForEachConversation(
+      const std::function<bool(const ConversationRecord&)>& visit) = 0;
+};
+
+// ----------------------------------------------------------------- messages
+
+// One queue entry to create: the device and the payload it will receive.
+struct QueueTarget {
+  std::string account_id;
+  uint32_t device_id = 0;
+};
+
+struct AppendRequest {
+  std::string conversation_id;
+  // Idempotency scope: the sending device and its client message id. Empty
+  // client_message_id: no idempotency (server-generated events).
+  std::string sender_account_id;
+  uint32_t sender_device_id = 0;
+  std::string client_message_id;
+  int64_t server_time_ms = 0;
+  // Builds the stored payload once the sequence number is known. Called at
+  // most once, under the store's per-conversation ordering; must be cheap.
+  std::function<std::string(uint64_t seq)> make_payload;
+  // Optional per-target payload (E2EE: each device gets its own ciphertext).
+  // When set, it is called once per target instead of using make_payload for
+  // the queue entries (make_payload still makes the history entry).
+  std::function<std::string(uint64_t seq, const QueueTarget&)>
+      make_target_payload;
+  std::vector<QueueTarget> targets;
+  bool keep_history = false;  // store make_payload(seq) in readable history
+  // If set, the conversation's security state is replaced in the same atomic
+  // write (a SecurityChange event together with its new state).
+  std::optional<SecurityStateRecord> new_security;
+  // Appended only if the conversation's security epoch equals this value
+  // (0: no check). FailedPrecondition otherwise.
+  uint64_t expect_epoch = 0;
+};
+
+struct AppendResult {
+  uint64_t seq = 0;
+  int64_t server_time_ms = 0;
+  bool duplicate = false;  // the idempotency key existed; nothing was stored
+};
+
+struct QueueEntry {
+  uint64_t delivery_id = 0;
+  std::string payload;
+};
+
+struct HistoryEntry {
+  uint64_t seq = 0;
+  int64_t server_time_ms = 0;
+  std::string payload;
+};
+
+class MessageStore {
+ public:
+  virtual ~MessageStore() = default;
+
+  // Atomically: checks the idempotency key (returning the original result
+  // with duplicate=true if present), assigns the conversation's next seq,
+  // writes the history entry (if keep_history), one queue entry per target
+  // (each with that device's next delivery id) and the idempotency record.
+  // Appends to one conversation are serialized, so seq order equals delivery
+  // order on every device. NotFound if the conversation does not exist.
+  virtual absl::StatusOr<AppendResult> Append(const AppendRequest& req) = 0;
+
+  // Reads up to `limit` entries of a device's queue with delivery_id >
+  // after_delivery_id, in order.
+  virtual absl::StatusOr<std::vector<QueueEntry>> ReadQueue(
+      const std::string& account_id, uint32_t device_id,
+      uint64_t after_delivery_id, size_t limit) = 0;
+  // The highest delivery id ever assigned to the device (0 if none).
+  virtual absl::StatusOr<uint64_t> LastDeliveryId(const std::string& account_id,
+                                                  uint32_t device_id) = 0;
+  // Deletes the given entries of the device's queue; returns how many
+  // existed. Unknown ids are ignored.
+  virtual absl::StatusOr<size_t> Ack(const std::string& account_id,
+                                     uint32_t device_id,
+                                     const std::vector<uint64_t>& delivery_ids) = 0;
+
+  // Readable history, newest first: entries with seq < before_seq (0: from
+  // the newest), at most `limit`.
+  virtual absl::StatusOr<std::vector<HistoryEntry>> ReadHistory(
+      const std::string& conversation_id, uint64_t before_seq, size_t limit) = 0;
+
+  // Deletes history entries older than the cutoff; returns how many.
+  virtual absl::StatusOr<size_t> PurgeHistoryBefore(int64_t cutoff_ms) = 0;
+};
+
+// All stores of one backend, opened together.
+class Storage {
+ public:
+  virtual ~Storage() = default;
+  virtual AccountStore& accounts() = 0;
+  virtual ConversationStore& conversations() = 0;
+  virtual MessageStore& messages() = 0;
+  // Flushes buffered writes to durable storage (used at shutdown).
+  virtual absl::Status Flush() = 0;
+};
+
+}  // namespace parley::storage
+
+#endif  // PARLEY_STORAGE_STORAGE_H_
