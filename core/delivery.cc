@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/delivery.h"
+
+namespace parley::core {
+
+void DeliveryHub::Register(const DeviceKey& device, std::shared_ptr<Subscriber> sub) {
+  std::shared_ptr<Subscriber> old;
+  absl::Status refuse;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) {
+      refuse = closed_status_;
+    } else {
+      auto& slot = subs_[device];
+      old = std::move(slot);
+      slot = sub;
+    }
+  }
+  if (!refuse.ok()) {
+    sub->Close(refuse);
+    return;
+  }
+  if (old) old->Close(absl::AbortedError("replaced by a newer Receive stream for this device"));
+}
+
+void DeliveryHub::Unregister(const DeviceKey& device, const Subscriber* sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = subs_.find(device);
+  if (it != subs_.end() && it->second.get() == sub) subs_.erase(it);
+}
+
+void DeliveryHub::Notify(const std::vector<storage::QueueTarget>& targets) {
+  std::vector<std::shared_ptr<Subscriber>> wake;
+  wake.reserve(targets.size());
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& t : targets) {
+      auto it = subs_.find(DeviceKey(t.account_id, t.device_id));
+      if (it != subs_.end()) wake.push_back(it->second);
+    }
+  }
+  for (auto& s : wake) s->Notify();
+}
+
+void DeliveryHub::Close(const DeviceKey& device, const absl::Status& status) {
+  std::shared_ptr<Subscriber> sub;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = subs_.find(device);
+    if (it == subs_.end()) return;
+    sub = std::move(it->second);
+    subs_.erase(it);
+  }
+  sub->Close(status);
+}
+
+void DeliveryHub::CloseAll(const absl::Status& status) {
+  absl::flat_hash_map<DeviceKey, std::shared_ptr<Subscriber>> subs;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    closed_status_ = status;
+    subs.swap(subs_);
+  }
+  for (auto& [k, s] : subs) s->Close(status);
+}
+
+size_t DeliveryHub::size() const {
+  absl::MutexLock lock(&mu_);
+  return subs_.size();
+}
+
+}  // namespace parley::core

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "core/grpc_services.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace parley::core {
+namespace {
+
+// Entries read from storage per refill of a Receive stream's buffer. This
+// bounds a stream's memory: the rest of the backlog stays on disk.
+constexpr size_t kReceiveBatch = 64;
+
+absl::StatusOr<Caller> Auth(ParleyService* s, grpc::CallbackServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  absl::string_view header;
+  if (it != md.end()) header = absl::string_view(it->second.data(), it->second.size());
+  return s->Authenticate(header);
+}
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* r = ctx->DefaultReactor();
+  r->Finish(ToGrpc(s));
+  return r;
+}
+
+// Runs `fn(caller)` after authentication; `fn` returns StatusOr<Response>.
+template <typename Resp, typename Fn>
+grpc::ServerUnaryReactor* Authed(ParleyService* s, grpc::CallbackServerContext* ctx, Resp* out, Fn fn) {
+  auto caller = Auth(s, ctx);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  auto r = fn(*caller);
+  if (!r.ok()) return Done(ctx, r.status());
+  *out = std::move(*r);
+  return Done(ctx, absl::OkStatus());
+}
+
+template <typename Resp, typename Fn>
+grpc::ServerUnaryReactor* AuthedStatus(ParleyService* s, grpc::CallbackServerContext* ctx, Fn fn) {
+  auto caller = Auth(s, ctx);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  return Done(ctx, fn(*caller));
+}
+
+template <typename Resp, typename Fn>
+grpc::ServerUnaryReactor* Unauthed(grpc::CallbackServerContext* ctx, Resp* out, Fn fn) {
+  auto r = fn();
+  if (!r.ok()) return Done(ctx, r.status());
+  *out = std::move(*r);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* ctx, absl::string_view what) {
+  return Done(ctx, absl::UnimplementedError(absl::StrCat(what, " is not built yet")));
+}
+
+// One Receive stream. Owned by gRPC until OnDone and by shared_ptrs held by
+// the hub and by itself (self_) until then; deleted when the last goes.
+//
+// Decisions are made under mu_; gRPC operations (StartWrite, Finish) are
+// started after mu_ is released because their reactions may run inline.
+// At most one write is in flight; Finish waits for it.
+class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
+                             public Subscriber,
+                             public std::enable_shared_from_this<ReceiveReactor> {
+ public:
+  ReceiveReactor(ParleyService* s, DeliveryHub* hub, Caller caller)
+      : s_(s), hub_(hub), caller_(std::move(caller)) {}
+
+  void Start(uint64_t backlog_end) {
+    {
+      absl::MutexLock lock(&mu_);
+      self_ = shared_from_this();
+      backlog_end_ = backlog_end;
+    }
+    hub_->Register({caller_.account_id, caller_.device_id}, shared_from_this());
+    Pump();
+  }
+
+  void Notify() override {
+    {
+      absl::MutexLock lock(&mu_);
+      dirty_ = true;
+    }
+    Pump();
+  }
+
+  void Close(const absl::Status& status) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finish_status_.has_value()) finish_status_ = status;
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok && !finish_status_.has_value()) {
+        finish_status_ = absl::CancelledError("stream broken");
+      }
+    }
+    Pump();
+  }
+
+  void OnCancel() override { Close(absl::CancelledError("cancelled by client")); }
+
+  void OnDone() override {
+    hub_->Unregister({caller_.account_id, caller_.device_id}, this);
+    std::shared_ptr<ReceiveReactor> self;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      self = std::move(self_);
+    }
+    // `self` may hold the last reference: `this` may be gone after return.
+  }
+
+ private:
+  enum class Action { kNone, kWrite, kFinish };
+
+  // Writes the next item if no write is in flight, refilling the buffer from
+  // storage when it is empty; or finishes the stream once nothing is in
+  // flight and a finish was requested.
+  void Pump() {
+    Action action = Action::kNone;
+    absl::Status finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_ || done_) return;
+      if (finish_status_.has_value()) {
+        finished_ = true;
+        finish = *finish_status_;
+        action = Action::kFinish;
+      } else {
+        action = NextWriteLocked(&finish);
+        if (action == Action::kWrite) writing_ = true;
+        if (action == Action::kFinish) finished_ = true;
+      }
+    }
+    if (action == Action::kWrite) StartWrite(&current_);
+    if (action == Action::kFinish) Finish(ToGrpc(finish));
+  }
+
+  Action NextWriteLocked(absl::Status* error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (buffer_.empty() && (dirty_ || first_)) {
+      dirty_ = false;
+      first_ = false;
+      auto batch = s_->ReadQueue(caller_, cursor_, kReceiveBatch);
+      if (!batch.ok()) {
+        *error = batch.status();
+        return Action::kFinish;
+      }
+      for (auto& e : *batch) {
+        v1::ReceiveResponse r;
+        *r.mutable_envelope() = std::move(e);
+        buffer_.push_back(std::move(r));
+      }
+      if (batch->size() == kReceiveBatch) dirty_ = true;  // more on disk
+    }
+    if (!buffer_.empty()) {
+      current_ = std::move(buffer_.front());
+      buffer_.pop_front();
+      cursor_ = current_.envelope().delivery_id();
+      return Action::kWrite;
+    }
+    if (!drained_sent_ && cursor_ >= backlog_end_) {
+      drained_sent_ = true;
+      current_.Clear();
+      current_.mutable_backlog_drained()->set_last_delivery_id(cursor_);
+      return Action::kWrite;
+    }
+    return Action::kNone;
+  }
+
+  ParleyService* const s_;
+  DeliveryHub* const hub_;
+  const Caller caller_;
+  absl::Mutex mu_;
+  std::shared_ptr<ReceiveReactor> self_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::ReceiveResponse> buffer_ ABSL_GUARDED_BY(mu_);
+  // Written only while writing_ is false (under mu_), read by gRPC while a
+  // write is in flight.
+  v1::ReceiveResponse current_;
+  std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t backlog_end_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool first_ ABSL_GUARDED_BY(mu_) = true;
+  bool drained_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Finishes a stream that could not start (bad auth).
+class FailedStream final : public grpc::ServerWriteReactor<v1::ReceiveResponse> {
+ public:
+  explicit FailedStream(const absl::Status& s) { Finish(ToGrpc(s)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+// ---------------------------------------------------------------- accounts
+
+grpc::ServerUnaryReactor* AccountGrpc::CreateAccount(grpc::CallbackServerContext* ctx,
+                                                     const v1::CreateAccountRequest* req,
+                                                     v1::CreateAccountResponse* resp) {
+  return Unauthed(ctx, resp, [&] { return s_->CreateAccount(*req); });
+}
+grpc::ServerUnaryReactor* AccountGrpc::GetAccount(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetAccountRequest* req,
+                                                  v1::GetAccountResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->GetAccount(c, *req); });
+}
+grpc::ServerUnaryReactor* AccountGrpc::CreateDeviceLink(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateDeviceLinkRequest*,
+                                                        v1::CreateDeviceLinkResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->CreateDeviceLink(c); });
+}
+grpc::ServerUnaryReactor* AccountGrpc::LinkDevice(grpc::CallbackServerContext* ctx,
+                                                  const v1::LinkDeviceRequest* req,
+                                                  v1::LinkDeviceResponse* resp) {
+  return Unauthed(ctx, resp, [&] { return s_->LinkDevice(*req); });
+}
+grpc::ServerUnaryReactor* AccountGrpc::ListDevices(grpc::CallbackServerContext* ctx,
+                                                   const v1::ListDevicesRequest*,
+                                                   v1::ListDevicesResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->ListDevices(c); });
+}
+grpc::ServerUnaryReactor* AccountGrpc::RemoveDevice(grpc::CallbackServerContext* ctx,
+                                                    const v1::RemoveDeviceRequest* req,
+                                                    v1::RemoveDeviceResponse*) {
+  return AuthedStatus<v1::RemoveDeviceResponse>(
+      s_, ctx, [&](const Caller& c) { return s_->RemoveDevice(c, *req); });
+}
+
+// ----------------------------------------------------------- conversations
+
+grpc::ServerUnaryReactor* ConversationGrpc::CreateDirect(grpc::CallbackServerContext* ctx,
+                                                         const v1::CreateDirectRequest* req,
+                                                         v1::CreateDirectResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->CreateDirect(c, *req); });
+}
+grpc::ServerUnaryReactor* ConversationGrpc::CreateGroup(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateGroupRequest* req,
+                                                        v1::CreateGroupResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->CreateGroup(c, *req); });
+}
+grpc::ServerUnaryReactor* ConversationGrpc::GetConversation(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetConversationRequest* req,
+                                                            v1::GetConversationResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->GetConversation(c, *req); });
+}
+grpc::ServerUnaryReactor* ConversationGrpc::ListConversations(grpc::CallbackServerContext* ctx,
+                                                              const v1::ListConversationsRequest*,
+                                                              v1::ListConversationsResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->ListConversations(c); });
+}
+grpc::ServerUnaryReactor* ConversationGrpc::AddMembers(grpc::CallbackServerContext* ctx,
+                                                       const v1::AddMembersRequest* req,
+                                                       v1::AddMembersResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->AddMembers(c, *req); });
+}
+grpc::ServerUnaryReactor* ConversationGrpc::RemoveMember(grpc::CallbackServerContext* ctx,
+                                                         const v1::RemoveMemberRequest* req,
+                                                         v1::RemoveMemberResponse*) {
+  return AuthedStatus<v1::RemoveMemberResponse>(
+      s_, ctx, [&](const Caller& c) { return s_->RemoveMember(c, *req); });
+}
+grpc::ServerUnaryReactor* ConversationGrpc::RequestSecurityChange(
+    grpc::CallbackServerContext* ctx, const v1::RequestSecurityChangeRequest*,
+    v1::RequestSecurityChangeResponse*) {
+  auto caller = Auth(s_, ctx);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  return Unimplemented(ctx, "RequestSecurityChange (policy engine)");
+}
+
+// --------------------------------------------------------------- messaging
+
+grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
+                                              v1::SendResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->Send(c, *req); });
+}
+
+grpc::ServerWriteReactor<v1::ReceiveResponse>* MessagingGrpc::Receive(grpc::CallbackServerContext* ctx,
+                                                                      const v1::ReceiveRequest*) {
+  auto caller = Auth(s_, ctx);
+  if (!caller.ok()) return new FailedStream(caller.status());
+  auto backlog_end = s_->LastDeliveryId(*caller);
+  if (!backlog_end.ok()) return new FailedStream(backlog_end.status());
+  s_->Touch(*caller);
+  auto reactor = std::make_shared<ReceiveReactor>(s_, hub_, *caller);
+  reactor->Start(*backlog_end);
+  return reactor.get();
+}
+
+grpc::ServerUnaryReactor* MessagingGrpc::Ack(grpc::CallbackServerContext* ctx, const v1::AckRequest* req,
+                                             v1::AckResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->Ack(c, *req); });
+}
+grpc::ServerUnaryReactor* MessagingGrpc::GetHistory(grpc::CallbackServerContext* ctx,
+                                                    const v1::GetHistoryRequest* req,
+                                                    v1::GetHistoryResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->GetHistory(c, *req); });
+}
+grpc::ServerUnaryReactor* MessagingGrpc::ReportMessage(grpc::CallbackServerContext* ctx,
+                                                       const v1::ReportMessageRequest*,
+                                                       v1::ReportMessageResponse*) {
+  auto caller = Auth(s_, ctx);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  return Unimplemented(ctx, "ReportMessage (safety and compliance)");
+}
+
+// -------------------------------------------------------------------- keys
+
+grpc::ServerUnaryReactor* KeyGrpc::UploadKeys(grpc::CallbackServerContext* ctx, const v1::UploadKeysRequest*,
+                                              v1::UploadKeysResponse*) {
+  return Unimplemented(ctx, "KeyService.UploadKeys (end-to-end encryption)");
+}
+grpc::ServerUnaryReactor* KeyGrpc::GetPreKeyCount(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetPreKeyCountRequest*,
+                                                  v1::GetPreKeyCountResponse*) {
+  return Unimplemented(ctx, "KeyService.GetPreKeyCount (end-to-end encryption)");
+}
+grpc::ServerUnaryReactor* KeyGrpc::FetchBundles(grpc::CallbackServerContext* ctx,
+                                                const v1::FetchBundlesRequest*, v1::FetchBundlesResponse*) {
+  return Unimplemented(ctx, "KeyService.FetchBundles (end-to-end encryption)");
+}
+
+}  // namespace parley::core

@@ -1,0 +1,98 @@
+// gRPC adapters: the only place where grpc::Status appears in core.
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Each adapter authenticates the call from its metadata, calls ParleyService, and
+// converts absl::Status to grpc::Status. All use gRPC's callback API: unary
+// calls complete inline; Receive is a write reactor woken by the
+// DeliveryHub, so idle streams hold no thread.
+#ifndef PARLEY_CORE_GRPC_SERVICES_H_
+#define PARLEY_CORE_GRPC_SERVICES_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "core/delivery.h"
+#include "core/service.h"
+#include "parley/v1/parley.grpc.pb.h"
+
+namespace parley::core {
+
+grpc::Status ToGrpc(const absl::Status& s);
+
+class AccountGrpc final : public v1::AccountService::CallbackService {
+ public:
+  explicit AccountGrpc(ParleyService* s) : s_(s) {}
+  grpc::ServerUnaryReactor* CreateAccount(grpc::CallbackServerContext*, const v1::CreateAccountRequest*,
+                                          v1::CreateAccountResponse*) override;
+  grpc::ServerUnaryReactor* GetAccount(grpc::CallbackServerContext*, const v1::GetAccountRequest*,
+                                       v1::GetAccountResponse*) override;
+  grpc::ServerUnaryReactor* CreateDeviceLink(grpc::CallbackServerContext*, const v1::CreateDeviceLinkRequest*,
+                                             v1::CreateDeviceLinkResponse*) override;
+  grpc::ServerUnaryReactor* LinkDevice(grpc::CallbackServerContext*, const v1::LinkDeviceRequest*,
+                                       v1::LinkDeviceResponse*) override;
+  grpc::ServerUnaryReactor* ListDevices(grpc::CallbackServerContext*, const v1::ListDevicesRequest*,
+                                        v1::ListDevicesResponse*) override;
+  grpc::ServerUnaryReactor* RemoveDevice(grpc::CallbackServerContext*, const v1::RemoveDeviceRequest*,
+                                         v1::RemoveDeviceResponse*) override;
+
+ private:
+  ParleyService* s_;
+};
+
+class ConversationGrpc final : public v1::ConversationService::CallbackService {
+ public:
+  explicit ConversationGrpc(ParleyService* s) : s_(s) {}
+  grpc::ServerUnaryReactor* CreateDirect(grpc::CallbackServerContext*, const v1::CreateDirectRequest*,
+                                         v1::CreateDirectResponse*) override;
+  grpc::ServerUnaryReactor* CreateGroup(grpc::CallbackServerContext*, const v1::CreateGroupRequest*,
+                                        v1::CreateGroupResponse*) override;
+  grpc::ServerUnaryReactor* GetConversation(grpc::CallbackServerContext*, const v1::GetConversationRequest*,
+                                            v1::GetConversationResponse*) override;
+  grpc::ServerUnaryReactor* ListConversations(grpc::CallbackServerContext*,
+                                              const v1::ListConversationsRequest*,
+                                              v1::ListConversationsResponse*) override;
+  grpc::ServerUnaryReactor* AddMembers(grpc::CallbackServerContext*, const v1::AddMembersRequest*,
+                                       v1::AddMembersResponse*) override;
+  grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext*, const v1::RemoveMemberRequest*,
+                                         v1::RemoveMemberResponse*) override;
+  grpc::ServerUnaryReactor* RequestSecurityChange(grpc::CallbackServerContext*,
+                                                  const v1::RequestSecurityChangeRequest*,
+                                                  v1::RequestSecurityChangeResponse*) override;
+
+ private:
+  ParleyService* s_;
+};
+
+class MessagingGrpc final : public v1::MessagingService::CallbackService {
+ public:
+  MessagingGrpc(ParleyService* s, DeliveryHub* hub) : s_(s), hub_(hub) {}
+  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext*, const v1::SendRequest*,
+                                 v1::SendResponse*) override;
+  grpc::ServerWriteReactor<v1::ReceiveResponse>* Receive(grpc::CallbackServerContext*,
+                                                         const v1::ReceiveRequest*) override;
+  grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext*, const v1::AckRequest*,
+                                v1::AckResponse*) override;
+  grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext*, const v1::GetHistoryRequest*,
+                                       v1::GetHistoryResponse*) override;
+  grpc::ServerUnaryReactor* ReportMessage(grpc::CallbackServerContext*, const v1::ReportMessageRequest*,
+                                          v1::ReportMessageResponse*) override;
+
+ private:
+  ParleyService* s_;
+  DeliveryHub* hub_;
+};
+
+// Reserved for the E2EE work: every RPC returns UNIMPLEMENTED.
+class KeyGrpc final : public v1::KeyService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* UploadKeys(grpc::CallbackServerContext*, const v1::UploadKeysRequest*,
+                                       v1::UploadKeysResponse*) override;
+  grpc::ServerUnaryReactor* GetPreKeyCount(grpc::CallbackServerContext*, const v1::GetPreKeyCountRequest*,
+                                           v1::GetPreKeyCountResponse*) override;
+  grpc::ServerUnaryReactor* FetchBundles(grpc::CallbackServerContext*, const v1::FetchBundlesRequest*,
+                                         v1::FetchBundlesResponse*) override;
+};
+
+}  // namespace parley::core
+
+#endif  // PARLEY_CORE_GRPC_SERVICES_H_

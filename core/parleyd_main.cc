@@ -1,0 +1,143 @@
+// parleyd: the Parley server.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "core/server.h"
+#include "core/tls.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+#include "yaml-cpp/yaml.h"
+
+namespace {
+
+// Applies a YAML config file; keys are the long flag names with '-' or '_'.
+// Flags given on the command line win over the file.
+absl::Status ApplyConfig(const std::string& path, CLI::App& app) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ":", e.mark.line + 1, ": ", e.msg));
+  }
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(path, ": expected a mapping of settings"));
+  for (const auto& kv : root) {
+    std::string key = kv.first.as<std::string>();
+    std::string flag = key;
+    for (char& c : flag) if (c == '_') c = '-';
+    CLI::Option* opt = nullptr;
+    try {
+      opt = app.get_option("--" + flag);
+    } catch (const CLI::Error&) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", kv.first.Mark().line + 1, ": unknown setting \"", key, "\""));
+    }
+    if (flag == "config") {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", kv.first.Mark().line + 1, ": config cannot nest"));
+    }
+    if (opt->count() > 0) continue;  // command line wins
+    if (!kv.second.IsScalar()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", kv.second.Mark().line + 1, ": ", key, ": expected a single value"));
+    }
+    try {
+      std::string v = kv.second.as<std::string>();
+      if (opt->get_type_size() == 0) {  // a flag
+        if (v == "true") opt->add_result("true");
+        else if (v != "false")
+          return absl::InvalidArgumentError(
+              absl::StrCat(path, ":", kv.second.Mark().line + 1, ": ", key, ": expected true or false"));
+      } else {
+        opt->add_result(v);
+      }
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", kv.second.Mark().line + 1, ": ", key, ": ", e.what()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  parley::core::ServerOptions o;
+  std::string config, log_level = "info", port_file;
+  CLI::App app{"parleyd: the Parley messaging server"};
+  app.add_option("--config", config, "YAML config file (keys = flag names)")->check(CLI::ExistingFile);
+  app.add_option("--data-dir", o.data_dir, "data directory (RocksDB, TLS material)")->capture_default_str();
+  app.add_option("--listen", o.listen, "host:port to serve on (port 0: pick a free port)")->capture_default_str();
+  app.add_flag("--insecure", o.insecure, "plaintext gRPC (loopback addresses only)");
+  app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate chain (default: generate a local CA)");
+  app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert");
+  app.add_flag("--sync", o.sync, "fsync every acknowledged write (power-loss durability, group commit)");
+  app.add_option("--history-retention-days", o.history_retention_days, "days of readable history kept")
+      ->capture_default_str()->check(CLI::Range(1, 36500));
+  app.add_option("--max-body-bytes", o.limits.max_body_bytes, "largest message content")
+      ->capture_default_str()->check(CLI::Range(1, 4 << 20));
+  app.add_option("--max-group-members", o.limits.max_group_members, "largest group")
+      ->capture_default_str()->check(CLI::Range(2, 100000));
+  app.add_option("--max-devices", o.limits.max_devices_per_account, "devices per account")
+      ->capture_default_str()->check(CLI::Range(1, 1000));
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--port-file", port_file, "write the bound port to this file once serving");
+  try {
+    app.parse(argc, argv);
+    if (!config.empty()) {
+      absl::Status s = ApplyConfig(config, app);
+      if (!s.ok()) {
+        std::cerr << "parleyd: " << s.message() << "\n";
+        return 2;
+      }
+    }
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  auto logger = spdlog::stderr_logger_mt("parleyd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  // Block the signals in every thread; one thread waits for them.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  auto server = parley::core::Server::Start(o);
+  if (!server.ok()) {
+    std::cerr << "parleyd: " << server.status().message() << "\n";
+    return 1;
+  }
+  std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  std::cout << "parleyd listening on " << host << ":" << (*server)->port()
+            << (o.insecure ? " (plaintext, loopback only)" : " (TLS)") << "\n";
+  if (!(*server)->ca_cert_path().empty()) {
+    std::cout << "CA certificate for clients: " << (*server)->ca_cert_path() << "\n";
+  }
+  std::cout.flush();
+  if (!port_file.empty()) {
+    absl::Status s = parley::core::WriteFileAtomic(port_file, std::to_string((*server)->port()) + "\n", 0644);
+    if (!s.ok()) {
+      std::cerr << "parleyd: " << s.message() << "\n";
+      (*server)->Shutdown();
+      return 1;
+    }
+  }
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("event=signal signal={}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  (*server)->Shutdown();
+  return 0;
+}

@@ -1,0 +1,123 @@
+// The Parley domain service: accounts, devices, conversations and messaging.
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Transport-agnostic: takes and returns parley.v1 messages and absl::Status;
+// the gRPC adapters (grpc_services.h) authenticate, call these methods and
+// convert statuses. Every error names the field or object it concerns.
+//
+// Thread-safe: all methods may be called concurrently. The ParleyService does not
+// own its storage, hub or clock; they must outlive it.
+#ifndef PARLEY_CORE_SERVICE_H_
+#define PARLEY_CORE_SERVICE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/delivery.h"
+#include "core/server.h"
+#include "parley/v1/parley.pb.h"
+#include "storage/storage.h"
+
+namespace parley::core {
+
+// The authenticated device making a call.
+struct Caller {
+  std::string account_id;
+  uint32_t device_id = 0;
+};
+
+// Decides the security state of a conversation being created. The policy
+// engine plugs in here; the default (TransportOnlyDecider) puts every
+// conversation in transport mode.
+using SecurityDecider = std::function<storage::SecurityStateRecord(
+    const storage::ConversationRecord& conversation,
+    const std::vector<storage::AccountRecord>& members, int64_t now_ms)>;
+storage::SecurityStateRecord TransportOnlyDecider(
+    const storage::ConversationRecord&, const std::vector<storage::AccountRecord>&,
+    int64_t now_ms);
+
+void ToProto(const storage::SecurityStateRecord& r, v1::SecurityState* out);
+
+class ParleyService {
+ public:
+  struct Deps {
+    storage::Storage* storage = nullptr;
+    DeliveryHub* hub = nullptr;
+    std::function<int64_t()> now_ms;  // Unix epoch milliseconds
+    SecurityDecider decide_security = TransportOnlyDecider;
+    Limits limits;
+    int64_t history_retention_days = 90;
+  };
+  explicit ParleyService(Deps deps);
+
+  // Resolves a bearer token ("Bearer <hex>" header value) to its device.
+  absl::StatusOr<Caller> Authenticate(absl::string_view authorization) const;
+
+  // Accounts and devices.
+  absl::StatusOr<v1::CreateAccountResponse> CreateAccount(const v1::CreateAccountRequest& req);
+  absl::StatusOr<v1::GetAccountResponse> GetAccount(const Caller& c, const v1::GetAccountRequest& req);
+  absl::StatusOr<v1::CreateDeviceLinkResponse> CreateDeviceLink(const Caller& c);
+  absl::StatusOr<v1::LinkDeviceResponse> LinkDevice(const v1::LinkDeviceRequest& req);
+  absl::StatusOr<v1::ListDevicesResponse> ListDevices(const Caller& c);
+  absl::Status RemoveDevice(const Caller& c, const v1::RemoveDeviceRequest& req);
+
+  // Conversations.
+  absl::StatusOr<v1::CreateDirectResponse> CreateDirect(const Caller& c, const v1::CreateDirectRequest& req);
+  absl::StatusOr<v1::CreateGroupResponse> CreateGroup(const Caller& c, const v1::CreateGroupRequest& req);
+  absl::StatusOr<v1::GetConversationResponse> GetConversation(const Caller& c, const v1::GetConversationRequest& req);
+  absl::StatusOr<v1::ListConversationsResponse> ListConversations(const Caller& c);
+  absl::StatusOr<v1::AddMembersResponse> AddMembers(const Caller& c, const v1::AddMembersRequest& req);
+  absl::Status RemoveMember(const Caller& c, const v1::RemoveMemberRequest& req);
+
+  // Messaging. Send notifies the hub for every target device.
+  absl::StatusOr<v1::SendResponse> Send(const Caller& c, const v1::SendRequest& req);
+  absl::StatusOr<v1::AckResponse> Ack(const Caller& c, const v1::AckRequest& req);
+  absl::StatusOr<v1::GetHistoryResponse> GetHistory(const Caller& c, const v1::GetHistoryRequest& req);
+
+  // Queue reads for Receive streams: envelopes after `after_delivery_id`.
+  absl::StatusOr<std::vector<v1::Envelope>> ReadQueue(const Caller& c, uint64_t after_delivery_id,
+                                                      size_t limit);
+  absl::StatusOr<uint64_t> LastDeliveryId(const Caller& c);
+  // Records that the device connected (last seen).
+  void Touch(const Caller& c);
+
+  storage::Storage& storage() { return *d_.storage; }
+
+ private:
+  int64_t Now() const { return d_.now_ms(); }
+  absl::StatusOr<v1::Conversation> ConversationToProto(const storage::ConversationRecord& r);
+  absl::StatusOr<storage::ConversationRecord> LoadMemberConversation(const Caller& c,
+                                                                     const std::string& id,
+                                                                     absl::string_view field);
+  // All devices of every member, except `exclude` (the sending device).
+  absl::StatusOr<std::vector<storage::QueueTarget>> Targets(const storage::ConversationRecord& conv,
+                                                            const Caller* exclude);
+  absl::StatusOr<std::vector<uint32_t>> DeviceIds(const std::string& account_id);
+  void InvalidateDevices(const std::string& account_id);
+  // Appends a server event (membership/security) to the conversation and
+  // wakes the receivers.
+  absl::Status AppendEvent(const storage::ConversationRecord& conv, const Caller* by,
+                           const std::function<void(v1::Message*)>& fill,
+                           const std::vector<storage::QueueTarget>& extra_targets = {});
+  absl::Mutex* ConversationLock(const std::string& conversation_id);
+
+  Deps d_;
+  // Device ids per account (cache of storage; parleyd is the only writer).
+  absl::Mutex devices_mu_;
+  absl::flat_hash_map<std::string, std::vector<uint32_t>> devices_ ABSL_GUARDED_BY(devices_mu_);
+  // Serializes membership changes per conversation (striped).
+  static constexpr size_t kConversationLocks = 64;
+  absl::Mutex conversation_locks_[kConversationLocks];
+};
+
+}  // namespace parley::core
+
+#endif  // PARLEY_CORE_SERVICE_H_
