@@ -1,0 +1,1504 @@
+// RocksDB backend of the Parley storage interfaces (see storage.h for the
+// contract and rocksdb_storage.h for the options).
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Design
+// - One RocksDB instance with one column family per concern. Every mutating
+//   method builds one rocksdb::WriteBatch and applies it with one DB::Write
+//   (WAL always on, WriteOptions.sync = RocksDbOptions.sync), which gives the
+//   all-or-nothing contract.
+// - Read-check-write sequences are serialized by mutexes held across the
+//   Write, so no other writer can interleave between the check and the write:
+//     accounts_mu_   all account/device/link mutations (rare operations);
+//     create_conv_mu_ conversation id and direct-pair uniqueness;
+//     conversation stripes (by hash of conversation id): Append and
+//       UpdateConversation of one conversation; caches last_seq and epoch;
+//     device stripes (by hash of account id + device id): every write of a
+//       device's queue and delivery counter; caches the last delivery id.
+//   Lock order: accounts_mu_ -> create_conv_mu_ -> one conversation stripe ->
+//   device stripes in ascending index order. Append holds its conversation
+//   stripe and the stripes of all its target devices (and of the sender
+//   device, the idempotency scope) across the Write. Hence delivery ids of a
+//   device become visible in increasing order (a reader that follows a
+//   cursor never skips an entry), while appends with disjoint lock sets run
+//   concurrently and share fsyncs through RocksDB group commit.
+// - Caches are filled lazily from disk and updated only after a successful
+//   Write, so a failed write leaves them consistent with the database.
+// - Appends to devices that no longer exist (their delivery counter key is
+//   absent, see below) create no queue entry.
+
+#include "storage/rocksdb_storage.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "storage/records.pb.h"
+
+// Local status helpers (Abseil 20220623 has no status macros).
+#define PARLEY_STORAGE_CONCAT_INNER(a, b) a##b
+#define PARLEY_STORAGE_CONCAT(a, b) PARLEY_STORAGE_CONCAT_INNER(a, b)
+#define PARLEY_STORAGE_RETURN_IF_ERROR(expr)        \
+  do {                                              \
+    if (absl::Status _st = (expr); !_st.ok()) {     \
+      return _st;                                   \
+    }                                               \
+  } while (0)
+#define PARLEY_STORAGE_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                                         \
+  if (!tmp.ok()) return tmp.status();                        \
+  lhs = std::move(*tmp)
+#define PARLEY_STORAGE_ASSIGN_OR_RETURN(lhs, expr) \
+  PARLEY_STORAGE_ASSIGN_OR_RETURN_IMPL(            \
+      PARLEY_STORAGE_CONCAT(_statusor_, __LINE__), lhs, expr)
+
+namespace parley::storage {
+namespace {
+
+namespace pb = ::parley::storage::internal;
+
+// ===================================================================
+// On-disk key formats: DO NOT CHANGE
+// ===================================================================
+// Notation: "x" is a literal byte, + is concatenation, BE32/BE64 are
+// fixed-width big-endian unsigned integers (so byte order == numeric order),
+// TIME is BE64(uint64(int64 ms) XOR 2^63) (so byte order == signed order).
+// Identifiers (account ids, conversation ids) are non-empty and never contain
+// the byte 0x00, which is therefore used as separator; a component that ends a
+// key (username, hashes, client message id) may contain any byte. Values
+// marked pb.X are serialized parley.storage.internal.X (records.proto).
+//
+// column family "meta"
+//   "format_version"                           -> BE32 (currently 1)
+// column family "accounts"
+//   "A" + account_id                           -> pb.Account
+//   "U" + username                             -> account_id (raw bytes)
+//   "D" + account_id + 0x00 + BE32(device_id)  -> pb.Device
+//   "N" + account_id                           -> BE32 highest device id ever
+//                                                 assigned (ids never reused)
+//   "T" + token_hash                           -> pb.DeviceRef
+//   "L" + code_hash                            -> pb.DeviceLink
+// column family "conversations"
+//   conversation_id + 0x00 + "r"               -> pb.Conversation
+//   conversation_id + 0x00 + "s"               -> BE64 last_seq
+// column family "conv_index"
+//   "P" + min(a, b) + 0x00 + max(a, b)         -> conversation_id (direct pair)
+//   "M" + account_id + 0x00 + conversation_id  -> "" (membership)
+// column family "queues"
+//   "Q" + account_id + 0x00 + BE32(device_id) + BE64(delivery_id)
+//                                              -> pb.QueueValue
+//   "C" + account_id + 0x00 + BE32(device_id)  -> BE64 highest delivery id
+//        ever assigned. Written when the device is created, in the same batch
+//        as every queue entry of the device, deleted with the device: its
+//        presence means "the device exists".
+// column family "history"
+//   "H" + conversation_id + 0x00 + BE64(seq)   -> pb.HistoryValue
+//   "T" + TIME(server_time_ms) + conversation_id + 0x00 + BE64(seq) -> ""
+//        (time index for PurgeHistoryBefore; written/deleted with "H" key)
+// column family "idempotency"
+//   account_id + 0x00 + BE32(device_id) + client_message_id
+//                                              -> pb.IdempotencyValue
+// ===================================================================
+
+constexpr uint32_t kFormatVersion = 1;
+constexpr char kFormatVersionKey[] = "format_version";
+
+enum Cf : size_t {
+  kDefaultCf = 0,
+  kMetaCf,
+  kAccountsCf,
+  kConversationsCf,
+  kConvIndexCf,
+  kQueuesCf,
+  kHistoryCf,
+  kIdempotencyCf,
+  kNumCfs,
+};
+constexpr const char* kCfNames[kNumCfs] = {
+    "default", "meta",   "accounts", "conversations", "conv_index",
+    "queues",  "history", "idempotency"};
+
+constexpr size_t kConvStripes = 1024;
+constexpr size_t kDeviceStripes = 4096;
+// Cache bound per stripe (about 1M conversations and 1M devices in total).
+// The caches are only an optimization: the database is authoritative and all
+// writers hold the stripe lock, so a stripe's cache may be dropped any time.
+constexpr size_t kMaxCachedPerStripe = 1024;
+constexpr size_t kMaxCachedPerDeviceStripe = 256;
+constexpr size_t kPurgeBatchEntries = 10000;
+constexpr int kDirectKind = 1;  // parley.v1.CONVERSATION_KIND_DIRECT
+
+// ------------------------------------------------------------- encoding
+
+void PutBE32(std::string* out, uint32_t v) {
+  char b[4];
+  for (int i = 3; i >= 0; --i) {
+    b[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  out->append(b, 4);
+}
+
+void PutBE64(std::string* out, uint64_t v) {
+  char b[8];
+  for (int i = 7; i >= 0; --i) {
+    b[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  out->append(b, 8);
+}
+
+absl::string_view View(const rocksdb::Slice& s) {
+  return absl::string_view(s.data(), s.size());
+}
+
+uint64_t GetBE(absl::string_view s) {
+  uint64_t v = 0;
+  for (char c : s) v = (v << 8) | static_cast<unsigned char>(c);
+  return v;
+}
+
+std::string BE64(uint64_t v) {
+  std::string s;
+  PutBE64(&s, v);
+  return s;
+}
+
+uint64_t TimeKey(int64_t ms) {
+  return static_cast<uint64_t>(ms) ^ (uint64_t{1} << 63);
+}
+
+// Smallest key greater than every key starting with `prefix` ("" if none).
+std::string PrefixSuccessor(std::string prefix) {
+  while (!prefix.empty()) {
+    unsigned char last = static_cast<unsigned char>(prefix.back());
+    if (last != 0xff) {
+      prefix.back() = static_cast<char>(last + 1);
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return prefix;
+}
+
+std::string AccountKey(absl::string_view account_id) {
+  return absl::StrCat("A", account_id);
+}
+std::string UsernameKey(absl::string_view username) {
+  return absl::StrCat("U", username);
+}
+std::string DevicePrefix(absl::string_view account_id) {
+  return absl::StrCat("D", account_id, absl::string_view("\0", 1));
+}
+std::string DeviceKey(absl::string_view account_id, uint32_t device_id) {
+  std::string k = DevicePrefix(account_id);
+  PutBE32(&k, device_id);
+  return k;
+}
+std::string NextDeviceKey(absl::string_view account_id) {
+  return absl::StrCat("N", account_id);
+}
+std::string TokenKey(absl::string_view token_hash) {
+  return absl::StrCat("T", token_hash);
+}
+std::string LinkKey(absl::string_view code_hash) {
+  return absl::StrCat("L", code_hash);
+}
+std::string ConvRecordKey(absl::string_view id) {
+  return absl::StrCat(id, absl::string_view("\0r", 2));
+}
+std::string ConvSeqKey(absl::string_view id) {
+  return absl::StrCat(id, absl::string_view("\0s", 2));
+}
+std::string PairKey(absl::string_view a, absl::string_view b) {
+  if (b < a) std::swap(a, b);
+  return absl::StrCat("P", a, absl::string_view("\0", 1), b);
+}
+std::string MemberPrefix(absl::string_view account_id) {
+  return absl::StrCat("M", account_id, absl::string_view("\0", 1));
+}
+std::string MemberKey(absl::string_view account_id, absl::string_view conv_id) {
+  return absl::StrCat(MemberPrefix(account_id), conv_id);
+}
+// account_id + 0x00 + BE32(device_id): shared by queue, counter and
+// idempotency keys, and the key of the delivery counter cache.
+std::string DeviceScope(absl::string_view account_id, uint32_t device_id) {
+  std::string k = absl::StrCat(account_id, absl::string_view("\0", 1));
+  PutBE32(&k, device_id);
+  return k;
+}
+std::string QueuePrefix(absl::string_view scope) {
+  return absl::StrCat("Q", scope);
+}
+std::string QueueKey(absl::string_view scope, uint64_t delivery_id) {
+  std::string k = QueuePrefix(scope);
+  PutBE64(&k, delivery_id);
+  return k;
+}
+std::string CounterKey(absl::string_view scope) {
+  return absl::StrCat("C", scope);
+}
+std::string HistoryPrefix(absl::string_view conv_id) {
+  return absl::StrCat("H", conv_id, absl::string_view("\0", 1));
+}
+std::string HistoryKey(absl::string_view conv_id, uint64_t seq) {
+  std::string k = HistoryPrefix(conv_id);
+  PutBE64(&k, seq);
+  return k;
+}
+std::string HistoryTimeKey(int64_t server_time_ms, absl::string_view conv_id,
+                           uint64_t seq) {
+  std::string k = "T";
+  PutBE64(&k, TimeKey(server_time_ms));
+  absl::StrAppend(&k, conv_id, absl::string_view("\0", 1));
+  PutBE64(&k, seq);
+  return k;
+}
+std::string IdempotencyKey(absl::string_view scope,
+                           absl::string_view client_message_id) {
+  return absl::StrCat(scope, client_message_id);
+}
+
+// ------------------------------------------------------- record mapping
+
+void ToProto(const SecurityStateRecord& r, pb::SecurityState* p) {
+  p->set_mode(r.mode);
+  p->set_epoch(r.epoch);
+  p->set_policy_revision(r.policy_revision);
+  p->set_rule_id(r.rule_id);
+  p->set_reason(r.reason);
+  p->set_effective_at_ms(r.effective_at_ms);
+  p->set_e2ee_ever_enabled(r.e2ee_ever_enabled);
+  p->set_locked(r.locked);
+  p->set_pending_mode(r.pending_mode);
+  p->set_pending_effective_at_ms(r.pending_effective_at_ms);
+  p->set_pending_reason(r.pending_reason);
+  p->set_pending_rule_id(r.pending_rule_id);
+  p->set_pending_policy_revision(r.pending_policy_revision);
+}
+
+SecurityStateRecord FromProto(const pb::SecurityState& p) {
+  SecurityStateRecord r;
+  r.mode = p.mode();
+  r.epoch = p.epoch();
+  r.policy_revision = p.policy_revision();
+  r.rule_id = p.rule_id();
+  r.reason = p.reason();
+  r.effective_at_ms = p.effective_at_ms();
+  r.e2ee_ever_enabled = p.e2ee_ever_enabled();
+  r.locked = p.locked();
+  r.pending_mode = p.pending_mode();
+  r.pending_effective_at_ms = p.pending_effective_at_ms();
+  r.pending_reason = p.pending_reason();
+  r.pending_rule_id = p.pending_rule_id();
+  r.pending_policy_revision = p.pending_policy_revision();
+  return r;
+}
+
+std::string Encode(const AccountRecord& r) {
+  pb::Account p;
+  p.set_account_id(r.account_id);
+  p.set_username(r.username);
+  p.set_display_name(r.display_name);
+  p.set_kind(r.kind);
+  p.set_age_band(r.age_band);
+  p.set_region_code(r.region_code);
+  p.set_organization(r.organization);
+  p.set_created_at_ms(r.created_at_ms);
+  p.set_suspended(r.suspended);
+  return p.SerializeAsString();
+}
+
+AccountRecord FromProto(const pb::Account& p) {
+  AccountRecord r;
+  r.account_id = p.account_id();
+  r.username = p.username();
+  r.display_name = p.display_name();
+  r.kind = p.kind();
+  r.age_band = p.age_band();
+  r.region_code = p.region_code();
+  r.organization = p.organization();
+  r.created_at_ms = p.created_at_ms();
+  r.suspended = p.suspended();
+  return r;
+}
+
+std::string Encode(const DeviceRecord& r) {
+  pb::Device p;
+  p.set_account_id(r.account_id);
+  p.set_device_id(r.device_id);
+  p.set_name(r.name);
+  p.set_token_hash(r.token_hash);
+  p.set_created_at_ms(r.created_at_ms);
+  p.set_last_seen_at_ms(r.last_seen_at_ms);
+  p.set_registration_id(r.registration_id);
+  return p.SerializeAsString();
+}
+
+DeviceRecord FromProto(const pb::Device& p) {
+  DeviceRecord r;
+  r.account_id = p.account_id();
+  r.device_id = p.device_id();
+  r.name = p.name();
+  r.token_hash = p.token_hash();
+  r.created_at_ms = p.created_at_ms();
+  r.last_seen_at_ms = p.last_seen_at_ms();
+  r.registration_id = p.registration_id();
+  return r;
+}
+
+std::string Encode(const DeviceLinkRecord& r) {
+  pb::DeviceLink p;
+  p.set_code_hash(r.code_hash);
+  p.set_account_id(r.account_id);
+  p.set_expires_at_ms(r.expires_at_ms);
+  return p.SerializeAsString();
+}
+
+DeviceLinkRecord FromProto(const pb::DeviceLink& p) {
+  DeviceLinkRecord r;
+  r.code_hash = p.code_hash();
+  r.account_id = p.account_id();
+  r.expires_at_ms = p.expires_at_ms();
+  return r;
+}
+
+// last_seq is not part of the record (it has its own key).
+std::string Encode(const ConversationRecord& r) {
+  pb::Conversation p;
+  p.set_conversation_id(r.conversation_id);
+  p.set_kind(r.kind);
+  p.set_title(r.title);
+  for (const MemberRecord& m : r.members) {
+    pb::Member* pm = p.add_members();
+    pm->set_account_id(m.account_id);
+    pm->set_admin(m.admin);
+    pm->set_joined_at_ms(m.joined_at_ms);
+  }
+  ToProto(r.security, p.mutable_security());
+  p.set_created_at_ms(r.created_at_ms);
+  return p.SerializeAsString();
+}
+
+ConversationRecord FromProto(const pb::Conversation& p) {
+  ConversationRecord r;
+  r.conversation_id = p.conversation_id();
+  r.kind = p.kind();
+  r.title = p.title();
+  r.members.reserve(p.members_size());
+  for (const pb::Member& pm : p.members()) {
+    r.members.push_back(MemberRecord{.account_id = pm.account_id(),
+                                     .admin = pm.admin(),
+                                     .joined_at_ms = pm.joined_at_ms()});
+  }
+  r.security = FromProto(p.security());
+  r.created_at_ms = p.created_at_ms();
+  return r;
+}
+
+std::string EncodeDeviceRef(absl::string_view account_id, uint32_t device_id) {
+  pb::DeviceRef p;
+  p.set_account_id(std::string(account_id));
+  p.set_device_id(device_id);
+  return p.SerializeAsString();
+}
+
+std::string EncodeQueueValue(std::string payload) {
+  pb::QueueValue p;
+  p.set_payload(std::move(payload));
+  return p.SerializeAsString();
+}
+
+template <typename Proto>
+absl::StatusOr<Proto> Parse(absl::string_view bytes, absl::string_view what) {
+  Proto p;
+  if (!p.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(
+        absl::StrCat("storage: undecodable ", what, " record"));
+  }
+  return p;
+}
+
+absl::StatusOr<uint64_t> ParseFixed(absl::string_view bytes, size_t width,
+                                    absl::string_view what) {
+  if (bytes.size() != width) {
+    return absl::DataLossError(
+        absl::StrCat("storage: bad ", what, " value size ", bytes.size()));
+  }
+  return GetBE(bytes);
+}
+
+// ------------------------------------------------------------ validation
+
+absl::Status CheckId(absl::string_view what, absl::string_view id) {
+  if (id.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is empty"));
+  }
+  if (id.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " contains NUL"));
+  }
+  return absl::OkStatus();
+}
+
+// ----------------------------------------------------- status conversion
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view op) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("rocksdb ", op, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsNoSpace() ||
+      s.subcode() == rocksdb::Status::SubCode::kSpaceLimit) {
+    return absl::ResourceExhaustedError(msg);
+  }
+  if (s.IsMemoryLimit()) return absl::ResourceExhaustedError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() ||
+      s.IsShutdownInProgress() || s.IsIncomplete()) {
+    return absl::UnavailableError(msg);
+  }
+  if (s.IsAborted()) return absl::AbortedError(msg);
+  return absl::InternalError(msg);
+}
+
+// ------------------------------------------------------------ the store
+
+struct ConvState {
+  uint64_t last_seq = 0;
+  uint64_t epoch = 0;
+};
+
+struct ConvStripe {
+  absl::Mutex mu;
+  // conversation id -> state, for conversations whose state was loaded.
+  absl::flat_hash_map<std::string, ConvState> cache ABSL_GUARDED_BY(mu);
+};
+
+struct DeviceStripe {
+  absl::Mutex mu;
+  // DeviceScope -> highest delivery id, for existing devices only.
+  absl::flat_hash_map<std::string, uint64_t> last_delivery ABSL_GUARDED_BY(mu);
+};
+
+// Holds a set of device stripes, locked in ascending index order.
+class DeviceLocks {
+ public:
+  DeviceLocks(DeviceStripe* stripes, std::vector<size_t> indexes)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS : stripes_(stripes), indexes_(std::move(indexes)) {
+    std::sort(indexes_.begin(), indexes_.end());
+    indexes_.erase(std::unique(indexes_.begin(), indexes_.end()),
+                   indexes_.end());
+    for (size_t i : indexes_) stripes_[i].mu.Lock();
+  }
+  ~DeviceLocks() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (auto it = indexes_.rbegin(); it != indexes_.rend(); ++it) {
+      stripes_[*it].mu.Unlock();
+    }
+  }
+  DeviceLocks(const DeviceLocks&) = delete;
+  DeviceLocks& operator=(const DeviceLocks&) = delete;
+
+ private:
+  DeviceStripe* stripes_;
+  std::vector<size_t> indexes_;
+};
+
+class RocksDbStorage final : public Storage,
+                             public AccountStore,
+                             public ConversationStore,
+                             public MessageStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<Storage>> Open(
+      const RocksDbOptions& options);
+
+  ~RocksDbStorage() override;
+
+  AccountStore& accounts() override { return *this; }
+  ConversationStore& conversations() override { return *this; }
+  MessageStore& messages() override { return *this; }
+  absl::Status Flush() override;
+
+  // AccountStore
+  absl::StatusOr<DeviceRecord> CreateAccount(
+      const AccountRecord& account, const DeviceRecord& first_device) override;
+  absl::StatusOr<AccountRecord> GetAccount(
+      const std::string& account_id) override;
+  absl::StatusOr<AccountRecord> GetAccountByUsername(
+      const std::string& username) override;
+  absl::Status UpdateAccount(const AccountRecord& account) override;
+  absl::StatusOr<DeviceRecord> AddDevice(const DeviceRecord& device) override;
+  absl::StatusOr<DeviceRecord> GetDevice(const std::string& account_id,
+                                         uint32_t device_id) override;
+  absl::StatusOr<std::vector<DeviceRecord>> ListDevices(
+      const std::string& account_id) override;
+  absl::Status UpdateDevice(const DeviceRecord& device) override;
+  absl::Status RemoveDevice(const std::string& account_id,
+                            uint32_t device_id) override;
+  absl::StatusOr<DeviceRecord> FindDeviceByTokenHash(
+      const std::string& token_hash) override;
+  absl::Status PutDeviceLink(const DeviceLinkRecord& link) override;
+  absl::StatusOr<DeviceLinkRecord> TakeDeviceLink(
+      const std::string& code_hash) override;
+
+  // ConversationStore
+  absl::Status CreateConversation(const ConversationRecord& c) override;
+  absl::StatusOr<ConversationRecord> GetConversation(
+      const std::string& conversation_id) override;
+  absl::StatusOr<std::string> FindDirect(const std::string& account_a,
+                                         const std::string& account_b) override;
+  absl::Status UpdateConversation(const ConversationRecord& c) override;
+  absl::StatusOr<std::vector<std::string>> ListConversationIds(
+      const std::string& account_id) override;
+  absl::Status ForEachConversation(
+      const std::function<bool(const ConversationRecord&)>& visit) override;
+
+  // MessageStore
+  absl::StatusOr<AppendResult> Append(const AppendRequest& req) override;
+  absl::StatusOr<std::vector<QueueEntry>> ReadQueue(
+      const std::string& account_id, uint32_t device_id,
+      uint64_t after_delivery_id, size_t limit) override;
+  absl::StatusOr<uint64_t> LastDeliveryId(const std::string& account_id,
+                                          uint32_t device_id) override;
+  absl::StatusOr<size_t> Ack(
+      const std::string& account_id, uint32_t device_id,
+      const std::vector<uint64_t>& delivery_ids) override;
+  absl::StatusOr<std::vector<HistoryEntry>> ReadHistory(
+      const std::string& conversation_id, uint64_t before_seq,
+      size_t limit) override;
+  absl::StatusOr<size_t> PurgeHistoryBefore(int64_t cutoff_ms) override;
+
+ private:
+  RocksDbStorage(const RocksDbOptions& options, rocksdb::DB* db,
+                 std::vector<rocksdb::ColumnFamilyHandle*> handles);
+
+  rocksdb::ColumnFamilyHandle* cf(Cf c) const { return handles_[c]; }
+
+  // Point read; NotFound (with the `what` in the message) when absent.
+  absl::StatusOr<std::string> Get(
+      Cf c, absl::string_view key, absl::string_view what,
+      const rocksdb::Snapshot* snapshot = nullptr) const;
+  // Point read; nullopt when absent.
+  absl::StatusOr<std::optional<std::string>> MaybeGet(
+      Cf c, absl::string_view key,
+      const rocksdb::Snapshot* snapshot = nullptr) const;
+  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view op);
+
+  absl::StatusOr<DeviceRecord> ReadDevice(absl::string_view account_id,
+                                          uint32_t device_id) const;
+  absl::StatusOr<ConversationRecord> ReadConversationRecord(
+      absl::string_view id, const rocksdb::Snapshot* snapshot = nullptr) const;
+  absl::StatusOr<uint64_t> ReadLastSeq(
+      absl::string_view id, const rocksdb::Snapshot* snapshot = nullptr) const;
+
+  size_t ConvStripeIndex(absl::string_view conv_id) const;
+  size_t DeviceStripeIndex(absl::string_view scope) const;
+  // Cached conversation state; loads it under the held stripe lock.
+  absl::StatusOr<ConvState> LoadConvState(ConvStripe& stripe,
+                                          const std::string& conv_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+  // Cached delivery counter; nullopt when the device does not exist.
+  absl::StatusOr<std::optional<uint64_t>> LoadCounter(DeviceStripe& stripe,
+                                                      const std::string& scope)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+
+  const RocksDbOptions options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::WriteOptions write_options_;
+
+  absl::Mutex accounts_mu_;
+  absl::Mutex create_conv_mu_;
+  absl::Mutex purge_mu_;  // One purge at a time, so counts are exact.
+  std::unique_ptr<ConvStripe[]> conv_stripes_;
+  std::unique_ptr<DeviceStripe[]> device_stripes_;
+};
+
+// ---------------------------------------------------------------- open
+
+absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
+    const RocksDbOptions& options) {
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("storage: empty database path");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(
+        "storage: cannot create directory ", options.path, ": ", ec.message()));
+  }
+
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.max_background_jobs = 4;
+  db_opts.bytes_per_sync = 1 << 20;
+  // Bounds memtable memory across all column families.
+  db_opts.db_write_buffer_size = 4 * options.write_buffer_bytes;
+  db_opts.keep_log_file_num = 5;
+
+  std::shared_ptr<rocksdb::Cache> cache =
+      rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  rocksdb::ColumnFamilyOptions cf_opts;
+  cf_opts.write_buffer_size = options.write_buffer_bytes;
+  cf_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_opts.level_compaction_dynamic_level_bytes = true;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const char* name : kCfNames) descs.emplace_back(name, cf_opts);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_opts, options.path, descs, &handles, &raw);
+  if (!s.ok()) {
+    return FromRocks(s, absl::StrCat("open ", options.path));
+  }
+  std::unique_ptr<RocksDbStorage> storage(
+      new RocksDbStorage(options, raw, std::move(handles)));
+
+  // Format version: written on first open, checked afterwards.
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> version,
+      storage->MaybeGet(kMetaCf, kFormatVersionKey));
+  if (!version.has_value()) {
+    std::string v;
+    PutBE32(&v, kFormatVersion);
+    rocksdb::WriteBatch batch;
+    batch.Put(storage->cf(kMetaCf), kFormatVersionKey, v);
+    PARLEY_STORAGE_RETURN_IF_ERROR(storage->Write(&batch, "init format"));
+  } else {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(uint64_t v,
+                                    ParseFixed(*version, 4, "format version"));
+    if (v != kFormatVersion) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "storage: database format version ", v, " at ", options.path,
+          " is not supported (this build reads version ", kFormatVersion,
+          ")"));
+    }
+  }
+  return std::unique_ptr<Storage>(std::move(storage));
+}
+
+RocksDbStorage::RocksDbStorage(
+    const RocksDbOptions& options, rocksdb::DB* db,
+    std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : options_(options),
+      db_(db),
+      handles_(std::move(handles)),
+      conv_stripes_(new ConvStripe[kConvStripes]),
+      device_stripes_(new DeviceStripe[kDeviceStripes]) {
+  write_options_.sync = options_.sync;
+  write_options_.disableWAL = false;
+}
+
+RocksDbStorage::~RocksDbStorage() {
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    db_->DestroyColumnFamilyHandle(h);
+  }
+  handles_.clear();
+  (void)db_->Close();  // Best effort; the WAL makes acknowledged writes durable.
+}
+
+absl::Status RocksDbStorage::Flush() {
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(true), "flush wal"));
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, handles_), "flush memtables");
+}
+
+// ------------------------------------------------------------- helpers
+
+absl::StatusOr<std::optional<std::string>> RocksDbStorage::MaybeGet(
+    Cf c, absl::string_view key, const rocksdb::Snapshot* snapshot) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(ro, cf(c), rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s, absl::StrCat("get from ", kCfNames[c]));
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::StatusOr<std::string> RocksDbStorage::Get(
+    Cf c, absl::string_view key, absl::string_view what,
+    const rocksdb::Snapshot* snapshot) const {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> v,
+                                  MaybeGet(c, key, snapshot));
+  if (!v.has_value()) {
+    return absl::NotFoundError(absl::StrCat(what, " not found"));
+  }
+  return std::move(*v);
+}
+
+absl::Status RocksDbStorage::Write(rocksdb::WriteBatch* batch,
+                                   absl::string_view op) {
+  return FromRocks(db_->Write(write_options_, batch), op);
+}
+
+absl::StatusOr<DeviceRecord> RocksDbStorage::ReadDevice(
+    absl::string_view account_id, uint32_t device_id) const {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v, Get(kAccountsCf, DeviceKey(account_id, device_id),
+                         absl::StrCat("device ", device_id)));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::Device p, Parse<pb::Device>(v, "device"));
+  return FromProto(p);
+}
+
+absl::StatusOr<ConversationRecord> RocksDbStorage::ReadConversationRecord(
+    absl::string_view id, const rocksdb::Snapshot* snapshot) const {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v, Get(kConversationsCf, ConvRecordKey(id),
+                         absl::StrCat("conversation ", id), snapshot));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::Conversation p,
+                                  Parse<pb::Conversation>(v, "conversation"));
+  return FromProto(p);
+}
+
+absl::StatusOr<uint64_t> RocksDbStorage::ReadLastSeq(
+    absl::string_view id, const rocksdb::Snapshot* snapshot) const {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> v,
+      MaybeGet(kConversationsCf, ConvSeqKey(id), snapshot));
+  if (!v.has_value()) return 0;
+  return ParseFixed(*v, 8, "last_seq");
+}
+
+size_t RocksDbStorage::ConvStripeIndex(absl::string_view conv_id) const {
+  return absl::Hash<absl::string_view>()(conv_id) % kConvStripes;
+}
+
+size_t RocksDbStorage::DeviceStripeIndex(absl::string_view scope) const {
+  return absl::Hash<absl::string_view>()(scope) % kDeviceStripes;
+}
+
+absl::StatusOr<ConvState> RocksDbStorage::LoadConvState(
+    ConvStripe& stripe, const std::string& conv_id) {
+  auto it = stripe.cache.find(conv_id);
+  if (it != stripe.cache.end()) return it->second;
+  // All writers of the record and of last_seq hold this stripe, so the two
+  // reads see one state.
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(ConversationRecord c,
+                                  ReadConversationRecord(conv_id));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(uint64_t last_seq, ReadLastSeq(conv_id));
+  ConvState state{.last_seq = last_seq, .epoch = c.security.epoch};
+  if (stripe.cache.size() >= kMaxCachedPerStripe) stripe.cache.clear();
+  stripe.cache.emplace(conv_id, state);
+  return state;
+}
+
+absl::StatusOr<std::optional<uint64_t>> RocksDbStorage::LoadCounter(
+    DeviceStripe& stripe, const std::string& scope) {
+  auto it = stripe.last_delivery.find(scope);
+  if (it != stripe.last_delivery.end()) return std::optional(it->second);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> v,
+                                  MaybeGet(kQueuesCf, CounterKey(scope)));
+  if (!v.has_value()) return std::optional<uint64_t>();
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(uint64_t last,
+                                  ParseFixed(*v, 8, "delivery counter"));
+  if (stripe.last_delivery.size() >= kMaxCachedPerDeviceStripe) {
+    stripe.last_delivery.clear();
+  }
+  stripe.last_delivery.emplace(scope, last);
+  return std::optional(last);
+}
+
+// ------------------------------------------------------------ accounts
+
+absl::StatusOr<DeviceRecord> RocksDbStorage::CreateAccount(
+    const AccountRecord& account, const DeviceRecord& first_device) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", account.account_id));
+  if (account.username.empty()) {
+    return absl::InvalidArgumentError("username is empty");
+  }
+  DeviceRecord device = first_device;
+  device.account_id = account.account_id;
+  device.device_id = 1;
+
+  absl::MutexLock lock(&accounts_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> existing,
+      MaybeGet(kAccountsCf, AccountKey(account.account_id)));
+  if (existing.has_value()) {
+    return absl::AlreadyExistsError("account id already exists");
+  }
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> owner,
+      MaybeGet(kAccountsCf, UsernameKey(account.username)));
+  if (owner.has_value()) {
+    return absl::AlreadyExistsError("username is taken");
+  }
+  if (!device.token_hash.empty()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        std::optional<std::string> token,
+        MaybeGet(kAccountsCf, TokenKey(device.token_hash)));
+    if (token.has_value()) {
+      return absl::AlreadyExistsError("device token already registered");
+    }
+  }
+
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kAccountsCf), AccountKey(account.account_id), Encode(account));
+  batch.Put(cf(kAccountsCf), UsernameKey(account.username), account.account_id);
+  batch.Put(cf(kAccountsCf), DeviceKey(account.account_id, 1), Encode(device));
+  std::string next;
+  PutBE32(&next, 1);
+  batch.Put(cf(kAccountsCf), NextDeviceKey(account.account_id), next);
+  if (!device.token_hash.empty()) {
+    batch.Put(cf(kAccountsCf), TokenKey(device.token_hash),
+              EncodeDeviceRef(account.account_id, 1));
+  }
+  batch.Put(cf(kQueuesCf), CounterKey(DeviceScope(account.account_id, 1)),
+            BE64(0));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "create account"));
+  return device;
+}
+
+absl::StatusOr<AccountRecord> RocksDbStorage::GetAccount(
+    const std::string& account_id) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v, Get(kAccountsCf, AccountKey(account_id), "account"));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::Account p,
+                                  Parse<pb::Account>(v, "account"));
+  return FromProto(p);
+}
+
+absl::StatusOr<AccountRecord> RocksDbStorage::GetAccountByUsername(
+    const std::string& username) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string id, Get(kAccountsCf, UsernameKey(username), "username"));
+  return GetAccount(id);
+}
+
+absl::Status RocksDbStorage::UpdateAccount(const AccountRecord& account) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", account.account_id));
+  if (account.username.empty()) {
+    return absl::InvalidArgumentError("username is empty");
+  }
+  absl::MutexLock lock(&accounts_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(AccountRecord old,
+                                  GetAccount(account.account_id));
+  rocksdb::WriteBatch batch;
+  if (old.username != account.username) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        std::optional<std::string> owner,
+        MaybeGet(kAccountsCf, UsernameKey(account.username)));
+    if (owner.has_value()) {
+      return absl::AlreadyExistsError("username is taken");
+    }
+    batch.Delete(cf(kAccountsCf), UsernameKey(old.username));
+    batch.Put(cf(kAccountsCf), UsernameKey(account.username),
+              account.account_id);
+  }
+  batch.Put(cf(kAccountsCf), AccountKey(account.account_id), Encode(account));
+  return Write(&batch, "update account");
+}
+
+absl::StatusOr<DeviceRecord> RocksDbStorage::AddDevice(
+    const DeviceRecord& device_in) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", device_in.account_id));
+  const std::string& account_id = device_in.account_id;
+  absl::MutexLock lock(&accounts_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> account,
+                                  MaybeGet(kAccountsCf, AccountKey(account_id)));
+  if (!account.has_value()) return absl::NotFoundError("account not found");
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> last_raw,
+      MaybeGet(kAccountsCf, NextDeviceKey(account_id)));
+  uint64_t last = 0;
+  if (last_raw.has_value()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(last,
+                                    ParseFixed(*last_raw, 4, "device counter"));
+  }
+  if (last >= UINT32_MAX) {
+    return absl::ResourceExhaustedError("device ids exhausted");
+  }
+  DeviceRecord device = device_in;
+  device.device_id = static_cast<uint32_t>(last + 1);
+  if (!device.token_hash.empty()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        std::optional<std::string> token,
+        MaybeGet(kAccountsCf, TokenKey(device.token_hash)));
+    if (token.has_value()) {
+      return absl::AlreadyExistsError("device token already registered");
+    }
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kAccountsCf), DeviceKey(account_id, device.device_id),
+            Encode(device));
+  std::string next;
+  PutBE32(&next, device.device_id);
+  batch.Put(cf(kAccountsCf), NextDeviceKey(account_id), next);
+  if (!device.token_hash.empty()) {
+    batch.Put(cf(kAccountsCf), TokenKey(device.token_hash),
+              EncodeDeviceRef(account_id, device.device_id));
+  }
+  batch.Put(cf(kQueuesCf),
+            CounterKey(DeviceScope(account_id, device.device_id)), BE64(0));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "add device"));
+  return device;
+}
+
+absl::StatusOr<DeviceRecord> RocksDbStorage::GetDevice(
+    const std::string& account_id, uint32_t device_id) {
+  return ReadDevice(account_id, device_id);
+}
+
+absl::StatusOr<std::vector<DeviceRecord>> RocksDbStorage::ListDevices(
+    const std::string& account_id) {
+  const std::string prefix = DevicePrefix(account_id);
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kAccountsCf)));
+  std::vector<DeviceRecord> out;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::Device p, Parse<pb::Device>(View(it->value()), "device"));
+    out.push_back(FromProto(p));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "list devices"));
+  return out;
+}
+
+absl::Status RocksDbStorage::UpdateDevice(const DeviceRecord& device) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", device.account_id));
+  absl::MutexLock lock(&accounts_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      DeviceRecord old, ReadDevice(device.account_id, device.device_id));
+  rocksdb::WriteBatch batch;
+  if (old.token_hash != device.token_hash) {
+    if (!device.token_hash.empty()) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          std::optional<std::string> token,
+          MaybeGet(kAccountsCf, TokenKey(device.token_hash)));
+      if (token.has_value()) {
+        return absl::AlreadyExistsError("device token already registered");
+      }
+      batch.Put(cf(kAccountsCf), TokenKey(device.token_hash),
+                EncodeDeviceRef(device.account_id, device.device_id));
+    }
+    if (!old.token_hash.empty()) {
+      batch.Delete(cf(kAccountsCf), TokenKey(old.token_hash));
+    }
+  }
+  batch.Put(cf(kAccountsCf), DeviceKey(device.account_id, device.device_id),
+            Encode(device));
+  return Write(&batch, "update device");
+}
+
+absl::Status RocksDbStorage::RemoveDevice(const std::string& account_id,
+                                          uint32_t device_id) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", account_id));
+  const std::string scope = DeviceScope(account_id, device_id);
+  absl::MutexLock lock(&accounts_mu_);
+  DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+  absl::MutexLock device_lock(&stripe.mu);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(DeviceRecord old,
+                                  ReadDevice(account_id, device_id));
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf(kAccountsCf), DeviceKey(account_id, device_id));
+  if (!old.token_hash.empty()) {
+    batch.Delete(cf(kAccountsCf), TokenKey(old.token_hash));
+  }
+  const std::string queue_prefix = QueuePrefix(scope);
+  batch.DeleteRange(cf(kQueuesCf), queue_prefix, PrefixSuccessor(queue_prefix));
+  batch.Delete(cf(kQueuesCf), CounterKey(scope));
+  // Idempotency records of a removed device can never be hit again (device
+  // ids are not reused).
+  batch.DeleteRange(cf(kIdempotencyCf), scope, PrefixSuccessor(scope));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "remove device"));
+  stripe.last_delivery.erase(scope);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeviceRecord> RocksDbStorage::FindDeviceByTokenHash(
+    const std::string& token_hash) {
+  if (token_hash.empty()) return absl::NotFoundError("device token not found");
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v, Get(kAccountsCf, TokenKey(token_hash), "device token"));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::DeviceRef ref,
+                                  Parse<pb::DeviceRef>(v, "device ref"));
+  return ReadDevice(ref.account_id(), ref.device_id());
+}
+
+absl::Status RocksDbStorage::PutDeviceLink(const DeviceLinkRecord& link) {
+  if (link.code_hash.empty()) {
+    return absl::InvalidArgumentError("code_hash is empty");
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", link.account_id));
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kAccountsCf), LinkKey(link.code_hash), Encode(link));
+  return Write(&batch, "put device link");
+}
+
+absl::StatusOr<DeviceLinkRecord> RocksDbStorage::TakeDeviceLink(
+    const std::string& code_hash) {
+  absl::MutexLock lock(&accounts_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v, Get(kAccountsCf, LinkKey(code_hash), "device link"));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::DeviceLink p,
+                                  Parse<pb::DeviceLink>(v, "device link"));
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf(kAccountsCf), LinkKey(code_hash));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "take device link"));
+  return FromProto(p);
+}
+
+// ------------------------------------------------------- conversations
+
+absl::Status RocksDbStorage::CreateConversation(const ConversationRecord& c) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      CheckId("conversation_id", c.conversation_id));
+  absl::flat_hash_set<absl::string_view> members;
+  for (const MemberRecord& m : c.members) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("member account_id", m.account_id));
+    if (!members.insert(m.account_id).second) {
+      return absl::InvalidArgumentError("duplicate member");
+    }
+  }
+  const bool direct = c.kind == kDirectKind && c.members.size() == 2;
+
+  absl::MutexLock lock(&create_conv_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> existing,
+      MaybeGet(kConversationsCf, ConvRecordKey(c.conversation_id)));
+  if (existing.has_value()) {
+    return absl::AlreadyExistsError("conversation id already exists");
+  }
+  rocksdb::WriteBatch batch;
+  if (direct) {
+    const std::string pair =
+        PairKey(c.members[0].account_id, c.members[1].account_id);
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> claimed,
+                                    MaybeGet(kConvIndexCf, pair));
+    if (claimed.has_value()) {
+      return absl::AlreadyExistsError(
+          "a direct conversation already exists for this pair");
+    }
+    batch.Put(cf(kConvIndexCf), pair, c.conversation_id);
+  }
+  batch.Put(cf(kConversationsCf), ConvRecordKey(c.conversation_id), Encode(c));
+  batch.Put(cf(kConversationsCf), ConvSeqKey(c.conversation_id),
+            BE64(c.last_seq));
+  for (const MemberRecord& m : c.members) {
+    batch.Put(cf(kConvIndexCf), MemberKey(m.account_id, c.conversation_id),
+              "");
+  }
+  return Write(&batch, "create conversation");
+}
+
+absl::StatusOr<ConversationRecord> RocksDbStorage::GetConversation(
+    const std::string& conversation_id) {
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      ConversationRecord c,
+      ReadConversationRecord(conversation_id, snapshot.snapshot()));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      c.last_seq, ReadLastSeq(conversation_id, snapshot.snapshot()));
+  return c;
+}
+
+absl::StatusOr<std::string> RocksDbStorage::FindDirect(
+    const std::string& account_a, const std::string& account_b) {
+  return Get(kConvIndexCf, PairKey(account_a, account_b),
+             "direct conversation");
+}
+
+absl::Status RocksDbStorage::UpdateConversation(const ConversationRecord& c) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      CheckId("conversation_id", c.conversation_id));
+  absl::flat_hash_set<absl::string_view> new_members;
+  for (const MemberRecord& m : c.members) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("member account_id", m.account_id));
+    if (!new_members.insert(m.account_id).second) {
+      return absl::InvalidArgumentError("duplicate member");
+    }
+  }
+  ConvStripe& stripe = conv_stripes_[ConvStripeIndex(c.conversation_id)];
+  absl::MutexLock lock(&stripe.mu);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(ConversationRecord old,
+                                  ReadConversationRecord(c.conversation_id));
+  rocksdb::WriteBatch batch;
+  absl::flat_hash_set<absl::string_view> old_members;
+  for (const MemberRecord& m : old.members) {
+    old_members.insert(m.account_id);
+    if (!new_members.contains(m.account_id)) {
+      batch.Delete(cf(kConvIndexCf), MemberKey(m.account_id, c.conversation_id));
+    }
+  }
+  for (const MemberRecord& m : c.members) {
+    if (!old_members.contains(m.account_id)) {
+      batch.Put(cf(kConvIndexCf), MemberKey(m.account_id, c.conversation_id),
+                "");
+    }
+  }
+  ConversationRecord updated = std::move(old);
+  updated.title = c.title;
+  updated.members = c.members;
+  updated.security = c.security;
+  batch.Put(cf(kConversationsCf), ConvRecordKey(c.conversation_id),
+            Encode(updated));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "update conversation"));
+  auto it = stripe.cache.find(c.conversation_id);
+  if (it != stripe.cache.end()) it->second.epoch = updated.security.epoch;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> RocksDbStorage::ListConversationIds(
+    const std::string& account_id) {
+  const std::string prefix = MemberPrefix(account_id);
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kConvIndexCf)));
+  std::vector<std::string> out;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    out.emplace_back(View(it->key()).substr(prefix.size()));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      FromRocks(it->status(), "list conversation ids"));
+  return out;
+}
+
+absl::Status RocksDbStorage::ForEachConversation(
+    const std::function<bool(const ConversationRecord&)>& visit) {
+  // One iterator (an implicit snapshot): each conversation's record key
+  // ("\0r") sorts immediately before its last_seq key ("\0s").
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(kConversationsCf)));
+  std::optional<ConversationRecord> pending;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.size() < 2 || key[key.size() - 2] != '\0') {
+      return absl::DataLossError("storage: malformed conversation key");
+    }
+    absl::string_view id = key.substr(0, key.size() - 2);
+    const char tag = key.back();
+    if (pending.has_value() && pending->conversation_id != id) {
+      if (!visit(*pending)) return absl::OkStatus();
+      pending.reset();
+    }
+    if (tag == 'r') {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          pb::Conversation p, Parse<pb::Conversation>(View(it->value()),
+                                                       "conversation"));
+      pending = FromProto(p);
+    } else if (tag == 's' && pending.has_value()) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          pending->last_seq,
+          ParseFixed(View(it->value()), 8, "last_seq"));
+      if (!visit(*pending)) return absl::OkStatus();
+      pending.reset();
+    }
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      FromRocks(it->status(), "iterate conversations"));
+  if (pending.has_value()) visit(*pending);
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------ messages
+
+absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      CheckId("conversation_id", req.conversation_id));
+  const bool idempotent = !req.client_message_id.empty();
+  std::string sender_scope;
+  if (idempotent) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(
+        CheckId("sender_account_id", req.sender_account_id));
+    sender_scope = DeviceScope(req.sender_account_id, req.sender_device_id);
+  }
+  std::vector<std::string> scopes;
+  scopes.reserve(req.targets.size());
+  std::vector<size_t> stripe_indexes;
+  stripe_indexes.reserve(req.targets.size() + 1);
+  for (const QueueTarget& t : req.targets) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("target account_id", t.account_id));
+    scopes.push_back(DeviceScope(t.account_id, t.device_id));
+    stripe_indexes.push_back(DeviceStripeIndex(scopes.back()));
+  }
+  if (idempotent) stripe_indexes.push_back(DeviceStripeIndex(sender_scope));
+  const bool shared_queue_payload =
+      !req.targets.empty() && !req.make_target_payload;
+  if ((req.keep_history || shared_queue_payload) && !req.make_payload) {
+    return absl::InvalidArgumentError("append: make_payload is not set");
+  }
+
+  ConvStripe& cstripe = conv_stripes_[ConvStripeIndex(req.conversation_id)];
+  absl::MutexLock conv_lock(&cstripe.mu);
+  DeviceLocks device_locks(device_stripes_.get(), stripe_indexes);
+
+  std::string idem_key;
+  if (idempotent) {
+    idem_key = IdempotencyKey(sender_scope, req.client_message_id);
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> prior,
+                                    MaybeGet(kIdempotencyCf, idem_key));
+    if (prior.has_value()) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          pb::IdempotencyValue p,
+          Parse<pb::IdempotencyValue>(*prior, "idempotency"));
+      return AppendResult{.seq = p.seq(),
+                          .server_time_ms = p.server_time_ms(),
+                          .duplicate = true};
+    }
+  }
+
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      ConvState state, LoadConvState(cstripe, req.conversation_id));
+  if (req.expect_epoch != 0 && state.epoch != req.expect_epoch) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("append: security epoch is ", state.epoch, ", expected ",
+                     req.expect_epoch));
+  }
+  const uint64_t seq = state.last_seq + 1;
+  ConvState new_state{.last_seq = seq, .epoch = state.epoch};
+
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kConversationsCf), ConvSeqKey(req.conversation_id), BE64(seq));
+  if (req.new_security.has_value()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        ConversationRecord c, ReadConversationRecord(req.conversation_id));
+    c.security = *req.new_security;
+    new_state.epoch = c.security.epoch;
+    batch.Put(cf(kConversationsCf), ConvRecordKey(req.conversation_id),
+              Encode(c));
+  }
+
+  std::optional<std::string> payload;
+  if (req.keep_history || shared_queue_payload) payload = req.make_payload(seq);
+  if (req.keep_history) {
+    pb::HistoryValue h;
+    h.set_server_time_ms(req.server_time_ms);
+    h.set_payload(*payload);
+    batch.Put(cf(kHistoryCf), HistoryKey(req.conversation_id, seq),
+              h.SerializeAsString());
+    batch.Put(cf(kHistoryCf),
+              HistoryTimeKey(req.server_time_ms, req.conversation_id, seq),
+              "");
+  }
+
+  // New counter values, by scope, applied to the caches after the write.
+  absl::flat_hash_map<absl::string_view, std::pair<DeviceStripe*, uint64_t>>
+      counters;
+  std::string shared_value;
+  if (shared_queue_payload) shared_value = EncodeQueueValue(*payload);
+  for (size_t i = 0; i < req.targets.size(); ++i) {
+    const std::string& scope = scopes[i];
+    auto it = counters.find(scope);
+    if (it == counters.end()) {
+      DeviceStripe* stripe = &device_stripes_[stripe_indexes[i]];
+      stripe->mu.AssertHeld();
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<uint64_t> last,
+                                      LoadCounter(*stripe, scope));
+      if (!last.has_value()) continue;  // The device no longer exists.
+      it = counters.emplace(scope, std::make_pair(stripe, *last)).first;
+    }
+    const uint64_t delivery_id = ++it->second.second;
+    if (shared_queue_payload) {
+      batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id), shared_value);
+    } else {
+      batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id),
+                EncodeQueueValue(req.make_target_payload(seq, req.targets[i])));
+    }
+  }
+  for (const auto& [scope, value] : counters) {
+    batch.Put(cf(kQueuesCf), CounterKey(scope), BE64(value.second));
+  }
+  if (idempotent) {
+    pb::IdempotencyValue p;
+    p.set_conversation_id(req.conversation_id);
+    p.set_seq(seq);
+    p.set_server_time_ms(req.server_time_ms);
+    batch.Put(cf(kIdempotencyCf), idem_key, p.SerializeAsString());
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "append"));
+
+  cstripe.cache.insert_or_assign(req.conversation_id, new_state);
+  for (const auto& [scope, value] : counters) {
+    value.first->mu.AssertHeld();
+    value.first->last_delivery.insert_or_assign(std::string(scope),
+                                                value.second);
+  }
+  return AppendResult{.seq = seq,
+                      .server_time_ms = req.server_time_ms,
+                      .duplicate = false};
+}
+
+absl::StatusOr<std::vector<QueueEntry>> RocksDbStorage::ReadQueue(
+    const std::string& account_id, uint32_t device_id,
+    uint64_t after_delivery_id, size_t limit) {
+  std::vector<QueueEntry> out;
+  if (limit == 0 || after_delivery_id == UINT64_MAX) return out;
+  const std::string prefix = QueuePrefix(DeviceScope(account_id, device_id));
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kQueuesCf)));
+  std::string start = prefix;
+  PutBE64(&start, after_delivery_id + 1);
+  for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.size() != prefix.size() + 8) {
+      return absl::DataLossError("storage: malformed queue key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::QueueValue v,
+        Parse<pb::QueueValue>(View(it->value()), "queue"));
+    out.push_back(QueueEntry{.delivery_id = GetBE(key.substr(prefix.size())),
+                             .payload = std::move(*v.mutable_payload())});
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read queue"));
+  return out;
+}
+
+absl::StatusOr<uint64_t> RocksDbStorage::LastDeliveryId(
+    const std::string& account_id, uint32_t device_id) {
+  // The counter key is written in the same batch as the queue entries.
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> v,
+      MaybeGet(kQueuesCf, CounterKey(DeviceScope(account_id, device_id))));
+  if (!v.has_value()) return 0;
+  return ParseFixed(*v, 8, "delivery counter");
+}
+
+absl::StatusOr<size_t> RocksDbStorage::Ack(
+    const std::string& account_id, uint32_t device_id,
+    const std::vector<uint64_t>& delivery_ids) {
+  if (delivery_ids.empty()) return 0;
+  const std::string scope = DeviceScope(account_id, device_id);
+  std::vector<uint64_t> ids = delivery_ids;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+
+  // Serialized with other writers of this queue so the count is exact.
+  DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+  absl::MutexLock lock(&stripe.mu);
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (uint64_t id : ids) keys.push_back(QueueKey(scope, id));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->MultiGet(rocksdb::ReadOptions(), cf(kQueuesCf), keys.size(),
+                slices.data(), values.data(), statuses.data(),
+                /*sorted_input=*/true);
+  rocksdb::WriteBatch batch;
+  size_t found = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(statuses[i], "ack lookup"));
+    batch.Delete(cf(kQueuesCf), keys[i]);
+    ++found;
+  }
+  if (found == 0) return 0;
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "ack"));
+  return found;
+}
+
+absl::StatusOr<std::vector<HistoryEntry>> RocksDbStorage::ReadHistory(
+    const std::string& conversation_id, uint64_t before_seq, size_t limit) {
+  std::vector<HistoryEntry> out;
+  if (limit == 0 || before_seq == 1) return out;
+  const std::string prefix = HistoryPrefix(conversation_id);
+  const std::string upper =
+      before_seq == 0 ? PrefixSuccessor(prefix) : prefix + BE64(before_seq);
+  rocksdb::Slice lower_slice(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lower_slice;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kHistoryCf)));
+  for (it->SeekToLast(); it->Valid() && out.size() < limit; it->Prev()) {
+    absl::string_view key = View(it->key());
+    if (key.size() != prefix.size() + 8) {
+      return absl::DataLossError("storage: malformed history key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::HistoryValue v,
+        Parse<pb::HistoryValue>(View(it->value()), "history"));
+    out.push_back(HistoryEntry{.seq = GetBE(key.substr(prefix.size())),
+                               .server_time_ms = v.server_time_ms(),
+                               .payload = std::move(*v.mutable_payload())});
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read history"));
+  return out;
+}
+
+absl::StatusOr<size_t> RocksDbStorage::PurgeHistoryBefore(int64_t cutoff_ms) {
+  // Walks the time index in time order and deletes in bounded batches. Each
+  // batch is atomic and removes the oldest remaining entries first, so an
+  // interrupted purge leaves the state of a purge with an earlier cutoff.
+  absl::MutexLock lock(&purge_mu_);
+  std::string upper = "T";
+  PutBE64(&upper, TimeKey(cutoff_ms));
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kHistoryCf)));
+  size_t purged = 0;
+  rocksdb::WriteBatch batch;
+  size_t in_batch = 0;
+  for (it->Seek("T"); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    // "T" + TIME + conversation_id + 0x00 + BE64(seq)
+    if (key.size() < 1 + 8 + 1 + 1 + 8 || key[key.size() - 9] != '\0') {
+      return absl::DataLossError("storage: malformed history time key");
+    }
+    absl::string_view conv_id = key.substr(9, key.size() - 9 - 9);
+    const uint64_t seq = GetBE(key.substr(key.size() - 8));
+    batch.Delete(cf(kHistoryCf), it->key());
+    batch.Delete(cf(kHistoryCf), HistoryKey(conv_id, seq));
+    if (++in_batch == kPurgeBatchEntries) {
+      PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge history"));
+      purged += in_batch;
+      in_batch = 0;
+      batch.Clear();
+    }
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge history"));
+  if (in_batch > 0) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge history"));
+    purged += in_batch;
+  }
+  return purged;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Storage>> OpenRocksDbStorage(
+    const RocksDbOptions& options) {
+  return RocksDbStorage::Open(options);
+}
+
+}  // namespace parley::storage
