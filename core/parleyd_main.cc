@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   app.add_flag("--insecure", o.insecure, "plaintext gRPC (loopback addresses only)");
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate chain (default: generate a local CA)");
   app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert");
+  app.add_option("--policy", o.policy_file,
+                 "policy document deciding new conversations' mode (default: transport only)")
+      ->check(CLI::ExistingFile);
   app.add_flag("--sync", o.sync, "fsync every acknowledged write (power-loss durability, group commit)");
   app.add_option("--history-retention-days", o.history_retention_days, "days of readable history kept")
       ->capture_default_str()->check(CLI::Range(1, 36500));

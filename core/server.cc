@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "core/delivery.h"
 #include "core/grpc_services.h"
+#include "core/policy_decider.h"
 #include "core/service.h"
 #include "core/status_macros.h"
 #include "core/tls.h"
@@ -107,6 +108,12 @@ class ServerImpl final : public Server {
     deps.now_ms = WallMs;
     deps.limits = o.limits;
     deps.history_retention_days = o.history_retention_days;
+    if (!o.policy_file.empty()) {
+      PARLEY_ASSIGN_OR_RETURN(auto policy, LoadPolicy(o.policy_file));
+      spdlog::info("event=policy file={} revision={} name=\"{}\"", o.policy_file, policy->revision(),
+                   std::string(policy->name()));
+      deps.decide_security = MakePolicyDecider(std::move(policy));
+    }
     service_ = std::make_unique<ParleyService>(deps);
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());

@@ -38,6 +38,11 @@ struct ServerOptions {
   // fsync every acknowledged write (power-loss durable, group commit).
   // Default false: WAL without fsync, survives kill -9 of parleyd.
   bool sync = false;
+  // Policy document (YAML, see policy/SCHEMA.md) deciding the security state
+  // of new conversations. Empty (default, until end-to-end encryption is
+  // built): every conversation is transport mode (rule "transport-only",
+  // revision "builtin"). Existing conversations keep their state.
+  std::string policy_file;
   // Readable history of transport-mode conversations is kept this long.
   int64_t history_retention_days = 90;
   Limits limits;

@@ -40,6 +40,7 @@ class ServerTest : public ::testing::Test {
     o.data_dir = dir_;
     o.listen = "127.0.0.1:0";
     o.limits = limits_;
+    o.policy_file = policy_file_;
     auto s = core::Server::Start(o);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -91,6 +92,7 @@ class ServerTest : public ::testing::Test {
   std::string dir_;
   std::string ca_pem_;
   core::Limits limits_;
+  std::string policy_file_;
   std::unique_ptr<core::Server> server_;
   std::unique_ptr<ApiClient> client_;
 };
@@ -756,6 +758,65 @@ TEST_F(ServerTest, ShutdownEndsStreams) {
   while (st.Read(&r)) {
   }
   EXPECT_EQ(st.Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+// ------------------------------------------------------- policy-decided modes
+
+TEST_F(ServerTest, PolicyDecidesNewConversationsMode) {
+  policy_file_ = std::string(PARLEY_PRESETS_DIR) + "/telegram.yaml";
+  Restart();
+  Device a = Reg("alice"), b = Reg("bob");
+  v1::Conversation dm;
+  ASSERT_TRUE(client_->Direct(a, "bob", &dm).ok());
+  EXPECT_EQ(dm.security().mode(), v1::SECURITY_MODE_OPT_IN);
+  EXPECT_THAT(dm.security().policy_revision(), ::testing::StartsWith("sha256:"));
+  EXPECT_FALSE(dm.security().rule_id().empty());
+  EXPECT_FALSE(dm.security().reason().empty());
+  std::string g = Group(a, {"bob"});
+  v1::GetConversationRequest gq;
+  gq.set_conversation_id(g);
+  v1::GetConversationResponse gr;
+  auto ctx = client_->Ctx(a);
+  ASSERT_TRUE(client_->conversations->GetConversation(ctx.get(), gq, &gr).ok());
+  EXPECT_EQ(gr.conversation().security().mode(), v1::SECURITY_MODE_TRANSPORT);
+  // Opt-in conversations are server-readable until switched: plain text is accepted.
+  EXPECT_TRUE(client_->SendText(a, dm.conversation_id(), "t1", "readable").ok());
+  (void)b;
+}
+
+TEST_F(ServerTest, E2eePolicyRefusesPlaintextAndStoresNothing) {
+  policy_file_ = std::string(PARLEY_PRESETS_DIR) + "/signal.yaml";
+  Restart();
+  Device a = Reg("alice"), b = Reg("bob");
+  v1::Conversation dm;
+  ASSERT_TRUE(client_->Direct(a, "bob", &dm).ok());
+  ASSERT_EQ(dm.security().mode(), v1::SECURITY_MODE_E2EE);
+  EXPECT_TRUE(dm.security().locked());
+  grpc::Status s = client_->SendText(a, dm.conversation_id(), "p1", "secret plaintext");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("end-to-end encrypted"));
+  EXPECT_THAT(s.error_message(), HasSubstr(dm.security().rule_id()));
+  EXPECT_THAT(s.error_message(), HasSubstr(dm.security().policy_revision()));
+  v1::GetHistoryRequest hq;
+  hq.set_conversation_id(dm.conversation_id());
+  v1::GetHistoryResponse hr;
+  auto ctx = client_->Ctx(b);
+  ASSERT_TRUE(client_->messaging->GetHistory(ctx.get(), hq, &hr).ok());
+  EXPECT_EQ(hr.messages_size(), 0);
+}
+
+TEST(ServerOptionsTest, BadPolicyFileIsRefusedWithFileAndLine) {
+  char tmpl[] = "/tmp/parley_pol_XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  ASSERT_TRUE(core::WriteFileAtomic(dir + "/bad.yaml", "version: 1\nrules:\n  - id: x\n    mode: sometimes\n", 0644).ok());
+  core::ServerOptions o;
+  o.data_dir = dir + "/data";
+  o.listen = "127.0.0.1:0";
+  o.policy_file = dir + "/bad.yaml";
+  auto s = core::Server::Start(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("bad.yaml:"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ServerOptionsTest, InsecureOnlyOnLoopback) {
