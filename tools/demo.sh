@@ -8,14 +8,14 @@ export PARLEY_HOME; PARLEY_HOME="$(mktemp -d /tmp/parley-demo.XXXXXX)"
 trap 'rm -rf "$PARLEY_HOME"' EXIT
 S="$(date +%s | tail -c 6)"  # usernames stay unique across demo runs on the same data
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ parley %s\n' "$*"; "$P" "$@"; }
+run() { printf '$ parley'; printf ' %q' "$@"; printf '\n'; "$P" "$@"; }
 
 say "Register alice (adult) and bob (minor)"
 run --profile alice --server "$SERVER" --ca "$CA" register "alice$S" --display-name Alice --age-band adult --region DE
 run --profile bob --server "$SERVER" --ca "$CA" register "bob$S" --display-name Bob --age-band minor --region FR
 
 say "Alice links a second device (her laptop)"
-CODE="$("$P" --profile alice --json devices link-code | sed -n 's/.*"link_code":"\([0-9a-f]*\)".*/\1/p')"
+CODE="$("$P" --profile alice --json devices link-code | sed -n 's/.*"code":"\([0-9a-f]*\)".*/\1/p')"
 run --profile alice-laptop --server "$SERVER" --ca "$CA" link "$CODE" --device-name laptop
 run --profile alice devices
 

@@ -1,0 +1,489 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "clients/cli/commands.h"
+
+#include <csignal>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "clients/sdk/display.h"
+#include "clients/sdk/parse.h"
+
+namespace parley::cli {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+std::string MemberList(const v1::Conversation& c) {
+  std::vector<std::string> names;
+  for (const v1::Member& m : c.members()) {
+    std::string n = SanitizeForTerminal(m.username().empty() ? m.account_id()
+                                                             : m.username());
+    names.push_back(m.admin() ? absl::StrCat(n, " (admin)") : n);
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+nlohmann::json RegistrationJson(const Context& ctx, const Registration& r,
+                                const Profile& p) {
+  nlohmann::json j = AccountJson(r.account);
+  j["type"] = "registered";
+  j["device"] = DeviceJson(r.device);
+  j["device_id"] = r.device.device_id();
+  j["profile"] = ctx.flags().profile;
+  j["profile_dir"] = p.dir;
+  j["server"] = p.server;
+  return j;
+}
+
+// Prints the protection of a conversation right after it changes hands.
+std::string ProtectionSummary(const v1::Conversation& c) {
+  return absl::StrCat("protection: ", DescribeSecurity(c.security()));
+}
+
+}  // namespace
+
+int CmdRegister(Context& ctx, const RegisterArgs& a) {
+  if (absl::Status s = ValidateUsername(a.username); !s.ok()) {
+    return ctx.Usage(s.message());
+  }
+  v1::AccountAttributes attributes;
+  auto kind = ParseAccountKind(a.kind);
+  if (!kind.ok()) return ctx.Usage(kind.status().message());
+  attributes.set_kind(*kind);
+  if (!a.age_band.empty()) {
+    auto band = ParseAgeBand(a.age_band);
+    if (!band.ok()) return ctx.Usage(band.status().message());
+    attributes.set_age_band(*band);
+  }
+  auto region = ParseRegionCode(a.region);
+  if (!region.ok()) return ctx.Usage(region.status().message());
+  attributes.set_region_code(*region);
+  if (ctx.profile().registered()) {
+    std::cerr << "parley: profile \"" << ctx.flags().profile
+              << "\" is already registered as " << ctx.profile().username
+              << " (use another --profile)" << std::endl;
+    return kExitFailed;
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(/*need_registered=*/false, &rc);
+  if (client == nullptr) return rc;
+  auto reg = client->Register(a.username, a.display_name, attributes,
+                              a.device_name);
+  if (!reg.ok()) return ctx.Fail("register", reg.status());
+  const Profile p = client->profile();
+  ctx.Emit(absl::StrCat("registered ", reg->account.username(), " (account ",
+                        reg->account.account_id(), ", device ",
+                        reg->device.device_id(), ") on ", p.server,
+                        "; credentials saved in ", p.credentials_path()),
+           RegistrationJson(ctx, *reg, p));
+  return kExitOk;
+}
+
+int CmdLink(Context& ctx, const std::string& code,
+            const std::string& device_name) {
+  if (ctx.profile().registered()) {
+    std::cerr << "parley: profile \"" << ctx.flags().profile
+              << "\" already holds a device of " << ctx.profile().username
+              << " (link from a new --profile)" << std::endl;
+    return kExitFailed;
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(false, &rc);
+  if (client == nullptr) return rc;
+  auto reg = client->LinkDevice(code, device_name);
+  if (!reg.ok()) return ctx.Fail("link", reg.status());
+  const Profile p = client->profile();
+  nlohmann::json j = RegistrationJson(ctx, *reg, p);
+  j["type"] = "linked";
+  ctx.Emit(absl::StrCat("linked as device ", reg->device.device_id(), " of ",
+                        reg->account.username(), " (account ",
+                        reg->account.account_id(), "); credentials saved in ",
+                        p.credentials_path()),
+           j);
+  return kExitOk;
+}
+
+int CmdDevices(Context& ctx) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto devices = client->ListDevices();
+  if (!devices.ok()) return ctx.Fail("listing devices", devices.status());
+  for (const v1::Device& d : *devices) {
+    const bool self = d.device_id() == ctx.profile().device_id;
+    nlohmann::json j = DeviceJson(d);
+    j["this_device"] = self;
+    ctx.Emit(absl::StrCat(d.device_id(), "  ",
+                          SanitizeForTerminal(d.name().empty() ? "(unnamed)"
+                                                               : d.name()),
+                          "  created ", FormatTimeMs(d.created_at_ms()),
+                          "  last seen ", FormatTimeMs(d.last_seen_at_ms()),
+                          self ? "  (this device)" : ""),
+             j);
+  }
+  return kExitOk;
+}
+
+int CmdDeviceLinkCode(Context& ctx) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto link = client->CreateDeviceLink();
+  if (!link.ok()) return ctx.Fail("creating a device link code", link.status());
+  if (ctx.json()) {
+    ctx.Emit("", {{"type", "link_code"},
+                  {"code", link->code},
+                  {"expires_at_ms", link->expires_at_ms}});
+  } else {
+    std::cout << link->code << std::endl;
+    std::cerr << "(single use, expires " << FormatTimeMs(link->expires_at_ms)
+              << "; on the new device run: parley --profile NEW --server "
+              << client->options().server
+              << (client->options().insecure
+                      ? std::string(" --insecure")
+                      : absl::StrCat(" --ca ", client->options().ca_file))
+              << " link CODE)" << std::endl;
+  }
+  return kExitOk;
+}
+
+int CmdDeviceRemove(Context& ctx, uint32_t device_id) {
+  if (device_id == 0) return ctx.Usage("device id must be at least 1");
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  if (absl::Status s = client->RemoveDevice(device_id); !s.ok()) {
+    return ctx.Fail(absl::StrCat("removing device ", device_id), s);
+  }
+  ctx.Emit(absl::StrCat("removed device ", device_id),
+           {{"type", "device_removed"}, {"device_id", device_id}});
+  return kExitOk;
+}
+
+int CmdChatCreate(Context& ctx, const std::string& username_arg) {
+  const std::string username =
+      !username_arg.empty() && username_arg[0] == '@' ? username_arg.substr(1)
+                                                      : username_arg;
+  if (absl::Status s = ValidateUsername(username); !s.ok()) {
+    return ctx.Usage(s.message());
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto direct = client->CreateDirect(username);
+  if (!direct.ok()) {
+    return ctx.Fail(absl::StrCat("creating a chat with ", username),
+                    direct.status());
+  }
+  nlohmann::json j = ConversationJson(direct->conversation);
+  j["created"] = direct->created;
+  ctx.Emit(absl::StrCat(direct->created ? "created " : "existing ",
+                        FormatConversationLine(direct->conversation,
+                                               ctx.profile().account_id)),
+           j);
+  return kExitOk;
+}
+
+int CmdGroupCreate(Context& ctx, const std::string& title,
+                   const std::vector<std::string>& members) {
+  if (title.empty()) return ctx.Usage("group name must not be empty");
+  std::vector<std::string> usernames;
+  for (const std::string& m : members) {
+    std::string u = !m.empty() && m[0] == '@' ? m.substr(1) : m;
+    if (u.empty()) continue;
+    if (absl::Status s = ValidateUsername(u); !s.ok()) {
+      return ctx.Usage(s.message());
+    }
+    usernames.push_back(u);
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto conv = client->CreateGroup(title, usernames);
+  if (!conv.ok()) return ctx.Fail("creating the group", conv.status());
+  ctx.Emit(absl::StrCat("created ", FormatConversationLine(
+                                        *conv, ctx.profile().account_id)),
+           ConversationJson(*conv));
+  return kExitOk;
+}
+
+int CmdGroupAdd(Context& ctx, const std::string& conversation,
+                const std::vector<std::string>& users) {
+  std::vector<std::string> usernames;
+  for (const std::string& m : users) {
+    std::string u = !m.empty() && m[0] == '@' ? m.substr(1) : m;
+    if (absl::Status s = ValidateUsername(u); !s.ok()) {
+      return ctx.Usage(s.message());
+    }
+    usernames.push_back(u);
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto conv = client->AddMembers(conversation, usernames);
+  if (!conv.ok()) {
+    return ctx.Fail(absl::StrCat("adding members to ", conversation),
+                    conv.status());
+  }
+  ctx.Emit(absl::StrCat("added ", absl::StrJoin(usernames, ", "), ": ",
+                        FormatConversationLine(*conv,
+                                               ctx.profile().account_id)),
+           ConversationJson(*conv));
+  return kExitOk;
+}
+
+int CmdGroupRemove(Context& ctx, const std::string& conversation,
+                   const std::string& who_arg) {
+  const std::string who =
+      !who_arg.empty() && who_arg[0] == '@' ? who_arg.substr(1) : who_arg;
+  if (who.empty()) return ctx.Usage("no account or username given");
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto conv = client->GetConversation(conversation);
+  if (!conv.ok()) {
+    return ctx.Fail(absl::StrCat("reading conversation ", conversation),
+                    conv.status());
+  }
+  std::string account_id;
+  std::string shown = who;
+  for (const v1::Member& m : conv->members()) {
+    if (m.account_id() == who || m.username() == who) {
+      account_id = m.account_id();
+      if (!m.username().empty()) shown = m.username();
+    }
+  }
+  if (account_id.empty()) {
+    std::cerr << "parley: " << who << " is not a member of " << conversation
+              << std::endl;
+    return kExitFailed;
+  }
+  if (absl::Status s = client->RemoveMember(conversation, account_id);
+      !s.ok()) {
+    return ctx.Fail(absl::StrCat("removing ", shown, " from ", conversation),
+                    s);
+  }
+  const bool left = account_id == ctx.profile().account_id;
+  ctx.Emit(left ? absl::StrCat("left ", conversation)
+                : absl::StrCat("removed ", shown, " from ", conversation),
+           {{"type", "member_removed"},
+            {"conversation_id", conversation},
+            {"account_id", account_id},
+            {"username", shown},
+            {"left", left}});
+  return kExitOk;
+}
+
+int CmdConversations(Context& ctx) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto convs = client->ListConversations();
+  if (!convs.ok()) return ctx.Fail("listing conversations", convs.status());
+  if (convs->empty()) ctx.EmitHuman("(no conversations)");
+  for (const v1::Conversation& c : *convs) {
+    nlohmann::json j = ConversationJson(c);
+    const bool seen = client->SeenAsE2ee(c.conversation_id());
+    j["seen_as_e2ee"] = seen;
+    std::string line = FormatConversationLine(c, ctx.profile().account_id);
+    if (seen && c.security().mode() != v1::SECURITY_MODE_E2EE) {
+      absl::StrAppend(&line,
+                      "  [WAS END-TO-END ENCRYPTED on this device: sending "
+                      "plaintext refused]");
+    }
+    ctx.Emit(line, j);
+  }
+  return kExitOk;
+}
+
+int CmdInfo(Context& ctx, const std::string& conversation_arg) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto id = ctx.ResolveConversation(conversation_arg);
+  if (!id.ok()) {
+    return absl::IsInvalidArgument(id.status())
+               ? ctx.Usage(id.status().message())
+               : ctx.Fail("resolving " + conversation_arg, id.status());
+  }
+  auto conv = client->GetConversation(*id);
+  if (!conv.ok()) {
+    return ctx.Fail(absl::StrCat("reading conversation ", *id), conv.status());
+  }
+  const bool seen = client->SeenAsE2ee(*id);
+  if (ctx.json()) {
+    nlohmann::json j = ConversationJson(*conv);
+    j["seen_as_e2ee"] = seen;
+    ctx.Emit("", j);
+    return kExitOk;
+  }
+  const v1::Conversation& c = *conv;
+  const v1::SecurityState& s = c.security();
+  std::string title =
+      c.kind() == v1::CONVERSATION_KIND_DIRECT
+          ? std::string()
+          : absl::StrCat(" \"", SanitizeForTerminal(c.title()), "\"");
+  std::cout << "conversation " << SanitizeForTerminal(c.conversation_id())
+            << " (" << ConversationKindName(c.kind()) << title << ")\n"
+            << "  created:      " << FormatTimeMs(c.created_at_ms()) << "\n"
+            << "  members:      " << MemberList(c) << "\n"
+            << "  last message: #" << c.last_message_seq() << "\n"
+            << "  " << ProtectionSummary(c) << "\n"
+            << "  e2ee ever enabled: " << (s.e2ee_ever_enabled() ? "yes" : "no")
+            << ", mode locked: " << (s.locked() ? "yes" : "no")
+            << ", since " << FormatTimeMs(s.effective_at_ms()) << "\n";
+  if (seen) {
+    std::cout << "  this device has seen it end-to-end encrypted"
+              << (s.mode() == v1::SECURITY_MODE_E2EE
+                      ? ""
+                      : " — the server now says otherwise; sending plaintext "
+                        "is refused")
+              << "\n";
+  }
+  std::cout << std::flush;
+  return kExitOk;
+}
+
+int CmdSend(Context& ctx, const std::string& conversation_arg,
+            const std::string& text, const std::string& client_message_id) {
+  if (text.empty()) return ctx.Usage("message text must not be empty");
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto id = ctx.ResolveConversation(conversation_arg);
+  if (!id.ok()) {
+    return absl::IsInvalidArgument(id.status())
+               ? ctx.Usage(id.status().message())
+               : ctx.Fail("resolving " + conversation_arg, id.status());
+  }
+  std::optional<std::string> cmid;
+  if (!client_message_id.empty()) cmid = client_message_id;
+  auto sent = client->Send(*id, text, cmid);
+  if (!sent.ok()) {
+    return ctx.Fail(absl::StrCat("sending to ", *id), sent.status());
+  }
+  ctx.Emit(
+      absl::StrCat("sent [", *id, " #", sent->seq, "]",
+                   sent->duplicate ? " (duplicate: already accepted)" : "",
+                   "   ", ProtectionNotice(sent->protection)),
+      {{"type", "sent"},
+       {"conversation_id", *id},
+       {"seq", sent->seq},
+       {"server_time_ms", sent->server_time_ms},
+       {"client_message_id", sent->client_message_id},
+       {"duplicate", sent->duplicate},
+       {"attempts", sent->attempts},
+       {"e2ee", sent->protection == Protection::kEndToEnd},
+       {"protection", ProtectionJsonName(sent->protection)}});
+  return kExitOk;
+}
+
+int CmdListen(Context& ctx, const ListenArgs& args) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  // Names for the conversations we already know (one RPC).
+  if (auto convs = client->ListConversations(); convs.ok()) {
+    for (const v1::Conversation& c : *convs) ctx.LearnConversation(c);
+  }
+  g_stop = 0;
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  ReceiveOptions options;
+  options.auto_ack = !args.no_ack;
+  const bool json = ctx.json();
+  options.on_reconnect = [json](const absl::Status& cause, int attempt,
+                                absl::Duration delay) {
+    if (json) return;
+    std::cerr << "parley: connection lost (" << cause.message()
+              << "); reconnecting in " << absl::FormatDuration(delay)
+              << " (attempt " << attempt << ")" << std::endl;
+  };
+  auto stream = client->Receive(options);
+  if (!stream.ok()) return ctx.Fail("opening the message stream", stream.status());
+
+  const absl::Duration idle_limit = args.timeout > 0
+                                        ? absl::Seconds(args.timeout)
+                                        : absl::InfiniteDuration();
+  absl::Time last_activity = absl::Now();
+  int handled = 0;
+  int exit_code = kExitOk;
+  while (!g_stop) {
+    absl::Duration wait = absl::Milliseconds(250);
+    if (idle_limit != absl::InfiniteDuration()) {
+      const absl::Duration left = last_activity + idle_limit - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      wait = std::min(wait, left);
+    }
+    auto next = (*stream)->Next(wait);
+    if (!next.ok()) {
+      if (g_stop) break;
+      exit_code = ctx.Fail("receiving messages", next.status());
+      break;
+    }
+    if (!next->has_value()) continue;
+    const Event& ev = **next;
+    if (ev.kind == Event::Kind::kBacklogDrained) continue;
+    last_activity = absl::Now();
+    ctx.EnsureConversationNames(ev.message.conversation_id());
+    if (ev.kind == Event::Kind::kMembershipChange) {
+      // Membership changed: refresh names (new members).
+      auto conv = client->GetConversation(ev.message.conversation_id());
+      if (conv.ok()) ctx.LearnConversation(*conv);
+    }
+    auto names = [&ctx](absl::string_view id) { return ctx.Name(id); };
+    std::optional<std::string> decrypted;
+    if (ev.message.has_ciphertext()) decrypted = ev.text;
+    nlohmann::json j = MessageJson(ev.message, names, decrypted);
+    j["delivery_id"] = ev.delivery_id;
+    ctx.Emit(FormatMessageLine(ev.message, names, decrypted), j);
+    ++handled;
+    if (args.count > 0 && handled >= args.count) break;
+  }
+  // Closing acks the last printed event (unless --no-ack) and flushes.
+  (*stream)->Close();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  return exit_code;
+}
+
+int CmdHistory(Context& ctx, const std::string& conversation_arg,
+               uint32_t limit, uint64_t before) {
+  if (limit > 500) return ctx.Usage("--limit must be at most 500");
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  auto id = ctx.ResolveConversation(conversation_arg);
+  if (!id.ok()) {
+    return absl::IsInvalidArgument(id.status())
+               ? ctx.Usage(id.status().message())
+               : ctx.Fail("resolving " + conversation_arg, id.status());
+  }
+  auto page = client->GetHistory(*id, before, limit);
+  if (!page.ok()) {
+    return ctx.Fail(absl::StrCat("reading history of ", *id), page.status());
+  }
+  ctx.EnsureConversationNames(*id);
+  auto names = [&ctx](absl::string_view account_id) {
+    return ctx.Name(account_id);
+  };
+  // The server sends newest first; print in reading order.
+  for (auto it = page->messages.rbegin(); it != page->messages.rend(); ++it) {
+    ctx.Emit(FormatMessageLine(*it, names), MessageJson(*it, names));
+  }
+  if (page->messages.empty()) ctx.EmitHuman("(no messages)");
+  if (page->more && !page->messages.empty()) {
+    const uint64_t oldest = page->messages.back().seq();
+    ctx.Emit(absl::StrCat("(older messages: --before ", oldest, ")"),
+             {{"type", "history_more"},
+              {"conversation_id", *id},
+              {"next_before", oldest}});
+  }
+  return kExitOk;
+}
+
+}  // namespace parley::cli

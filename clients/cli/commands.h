@@ -1,0 +1,56 @@
+// The `parley` CLI commands. Each returns a process exit code (context.h).
+// SPDX-License-Identifier: GPL-3.0-or-later
+#ifndef PARLEY_CLIENTS_CLI_COMMANDS_H_
+#define PARLEY_CLIENTS_CLI_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clients/cli/context.h"
+
+namespace parley::cli {
+
+struct RegisterArgs {
+  std::string username;
+  std::string display_name;
+  std::string kind = "personal";
+  std::string age_band;  // empty: unspecified (server: unknown)
+  std::string region;
+  std::string device_name;
+};
+int CmdRegister(Context& ctx, const RegisterArgs& args);
+
+int CmdDevices(Context& ctx);
+int CmdDeviceLinkCode(Context& ctx);
+int CmdDeviceRemove(Context& ctx, uint32_t device_id);
+int CmdLink(Context& ctx, const std::string& code,
+            const std::string& device_name);
+
+int CmdChatCreate(Context& ctx, const std::string& username);
+int CmdGroupCreate(Context& ctx, const std::string& title,
+                   const std::vector<std::string>& members);
+int CmdGroupAdd(Context& ctx, const std::string& conversation,
+                const std::vector<std::string>& usernames);
+int CmdGroupRemove(Context& ctx, const std::string& conversation,
+                   const std::string& who);
+
+int CmdConversations(Context& ctx);
+int CmdInfo(Context& ctx, const std::string& conversation);
+
+int CmdSend(Context& ctx, const std::string& conversation,
+            const std::string& text, const std::string& client_message_id);
+
+struct ListenArgs {
+  int count = 0;         // 0: unlimited
+  double timeout = 0;    // seconds of inactivity; 0: forever
+  bool no_ack = false;
+};
+int CmdListen(Context& ctx, const ListenArgs& args);
+
+int CmdHistory(Context& ctx, const std::string& conversation, uint32_t limit,
+               uint64_t before);
+
+}  // namespace parley::cli
+
+#endif  // PARLEY_CLIENTS_CLI_COMMANDS_H_

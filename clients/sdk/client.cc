@@ -1,0 +1,1034 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "clients/sdk/client.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "clients/sdk/parse.h"
+#include "grpcpp/grpcpp.h"
+#include "parley/v1/parley.grpc.pb.h"
+
+namespace parley {
+namespace internal {
+namespace {
+
+absl::Status FromGrpc(absl::string_view rpc, const std::string& server,
+                      const grpc::Status& s) {
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  std::string msg = s.error_message();
+  if (msg.empty()) msg = absl::StatusCodeToString(code);
+  if (code == absl::StatusCode::kUnavailable ||
+      code == absl::StatusCode::kDeadlineExceeded) {
+    return absl::Status(code,
+                        absl::StrCat(rpc, " (server ", server, "): ", msg));
+  }
+  return absl::Status(code, absl::StrCat(rpc, ": ", msg));
+}
+
+bool IsTransient(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+absl::Duration Jitter(absl::Duration d) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> dist(0.8, 1.2);
+  return d * dist(rng);
+}
+
+absl::Status ValidateClientMessageId(absl::string_view id) {
+  if (id.empty() || id.size() > 64) {
+    return absl::InvalidArgumentError(
+        "client_message_id must be 1 to 64 printable ASCII characters");
+  }
+  for (char c : id) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "client_message_id must be 1 to 64 printable ASCII characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// Connection state shared by a Client and its ReceiveStreams.
+class Core {
+ public:
+  Core(Profile profile, ConnectOptions options,
+       std::shared_ptr<grpc::Channel> channel)
+      : options_(std::move(options)),
+        channel_(std::move(channel)),
+        accounts_(v1::AccountService::NewStub(channel_)),
+        conversations_(v1::ConversationService::NewStub(channel_)),
+        messaging_(v1::MessagingService::NewStub(channel_)),
+        profile_(std::move(profile)) {}
+
+  const ConnectOptions& options() const { return options_; }
+  v1::AccountService::Stub* accounts() { return accounts_.get(); }
+  v1::ConversationService::Stub* conversations() {
+    return conversations_.get();
+  }
+  v1::MessagingService::Stub* messaging() { return messaging_.get(); }
+  grpc::Channel* channel() { return channel_.get(); }
+
+  Profile profile() const {
+    absl::MutexLock l(&mu_);
+    return profile_;
+  }
+
+  // Adds the bearer token to `ctx`; FailedPrecondition when unregistered.
+  absl::Status Authorize(grpc::ClientContext* ctx) const {
+    std::string header;
+    {
+      absl::MutexLock l(&mu_);
+      if (profile_.device_token.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "profile ", profile_.dir.empty() ? "(in memory)" : profile_.dir,
+            " is not registered: register an account or link a device "
+            "first"));
+      }
+      header = absl::StrCat("Bearer ", profile_.device_token);
+    }
+    ctx->AddMetadata("authorization", header);
+    return absl::OkStatus();
+  }
+
+  // One unary RPC. `call(stub-bound ctx, resp)` performs it.
+  template <typename Resp, typename Call>
+  absl::StatusOr<Resp> Unary(absl::string_view name, bool auth, Call call,
+                             absl::Duration deadline) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     absl::ToChronoNanoseconds(deadline));
+    if (auth) {
+      if (absl::Status s = Authorize(&ctx); !s.ok()) return s;
+    }
+    Resp resp;
+    grpc::Status s = call(&ctx, &resp);
+    if (!s.ok()) return FromGrpc(name, options_.server, s);
+    return resp;
+  }
+  template <typename Resp, typename Call>
+  absl::StatusOr<Resp> Unary(absl::string_view name, bool auth, Call call) {
+    return Unary<Resp>(name, auth, std::move(call), options_.deadline);
+  }
+
+  absl::Status GrpcError(absl::string_view name, const grpc::Status& s) const {
+    return FromGrpc(name, options_.server, s);
+  }
+
+  absl::StatusOr<uint32_t> Ack(const std::vector<uint64_t>& ids,
+                               absl::Duration deadline) {
+    v1::AckRequest req;
+    for (uint64_t id : ids) req.add_delivery_ids(id);
+    auto resp = Unary<v1::AckResponse>(
+        "Ack", true,
+        [&](grpc::ClientContext* c, v1::AckResponse* r) {
+          return messaging_->Ack(c, req, r);
+        },
+        deadline);
+    if (!resp.ok()) return resp.status();
+    return resp->removed();
+  }
+
+  // Credentials after CreateAccount / LinkDevice.
+  absl::Status SaveCredentials(const v1::Account& account,
+                               const v1::Device& device,
+                               const std::string& token) {
+    absl::MutexLock l(&mu_);
+    profile_.server = options_.server;
+    profile_.ca_file = options_.ca_file;
+    profile_.insecure = options_.insecure;
+    profile_.account_id = account.account_id();
+    profile_.username = account.username();
+    profile_.device_id = device.device_id();
+    profile_.device_token = token;
+    if (profile_.dir.empty()) return absl::OkStatus();
+    absl::Status s = profile_.Save();
+    if (!s.ok()) {
+      return absl::Status(
+          s.code(), absl::StrCat("device created but its credentials could "
+                                 "not be saved: ",
+                                 s.message()));
+    }
+    return absl::OkStatus();
+  }
+
+  // ------------------------------------------------ security bookkeeping
+
+  void ObserveConversation(const v1::Conversation& c) {
+    ObserveState(c.conversation_id(), c.security());
+  }
+
+  void ObserveState(const std::string& conversation_id,
+                    const v1::SecurityState& state) {
+    if (state.mode() == v1::SECURITY_MODE_E2EE) MarkSeenE2ee(conversation_id);
+    absl::MutexLock l(&mu_);
+    auto it = states_.find(conversation_id);
+    if (it == states_.end() || state.epoch() >= it->second.epoch()) {
+      states_[conversation_id] = state;
+    }
+  }
+
+  // Called for each received message before the app sees it.
+  void ObserveMessage(const v1::Message& m) {
+    if (m.has_ciphertext()) MarkSeenE2ee(m.conversation_id());
+    if (m.has_security_change()) {
+      const v1::SecurityChange& sc = m.security_change();
+      if (sc.old_state().mode() == v1::SECURITY_MODE_E2EE) {
+        MarkSeenE2ee(m.conversation_id());
+      }
+      ObserveState(m.conversation_id(), sc.new_state());
+    }
+  }
+
+  std::optional<v1::SecurityState> CachedState(const std::string& id) const {
+    absl::MutexLock l(&mu_);
+    auto it = states_.find(id);
+    if (it == states_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  bool SeenE2ee(const std::string& conversation_id) const {
+    std::string path;
+    {
+      absl::MutexLock l(&mu_);
+      if (seen_e2ee_.contains(conversation_id)) return true;
+      if (profile_.dir.empty()) return false;
+      path = SeenPath(conversation_id);
+    }
+    return ::access(path.c_str(), F_OK) == 0;
+  }
+
+  // Sticky: remembered in memory and, best effort, in the profile.
+  void MarkSeenE2ee(const std::string& conversation_id) {
+    std::string dir;
+    std::string path;
+    {
+      absl::MutexLock l(&mu_);
+      if (!seen_e2ee_.insert(conversation_id).second) return;
+      if (profile_.dir.empty()) return;
+      dir = absl::StrCat(profile_.dir, "/e2ee-seen");
+      path = SeenPath(conversation_id);
+    }
+    if (!MakePrivateDirs(dir).ok()) return;
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+
+ private:
+  std::string SeenPath(const std::string& conversation_id) const {
+    return absl::StrCat(profile_.dir, "/e2ee-seen/",
+                        HexEncode(conversation_id));
+  }
+
+  const ConnectOptions options_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::AccountService::Stub> accounts_;
+  const std::unique_ptr<v1::ConversationService::Stub> conversations_;
+  const std::unique_ptr<v1::MessagingService::Stub> messaging_;
+
+  mutable absl::Mutex mu_;
+  Profile profile_;
+  std::map<std::string, v1::SecurityState> states_;
+  std::set<std::string> seen_e2ee_;
+};
+
+// ------------------------------------------------------------ streaming
+
+class StreamState {
+ public:
+  StreamState(std::shared_ptr<Core> core, ReceiveOptions options)
+      : core_(std::move(core)), options_(std::move(options)) {
+    if (options_.queue_capacity == 0) options_.queue_capacity = 1;
+    if (options_.ack_batch == 0) options_.ack_batch = 1;
+  }
+
+  void Start() {
+    reader_ = std::thread([this] { ReaderLoop(); });
+    acker_ = std::thread([this] { AckLoop(); });
+  }
+
+  absl::StatusOr<std::optional<Event>> Next(absl::Duration timeout) {
+    absl::MutexLock l(&mu_);
+    if (options_.auto_ack && outstanding_) {
+      pending_acks_.push_back(*outstanding_);
+      outstanding_.reset();
+    }
+    auto ready = [this] {
+      return cancelled_ || !queue_.empty() || terminal_.has_value();
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    if (cancelled_) {
+      return absl::CancelledError("Receive: stream cancelled");
+    }
+    if (!queue_.empty()) {
+      Event ev = std::move(queue_.front());
+      queue_.pop_front();
+      if (options_.auto_ack && ev.delivery_id != 0) {
+        outstanding_ = ev.delivery_id;
+      }
+      return std::optional<Event>(std::move(ev));
+    }
+    if (terminal_) return *terminal_;
+    return std::optional<Event>();
+  }
+
+  void Ack(uint64_t delivery_id) {
+    absl::MutexLock l(&mu_);
+    pending_acks_.push_back(delivery_id);
+  }
+
+  void Cancel() {
+    std::shared_ptr<grpc::ClientContext> ctx;
+    {
+      absl::MutexLock l(&mu_);
+      cancelled_ = true;
+      ctx = ctx_;
+    }
+    if (ctx) ctx->TryCancel();
+  }
+
+  void Close() {
+    {
+      absl::MutexLock l(&mu_);
+      if (closed_) return;
+      closed_ = true;
+      if (options_.auto_ack && outstanding_) {
+        pending_acks_.push_back(*outstanding_);
+        outstanding_.reset();
+      }
+    }
+    Cancel();
+    if (reader_.joinable()) reader_.join();
+    {
+      absl::MutexLock l(&mu_);
+      closing_ = true;
+    }
+    if (acker_.joinable()) acker_.join();
+  }
+
+ private:
+  void Finish(absl::Status status) {
+    absl::MutexLock l(&mu_);
+    if (!terminal_) terminal_ = std::move(status);
+  }
+
+  // Waits for queue space and appends. False when cancelled.
+  bool Enqueue(Event ev) {
+    absl::MutexLock l(&mu_);
+    auto space = [this] {
+      return cancelled_ || queue_.size() < options_.queue_capacity;
+    };
+    mu_.Await(absl::Condition(&space));
+    if (cancelled_) return false;
+    queue_.push_back(std::move(ev));
+    return true;
+  }
+
+  // False when the stream was cancelled.
+  bool Handle(const v1::ReceiveResponse& resp) {
+    if (resp.has_backlog_drained()) {
+      Event ev;
+      ev.kind = Event::Kind::kBacklogDrained;
+      ev.last_delivery_id = resp.backlog_drained().last_delivery_id();
+      return Enqueue(std::move(ev));
+    }
+    if (!resp.has_envelope()) return true;  // unknown item: skip
+    const v1::Envelope& env = resp.envelope();
+    const uint64_t id = env.delivery_id();
+    // Redelivery after a reconnect: already handed out in this session.
+    if (id != 0 && id <= last_enqueued_) return true;
+    Event ev;
+    ev.delivery_id = id;
+    ev.message = env.message();
+    core_->ObserveMessage(ev.message);
+    switch (ev.message.payload_case()) {
+      case v1::Message::kPlain:
+        ev.kind = Event::Kind::kMessage;
+        ev.text = PlainText(ev.message);
+        break;
+      case v1::Message::kCiphertext:
+        ev.kind = Event::Kind::kMessage;
+        if (core_->options().e2ee) {
+          auto text = core_->options().e2ee->Decrypt(ev.message);
+          if (text.ok()) ev.text = *std::move(text);
+        }
+        break;
+      case v1::Message::kSecurityChange:
+        ev.kind = Event::Kind::kSecurityChange;
+        break;
+      case v1::Message::kMembershipChange:
+        ev.kind = Event::Kind::kMembershipChange;
+        break;
+      default:
+        ev.kind = Event::Kind::kUnknown;
+        break;
+    }
+    ev.protection = ProtectionOf(ev.message);
+    if (!Enqueue(std::move(ev))) return false;
+    if (id != 0) last_enqueued_ = id;  // reader thread only
+    return true;
+  }
+
+  void ReaderLoop() {
+    int failures = 0;
+    absl::Duration backoff = options_.initial_backoff;
+    for (;;) {
+      auto ctx = std::make_shared<grpc::ClientContext>();
+      if (absl::Status s = core_->Authorize(ctx.get()); !s.ok()) {
+        Finish(s);
+        return;
+      }
+      {
+        absl::MutexLock l(&mu_);
+        if (cancelled_) {
+          terminal_ = absl::CancelledError("Receive: stream cancelled");
+          return;
+        }
+        ctx_ = ctx;
+      }
+      std::unique_ptr<grpc::ClientReader<v1::ReceiveResponse>> reader =
+          core_->messaging()->Receive(ctx.get(), v1::ReceiveRequest());
+      v1::ReceiveResponse resp;
+      bool delivered = false;
+      while (reader->Read(&resp)) {
+        if (!delivered) {
+          delivered = true;
+          failures = 0;
+          backoff = options_.initial_backoff;
+        }
+        if (!Handle(resp)) {
+          ctx->TryCancel();
+          break;
+        }
+      }
+      const grpc::Status st = reader->Finish();
+      {
+        absl::MutexLock l(&mu_);
+        ctx_.reset();
+        if (cancelled_) {
+          if (!terminal_) {
+            terminal_ = absl::CancelledError("Receive: stream cancelled");
+          }
+          return;
+        }
+      }
+      absl::Status status =
+          st.ok() ? absl::UnavailableError(absl::StrCat(
+                        "Receive (server ", core_->options().server,
+                        "): stream ended by the server"))
+                  : core_->GrpcError("Receive", st);
+      // UNAVAILABLE: connection lost / server restarting. CANCELLED that we
+      // did not ask for: the server cancelled the call (e.g. while shutting
+      // down). Both resume from the backlog. ABORTED (another Receive for
+      // this device took over) and auth errors are final.
+      const bool retryable =
+          status.code() == absl::StatusCode::kUnavailable ||
+          status.code() == absl::StatusCode::kCancelled;
+      if (!retryable || ++failures > options_.max_reconnect_attempts) {
+        if (retryable && options_.max_reconnect_attempts > 0) {
+          status = absl::UnavailableError(absl::StrCat(
+              status.message(), " (gave up after ",
+              options_.max_reconnect_attempts, " reconnect attempts)"));
+        }
+        Finish(status);
+        return;
+      }
+      const absl::Duration delay =
+          Jitter(std::min(backoff, options_.max_backoff));
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      if (options_.on_reconnect) options_.on_reconnect(status, failures, delay);
+      if (!WaitBeforeReconnect(delay)) {
+        Finish(absl::CancelledError("Receive: stream cancelled"));
+        return;
+      }
+    }
+  }
+
+  // Waits up to `delay`, but returns as soon as the channel is READY again
+  // (and at least the initial backoff has passed), so that a restarted
+  // server is picked up at once. While the channel is in TRANSIENT_FAILURE
+  // gRPC fails new calls immediately, so retrying blindly would burn the
+  // attempts. False when cancelled. Cancellation is noticed within 100 ms.
+  bool WaitBeforeReconnect(absl::Duration delay) {
+    grpc::Channel* channel = core_->channel();
+    const absl::Time start = absl::Now();
+    const absl::Time latest = start + delay;
+    const absl::Time earliest =
+        start + std::min(delay, options_.initial_backoff);
+    for (;;) {
+      {
+        absl::MutexLock l(&mu_);
+        if (cancelled_) return false;
+      }
+      const absl::Time now = absl::Now();
+      if (now >= latest) return true;
+      const grpc_connectivity_state st =
+          channel->GetState(/*try_to_connect=*/true);
+      if (st == GRPC_CHANNEL_READY && now >= earliest) return true;
+      absl::Time until = std::min(latest, now + absl::Milliseconds(100));
+      if (st == GRPC_CHANNEL_READY) until = std::min(until, earliest);
+      channel->WaitForStateChange(st, absl::ToChronoTime(until));
+    }
+  }
+
+  void AckLoop() {
+    constexpr size_t kMaxIdsPerAck = 1000;
+    for (;;) {
+      std::vector<uint64_t> batch;
+      bool final = false;
+      {
+        absl::MutexLock l(&mu_);
+        auto work = [this] { return closing_ || !pending_acks_.empty(); };
+        mu_.Await(absl::Condition(&work));
+        if (!closing_ && pending_acks_.size() < options_.ack_batch) {
+          auto full = [this] {
+            return closing_ || pending_acks_.size() >= options_.ack_batch;
+          };
+          mu_.AwaitWithTimeout(absl::Condition(&full),
+                               options_.ack_flush_interval);
+        }
+        final = closing_;
+        if (pending_acks_.size() <= kMaxIdsPerAck || final) {
+          batch.swap(pending_acks_);
+        } else {
+          batch.assign(pending_acks_.begin(),
+                       pending_acks_.begin() + kMaxIdsPerAck);
+          pending_acks_.erase(pending_acks_.begin(),
+                              pending_acks_.begin() + kMaxIdsPerAck);
+        }
+      }
+      for (size_t i = 0; i < batch.size(); i += kMaxIdsPerAck) {
+        std::vector<uint64_t> part(
+            batch.begin() + i,
+            batch.begin() + std::min(batch.size(), i + kMaxIdsPerAck));
+        auto st = core_->Ack(part, final ? options_.close_timeout
+                                         : core_->options().deadline);
+        if (!st.ok() && !final && IsTransient(st.status())) {
+          // Keep them for the next round (the server would also redeliver
+          // them; this session drops the duplicates).
+          absl::MutexLock l(&mu_);
+          pending_acks_.insert(pending_acks_.begin(), part.begin(),
+                               part.end());
+          mu_.AwaitWithTimeout(absl::Condition(&closing_),
+                               options_.ack_flush_interval);
+          break;
+        }
+      }
+      if (final) return;
+    }
+  }
+
+  const std::shared_ptr<Core> core_;
+  ReceiveOptions options_;
+  std::thread reader_;
+  std::thread acker_;
+
+  absl::Mutex mu_;
+  std::deque<Event> queue_;
+  std::optional<absl::Status> terminal_;
+  bool cancelled_ = false;
+  bool closing_ = false;
+  bool closed_ = false;
+  std::shared_ptr<grpc::ClientContext> ctx_;
+  std::vector<uint64_t> pending_acks_;
+  std::optional<uint64_t> outstanding_;
+  uint64_t last_enqueued_ = 0;  // reader thread only
+};
+
+}  // namespace internal
+
+// ---------------------------------------------------------------- free
+
+absl::Status ValidateConnectOptions(const ConnectOptions& o) {
+  if (o.server.empty()) {
+    return absl::InvalidArgumentError("no server address (host:port) given");
+  }
+  if (o.insecure) {
+    if (!IsLoopbackTarget(o.server)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "refusing plaintext (insecure) connection to non-loopback server ",
+          o.server, ": use TLS with a CA file"));
+    }
+  } else if (o.ca_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a CA certificate file (PEM) is required for TLS; parleyd writes it "
+        "to <data_dir>/tls/ca.pem (or use insecure mode for a loopback "
+        "server)");
+  }
+  if (o.deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("deadline must be positive");
+  }
+  if (o.send_max_attempts < 1) {
+    return absl::InvalidArgumentError("send_max_attempts must be at least 1");
+  }
+  return absl::OkStatus();
+}
+
+std::string NewClientMessageId() {
+  unsigned char buf[16];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    ssize_t n = ::getrandom(buf + got, sizeof buf - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof buf) {
+    std::random_device rd;
+    for (unsigned char& b : buf) b = static_cast<unsigned char>(rd());
+  }
+  return HexEncode(absl::string_view(reinterpret_cast<char*>(buf), sizeof buf));
+}
+
+// -------------------------------------------------------- ReceiveStream
+
+ReceiveStream::ReceiveStream(std::shared_ptr<internal::StreamState> state)
+    : state_(std::move(state)) {}
+ReceiveStream::~ReceiveStream() { Close(); }
+absl::StatusOr<std::optional<Event>> ReceiveStream::Next(
+    absl::Duration timeout) {
+  return state_->Next(timeout);
+}
+void ReceiveStream::Ack(uint64_t delivery_id) { state_->Ack(delivery_id); }
+void ReceiveStream::Cancel() { state_->Cancel(); }
+void ReceiveStream::Close() { state_->Close(); }
+
+// --------------------------------------------------------------- Client
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Create(Profile profile,
+                                                       ConnectOptions options) {
+  if (absl::Status s = ValidateConnectOptions(options); !s.ok()) return s;
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (options.insecure) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    std::ifstream in(options.ca_file, std::ios::binary);
+    if (!in) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read CA file ", options.ca_file));
+    }
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (pem.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CA file ", options.ca_file, " contains no PEM certificate"));
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem.str();
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "parley-sdk/0.1");
+  // gRPC's own reconnect backoff grows to 120 s by default, and calls fail
+  // fast meanwhile; keep it short so a restarted server is found quickly.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  auto channel = grpc::CreateCustomChannel(options.server, creds, args);
+  auto core = std::make_shared<internal::Core>(std::move(profile),
+                                               std::move(options), channel);
+  return std::unique_ptr<Client>(new Client(std::move(core)));
+}
+
+Client::Client(std::shared_ptr<internal::Core> core) : core_(std::move(core)) {}
+Client::~Client() = default;
+
+Profile Client::profile() const { return core_->profile(); }
+const ConnectOptions& Client::options() const { return core_->options(); }
+
+absl::StatusOr<Registration> Client::Register(
+    const std::string& username, const std::string& display_name,
+    const v1::AccountAttributes& attributes, const std::string& device_name) {
+  if (absl::Status s = ValidateUsername(username); !s.ok()) return s;
+  const Profile p = core_->profile();
+  if (p.registered()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "profile ", p.dir, " is already registered as ", p.username));
+  }
+  // Fail before creating an account whose token could not be stored.
+  if (!p.dir.empty()) {
+    if (absl::Status s = MakePrivateDirs(p.dir); !s.ok()) return s;
+  }
+  v1::CreateAccountRequest req;
+  req.set_username(username);
+  req.set_display_name(display_name);
+  *req.mutable_attributes() = attributes;
+  req.set_device_name(device_name);
+  auto resp = core_->Unary<v1::CreateAccountResponse>(
+      "CreateAccount", false,
+      [&](grpc::ClientContext* c, v1::CreateAccountResponse* r) {
+        return core_->accounts()->CreateAccount(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  if (resp->device_token().empty()) {
+    return absl::InternalError("CreateAccount: server returned no token");
+  }
+  if (absl::Status s = core_->SaveCredentials(resp->account(), resp->device(),
+                                              resp->device_token());
+      !s.ok()) {
+    return s;
+  }
+  return Registration{resp->account(), resp->device()};
+}
+
+absl::StatusOr<Registration> Client::LinkDevice(const std::string& link_code,
+                                                const std::string& device_name) {
+  if (link_code.empty()) return absl::InvalidArgumentError("empty link code");
+  const Profile p = core_->profile();
+  if (p.registered()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "profile ", p.dir, " already holds a device of ", p.username));
+  }
+  if (!p.dir.empty()) {
+    if (absl::Status s = MakePrivateDirs(p.dir); !s.ok()) return s;
+  }
+  v1::LinkDeviceRequest req;
+  req.set_link_code(link_code);
+  req.set_device_name(device_name);
+  auto resp = core_->Unary<v1::LinkDeviceResponse>(
+      "LinkDevice", false,
+      [&](grpc::ClientContext* c, v1::LinkDeviceResponse* r) {
+        return core_->accounts()->LinkDevice(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  if (resp->device_token().empty()) {
+    return absl::InternalError("LinkDevice: server returned no token");
+  }
+  if (absl::Status s = core_->SaveCredentials(resp->account(), resp->device(),
+                                              resp->device_token());
+      !s.ok()) {
+    return s;
+  }
+  return Registration{resp->account(), resp->device()};
+}
+
+absl::StatusOr<DeviceLink> Client::CreateDeviceLink() {
+  auto resp = core_->Unary<v1::CreateDeviceLinkResponse>(
+      "CreateDeviceLink", true,
+      [&](grpc::ClientContext* c, v1::CreateDeviceLinkResponse* r) {
+        return core_->accounts()->CreateDeviceLink(
+            c, v1::CreateDeviceLinkRequest(), r);
+      });
+  if (!resp.ok()) return resp.status();
+  return DeviceLink{resp->link_code(), resp->expires_at_ms()};
+}
+
+absl::StatusOr<std::vector<v1::Device>> Client::ListDevices() {
+  auto resp = core_->Unary<v1::ListDevicesResponse>(
+      "ListDevices", true,
+      [&](grpc::ClientContext* c, v1::ListDevicesResponse* r) {
+        return core_->accounts()->ListDevices(c, v1::ListDevicesRequest(), r);
+      });
+  if (!resp.ok()) return resp.status();
+  return std::vector<v1::Device>(resp->devices().begin(),
+                                 resp->devices().end());
+}
+
+absl::Status Client::RemoveDevice(uint32_t device_id) {
+  v1::RemoveDeviceRequest req;
+  req.set_device_id(device_id);
+  return core_
+      ->Unary<v1::RemoveDeviceResponse>(
+          "RemoveDevice", true,
+          [&](grpc::ClientContext* c, v1::RemoveDeviceResponse* r) {
+            return core_->accounts()->RemoveDevice(c, req, r);
+          })
+      .status();
+}
+
+absl::StatusOr<v1::Account> Client::GetAccountByUsername(
+    const std::string& username) {
+  v1::GetAccountRequest req;
+  req.set_username(username);
+  auto resp = core_->Unary<v1::GetAccountResponse>(
+      "GetAccount", true,
+      [&](grpc::ClientContext* c, v1::GetAccountResponse* r) {
+        return core_->accounts()->GetAccount(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  return resp->account();
+}
+
+absl::StatusOr<v1::Account> Client::GetAccountById(
+    const std::string& account_id) {
+  v1::GetAccountRequest req;
+  req.set_account_id(account_id);
+  auto resp = core_->Unary<v1::GetAccountResponse>(
+      "GetAccount", true,
+      [&](grpc::ClientContext* c, v1::GetAccountResponse* r) {
+        return core_->accounts()->GetAccount(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  return resp->account();
+}
+
+absl::StatusOr<DirectConversation> Client::CreateDirect(
+    const std::string& peer_username) {
+  v1::CreateDirectRequest req;
+  req.set_peer_username(peer_username);
+  auto resp = core_->Unary<v1::CreateDirectResponse>(
+      "CreateDirect", true,
+      [&](grpc::ClientContext* c, v1::CreateDirectResponse* r) {
+        return core_->conversations()->CreateDirect(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  core_->ObserveConversation(resp->conversation());
+  return DirectConversation{resp->conversation(), resp->created()};
+}
+
+absl::StatusOr<v1::Conversation> Client::CreateGroup(
+    const std::string& title, const std::vector<std::string>& usernames) {
+  v1::CreateGroupRequest req;
+  req.set_title(title);
+  for (const std::string& u : usernames) req.add_member_usernames(u);
+  auto resp = core_->Unary<v1::CreateGroupResponse>(
+      "CreateGroup", true,
+      [&](grpc::ClientContext* c, v1::CreateGroupResponse* r) {
+        return core_->conversations()->CreateGroup(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  core_->ObserveConversation(resp->conversation());
+  return resp->conversation();
+}
+
+absl::StatusOr<v1::Conversation> Client::GetConversation(
+    const std::string& conversation_id) {
+  v1::GetConversationRequest req;
+  req.set_conversation_id(conversation_id);
+  auto resp = core_->Unary<v1::GetConversationResponse>(
+      "GetConversation", true,
+      [&](grpc::ClientContext* c, v1::GetConversationResponse* r) {
+        return core_->conversations()->GetConversation(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  core_->ObserveConversation(resp->conversation());
+  return resp->conversation();
+}
+
+absl::StatusOr<std::vector<v1::Conversation>> Client::ListConversations() {
+  auto resp = core_->Unary<v1::ListConversationsResponse>(
+      "ListConversations", true,
+      [&](grpc::ClientContext* c, v1::ListConversationsResponse* r) {
+        return core_->conversations()->ListConversations(
+            c, v1::ListConversationsRequest(), r);
+      });
+  if (!resp.ok()) return resp.status();
+  for (const v1::Conversation& c : resp->conversations()) {
+    core_->ObserveConversation(c);
+  }
+  return std::vector<v1::Conversation>(resp->conversations().begin(),
+                                       resp->conversations().end());
+}
+
+absl::StatusOr<v1::Conversation> Client::AddMembers(
+    const std::string& conversation_id,
+    const std::vector<std::string>& usernames) {
+  v1::AddMembersRequest req;
+  req.set_conversation_id(conversation_id);
+  for (const std::string& u : usernames) req.add_usernames(u);
+  auto resp = core_->Unary<v1::AddMembersResponse>(
+      "AddMembers", true,
+      [&](grpc::ClientContext* c, v1::AddMembersResponse* r) {
+        return core_->conversations()->AddMembers(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  core_->ObserveConversation(resp->conversation());
+  return resp->conversation();
+}
+
+absl::Status Client::RemoveMember(const std::string& conversation_id,
+                                  const std::string& account_id) {
+  v1::RemoveMemberRequest req;
+  req.set_conversation_id(conversation_id);
+  req.set_account_id(account_id);
+  return core_
+      ->Unary<v1::RemoveMemberResponse>(
+          "RemoveMember", true,
+          [&](grpc::ClientContext* c, v1::RemoveMemberResponse* r) {
+            return core_->conversations()->RemoveMember(c, req, r);
+          })
+      .status();
+}
+
+bool Client::SeenAsE2ee(const std::string& conversation_id) const {
+  return core_->SeenE2ee(conversation_id);
+}
+
+absl::StatusOr<SendResult> Client::Send(
+    const std::string& conversation_id, const std::string& text,
+    std::optional<std::string> client_message_id) {
+  if (conversation_id.empty()) {
+    return absl::InvalidArgumentError("Send: empty conversation id");
+  }
+  std::string id = client_message_id ? *std::move(client_message_id)
+                                     : NewClientMessageId();
+  if (absl::Status s = internal::ValidateClientMessageId(id); !s.ok()) {
+    return s;
+  }
+
+  // The protection check: never plaintext into (once) E2EE conversations.
+  std::optional<v1::SecurityState> state = core_->CachedState(conversation_id);
+  if (!state) {
+    auto conv = GetConversation(conversation_id);
+    if (!conv.ok()) return conv.status();
+    state = conv->security();
+  }
+  v1::SendRequest req;
+  req.set_conversation_id(conversation_id);
+  req.set_client_message_id(id);
+  Protection protection = Protection::kTransport;
+  if (state->mode() == v1::SECURITY_MODE_E2EE) {
+    const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
+    if (!engine) {
+      return absl::UnimplementedError(
+          "end-to-end encrypted conversations need the E2EE client (not "
+          "built yet)");
+    }
+    // Extension point: the E2EE issue plugs the Signal layer in here.
+    auto conv = GetConversation(conversation_id);
+    if (!conv.ok()) return conv.status();
+    if (conv->security().mode() != v1::SECURITY_MODE_E2EE) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Send: security state of ", conversation_id,
+          " changed while sending; refusing to send"));
+    }
+    auto body = engine->Encrypt(*conv, text);
+    if (!body.ok()) return body.status();
+    *req.mutable_body()->mutable_encrypted() = *std::move(body);
+    protection = Protection::kEndToEnd;
+  } else {
+    if (core_->SeenE2ee(conversation_id)) {
+      const std::shared_ptr<SecurityVerifier>& verifier =
+          core_->options().verifier;
+      absl::Status verified =
+          verifier ? verifier->VerifyDowngrade(conversation_id, *state)
+                   : absl::FailedPreconditionError(absl::StrCat(
+                         "conversation ", conversation_id,
+                         " was end-to-end encrypted on this device; the "
+                         "server now reports ",
+                         SecurityModeName(state->mode()),
+                         " (server-readable), and this client cannot verify "
+                         "that change yet: refusing to send plaintext"));
+      if (!verified.ok()) return verified;
+    }
+    v1::PlainBody* plain = req.mutable_body()->mutable_plain();
+    plain->set_content_type("text/plain");
+    plain->set_content(text);
+  }
+
+  const ConnectOptions& o = core_->options();
+  absl::Duration backoff = o.send_initial_backoff;
+  absl::Status last;
+  for (int attempt = 1; attempt <= o.send_max_attempts; ++attempt) {
+    auto resp = core_->Unary<v1::SendResponse>(
+        "Send", true, [&](grpc::ClientContext* c, v1::SendResponse* r) {
+          return core_->messaging()->Send(c, req, r);
+        });
+    if (resp.ok()) {
+      SendResult result;
+      result.conversation_id = conversation_id;
+      result.client_message_id = id;
+      result.seq = resp->seq();
+      result.server_time_ms = resp->server_time_ms();
+      result.duplicate = resp->duplicate();
+      result.attempts = attempt;
+      result.protection = protection;
+      return result;
+    }
+    last = resp.status();
+    if (!internal::IsTransient(last) || attempt == o.send_max_attempts) break;
+    absl::SleepFor(internal::Jitter(backoff));
+    backoff = std::min(backoff * 2, o.send_max_backoff);
+  }
+  if (internal::IsTransient(last) && o.send_max_attempts > 1) {
+    return absl::Status(
+        last.code(), absl::StrCat(last.message(), " (after ",
+                                  o.send_max_attempts,
+                                  " attempts; client_message_id ", id, ")"));
+  }
+  return last;
+}
+
+absl::StatusOr<uint32_t> Client::Ack(const std::vector<uint64_t>& ids) {
+  return core_->Ack(ids, core_->options().deadline);
+}
+
+absl::StatusOr<HistoryPage> Client::GetHistory(
+    const std::string& conversation_id, uint64_t before_seq, uint32_t limit) {
+  v1::GetHistoryRequest req;
+  req.set_conversation_id(conversation_id);
+  req.set_before_seq(before_seq);
+  req.set_limit(limit);
+  auto resp = core_->Unary<v1::GetHistoryResponse>(
+      "GetHistory", true,
+      [&](grpc::ClientContext* c, v1::GetHistoryResponse* r) {
+        return core_->messaging()->GetHistory(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  HistoryPage page;
+  page.messages.assign(resp->messages().begin(), resp->messages().end());
+  page.more = resp->more();
+  for (const v1::Message& m : page.messages) core_->ObserveMessage(m);
+  return page;
+}
+
+absl::StatusOr<std::unique_ptr<ReceiveStream>> Client::Receive(
+    ReceiveOptions options) {
+  if (!core_->profile().registered()) {
+    grpc::ClientContext probe;
+    if (absl::Status s = core_->Authorize(&probe); !s.ok()) return s;
+  }
+  auto state =
+      std::make_shared<internal::StreamState>(core_, std::move(options));
+  state->Start();
+  return std::unique_ptr<ReceiveStream>(new ReceiveStream(std::move(state)));
+}
+
+absl::Status Client::Listen(
+    ReceiveOptions options,
+    const std::function<absl::Status(const Event&)>& handler,
+    std::stop_token stop) {
+  const bool auto_ack = options.auto_ack;
+  options.auto_ack = false;  // acked here, after the handler succeeded
+  auto stream = Receive(std::move(options));
+  if (!stream.ok()) return stream.status();
+  std::stop_callback on_stop(stop, [s = stream->get()] { s->Cancel(); });
+  while (!stop.stop_requested()) {
+    auto ev = (*stream)->Next(absl::Milliseconds(200));
+    if (!ev.ok()) {
+      if (stop.stop_requested()) break;
+      return ev.status();
+    }
+    if (!ev->has_value()) continue;
+    if (absl::Status s = handler(**ev); !s.ok()) return s;
+    if (auto_ack && (*ev)->delivery_id != 0) {
+      (*stream)->Ack((*ev)->delivery_id);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace parley

@@ -1,0 +1,317 @@
+// parley::Client: the C++ SDK for the Parley API (api/parley/v1).
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Errors: every method returns absl::Status / absl::StatusOr. gRPC statuses
+// are converted here with the same code and the server's message kept,
+// prefixed with the RPC name ("Send: conversation c_1 not found"). No
+// exception leaves the SDK. Local validation failures are InvalidArgument.
+//
+// Threading: a Client is thread-safe: all methods may be called
+// concurrently from any thread (one gRPC channel, HTTP/2 multiplexed).
+// Register/LinkDevice update the credentials under a lock. A ReceiveStream
+// is owned by one consumer thread (Next/Ack/Close from that thread), except
+// Cancel(), which any thread may call.
+//
+// Ownership: Client::Create returns a unique_ptr. A ReceiveStream shares the
+// connection state with its Client and may outlive it. Destroying a stream
+// cancels the RPC, flushes pending acks (bounded by ReceiveOptions::
+// close_timeout) and joins its threads: it never hangs on the network.
+//
+// Secrets: the device token is sent only as `authorization: Bearer <token>`
+// metadata and never appears in a Status, log line or DebugString. The SDK
+// itself logs nothing.
+//
+// Protection (PRODUCT.md §3): every content message handed to the app is
+// labelled from its payload: plain -> transport (server can read), ciphertext
+// -> end-to-end encrypted. Send never sends plaintext into a conversation
+// whose mode is E2EE, nor into one this profile has ever seen as E2EE
+// (sticky, persisted in the profile directory) unless a SecurityVerifier
+// accepts the downgrade. Without an E2eeEngine, sending to an E2EE
+// conversation returns UNIMPLEMENTED.
+#ifndef PARLEY_CLIENTS_SDK_CLIENT_H_
+#define PARLEY_CLIENTS_SDK_CLIENT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "clients/sdk/display.h"
+#include "clients/sdk/profile.h"
+#include "parley/v1/common.pb.h"
+
+namespace parley {
+
+// ------------------------------------------------------ extension points
+// Interfaces for work that comes later (E2EE issue). Nothing implements them
+// yet; a Client without them refuses E2EE sends and shows ciphertexts as
+// undecryptable.
+
+// Encrypts/decrypts message bodies with the Signal protocol (clients/crypto).
+// Called from the thread that calls Send / the stream's reader thread; an
+// implementation must be thread-safe.
+class E2eeEngine {
+ public:
+  virtual ~E2eeEngine() = default;
+  // One ciphertext per member device of `conversation` (E2EE mode).
+  virtual absl::StatusOr<v1::EncryptedBody> Encrypt(
+      const v1::Conversation& conversation, absl::string_view plaintext) = 0;
+  // Decrypts a received ciphertext payload addressed to this device.
+  virtual absl::StatusOr<std::string> Decrypt(const v1::Message& message) = 0;
+};
+
+// Verifies server-signed security statements (SecurityState.signed_statement)
+// and decides whether a conversation this device saw as E2EE may now be
+// treated as server-readable.
+class SecurityVerifier {
+ public:
+  virtual ~SecurityVerifier() = default;
+  // OK only if `current` is a verified statement, newer than the E2EE state
+  // this device saw, and the user was shown the change and accepted it.
+  virtual absl::Status VerifyDowngrade(const std::string& conversation_id,
+                                       const v1::SecurityState& current) = 0;
+};
+
+// ------------------------------------------------------------- options
+
+struct ConnectOptions {
+  // gRPC target "host:port".
+  std::string server = "127.0.0.1:7443";
+  // PEM file of the CA to trust (parleyd generates <data_dir>/tls/ca.pem).
+  // Required unless `insecure`.
+  std::string ca_file;
+  // Plaintext gRPC. Refused unless `server` is a loopback address.
+  bool insecure = false;
+  // Deadline of each unary call (each attempt, for retried Sends).
+  absl::Duration deadline = absl::Seconds(10);
+  // Send retries on UNAVAILABLE / DEADLINE_EXCEEDED with the same
+  // client_message_id (the server deduplicates). Total attempts, >= 1.
+  int send_max_attempts = 5;
+  absl::Duration send_initial_backoff = absl::Milliseconds(200);
+  absl::Duration send_max_backoff = absl::Seconds(3);
+  // Extension points; null until the E2EE client exists.
+  std::shared_ptr<E2eeEngine> e2ee;
+  std::shared_ptr<SecurityVerifier> verifier;
+};
+
+// Checks `options` without touching the network: server non-empty, a CA
+// file unless insecure, insecure only for loopback, positive deadline.
+absl::Status ValidateConnectOptions(const ConnectOptions& options);
+
+// A random client message id: 16 random bytes as 32 hex characters.
+std::string NewClientMessageId();
+
+// ------------------------------------------------------------- results
+
+struct Registration {
+  v1::Account account;
+  v1::Device device;
+};
+
+struct DeviceLink {
+  std::string code;  // single use
+  int64_t expires_at_ms = 0;
+};
+
+struct DirectConversation {
+  v1::Conversation conversation;
+  bool created = false;  // false: the pair's existing conversation
+};
+
+struct SendResult {
+  std::string conversation_id;
+  std::string client_message_id;
+  uint64_t seq = 0;
+  int64_t server_time_ms = 0;
+  bool duplicate = false;  // the server had already accepted this id
+  int attempts = 1;
+  Protection protection = Protection::kTransport;
+};
+
+struct HistoryPage {
+  std::vector<v1::Message> messages;  // newest first, as the server sends
+  bool more = false;
+};
+
+// One item handed to the app by a ReceiveStream.
+struct Event {
+  enum class Kind {
+    kMessage,           // content (plain or ciphertext)
+    kSecurityChange,    // message.security_change()
+    kMembershipChange,  // message.membership_change()
+    kBacklogDrained,    // the backlog present at (re)connect was delivered
+    kUnknown,           // payload type this SDK does not know
+  };
+  Kind kind = Kind::kUnknown;
+  uint64_t delivery_id = 0;  // 0 for kBacklogDrained
+  v1::Message message;       // empty for kBacklogDrained
+  // For kMessage: from the payload (plain -> kTransport, ciphertext ->
+  // kEndToEnd). kNone otherwise.
+  Protection protection = Protection::kNone;
+  // Readable text: a plain text body, or a ciphertext the E2eeEngine
+  // decrypted. nullopt otherwise.
+  std::optional<std::string> text;
+  // kBacklogDrained: last delivery id of the backlog.
+  uint64_t last_delivery_id = 0;
+
+  bool e2ee() const { return protection == Protection::kEndToEnd; }
+};
+
+struct ReceiveOptions {
+  // Ack each envelope once the app has handled it: an event returned by
+  // Next() counts as handled when Next() is called again or the stream is
+  // closed/destroyed. Acks are batched. With false, call Ack() yourself.
+  bool auto_ack = true;
+  size_t ack_batch = 64;
+  absl::Duration ack_flush_interval = absl::Milliseconds(200);
+  // Events buffered between the network thread and the app. When full, the
+  // stream stops reading (gRPC flow control pushes back on the server).
+  size_t queue_capacity = 256;
+  // Reconnects after a break with UNAVAILABLE, a server-side CANCELLED or an
+  // unexpected clean end,
+  // resuming from the server's backlog. Consecutive failed attempts allowed;
+  // the count resets once a stream delivers something. 0: never reconnect.
+  int max_reconnect_attempts = 8;
+  absl::Duration initial_backoff = absl::Milliseconds(250);
+  absl::Duration max_backoff = absl::Seconds(10);
+  // Upper bound on the final ack flush when the stream closes.
+  absl::Duration close_timeout = absl::Seconds(2);
+  // Optional: told before each reconnect (called on the network thread).
+  std::function<void(const absl::Status& cause, int attempt,
+                     absl::Duration delay)>
+      on_reconnect;
+};
+
+namespace internal {
+class Core;
+class StreamState;
+}  // namespace internal
+
+// A live Receive stream. Create with Client::Receive.
+class ReceiveStream {
+ public:
+  ~ReceiveStream();
+  ReceiveStream(const ReceiveStream&) = delete;
+  ReceiveStream& operator=(const ReceiveStream&) = delete;
+
+  // The next event, waiting at most `timeout` (absl::InfiniteDuration()
+  // allowed). nullopt on timeout. An error is final (the stream could not be
+  // kept up: e.g. UNAUTHENTICATED, ABORTED when another Receive for this
+  // device took over, UNAVAILABLE after the reconnect attempts, CANCELLED
+  // after Cancel/Close) and repeats on later calls. Envelopes whose
+  // delivery_id was already handed out in this session are dropped.
+  absl::StatusOr<std::optional<Event>> Next(absl::Duration timeout);
+
+  // Queues an ack (batched, sent in the background). For auto_ack=false.
+  void Ack(uint64_t delivery_id);
+
+  // Stops the stream: Next returns CANCELLED. Any thread; idempotent.
+  void Cancel();
+  // Cancel, flush pending acks (bounded) and join the threads. Idempotent;
+  // the destructor calls it.
+  void Close();
+
+ private:
+  friend class Client;
+  explicit ReceiveStream(std::shared_ptr<internal::StreamState> state);
+  std::shared_ptr<internal::StreamState> state_;
+};
+
+class Client {
+ public:
+  // Validates `options` and prepares the channel (connects lazily).
+  // `profile` supplies the credentials (may be unregistered for Register /
+  // LinkDevice) and the directory where they are saved.
+  static absl::StatusOr<std::unique_ptr<Client>> Create(
+      Profile profile, ConnectOptions options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // A copy of the current profile (credentials included: handle with care).
+  Profile profile() const;
+  const ConnectOptions& options() const;
+
+  // ------------------------------------------------------------ accounts
+  // Creates the account and its first device; saves server, ca_file,
+  // insecure and the credentials into the profile (FailedPrecondition if
+  // the profile is already registered).
+  absl::StatusOr<Registration> Register(
+      const std::string& username, const std::string& display_name,
+      const v1::AccountAttributes& attributes, const std::string& device_name);
+  // Adds this profile as a new device of an existing account, using a code
+  // from CreateDeviceLink on another device; saves like Register.
+  absl::StatusOr<Registration> LinkDevice(const std::string& link_code,
+                                          const std::string& device_name);
+  absl::StatusOr<DeviceLink> CreateDeviceLink();
+  absl::StatusOr<std::vector<v1::Device>> ListDevices();
+  absl::Status RemoveDevice(uint32_t device_id);
+  absl::StatusOr<v1::Account> GetAccountByUsername(const std::string& username);
+  absl::StatusOr<v1::Account> GetAccountById(const std::string& account_id);
+
+  // -------------------------------------------------------- conversations
+  absl::StatusOr<DirectConversation> CreateDirect(
+      const std::string& peer_username);
+  absl::StatusOr<v1::Conversation> CreateGroup(
+      const std::string& title, const std::vector<std::string>& usernames);
+  absl::StatusOr<v1::Conversation> GetConversation(
+      const std::string& conversation_id);
+  absl::StatusOr<std::vector<v1::Conversation>> ListConversations();
+  absl::StatusOr<v1::Conversation> AddMembers(
+      const std::string& conversation_id,
+      const std::vector<std::string>& usernames);
+  // `account_id` = own id: leave the group.
+  absl::Status RemoveMember(const std::string& conversation_id,
+                            const std::string& account_id);
+
+  // ------------------------------------------------------------ messaging
+  // Sends text. Without `client_message_id` a random one is generated; the
+  // same id is retried on UNAVAILABLE / DEADLINE_EXCEEDED (bounded, with
+  // backoff). Checks the conversation's security state first (fetched once
+  // per Client, then kept current from the responses and events this Client
+  // sees): E2EE -> UNIMPLEMENTED (no E2eeEngine yet); seen as E2EE before but
+  // now server-readable -> FAILED_PRECONDITION unless the SecurityVerifier
+  // accepts the downgrade. Never sends plaintext into E2EE.
+  absl::StatusOr<SendResult> Send(
+      const std::string& conversation_id, const std::string& text,
+      std::optional<std::string> client_message_id = std::nullopt);
+  // Returns how many envelopes the server removed.
+  absl::StatusOr<uint32_t> Ack(const std::vector<uint64_t>& delivery_ids);
+  // before_seq 0: newest; limit 0: server default (50), at most 500.
+  absl::StatusOr<HistoryPage> GetHistory(const std::string& conversation_id,
+                                         uint64_t before_seq, uint32_t limit);
+
+  // Whether this profile has ever seen the conversation as E2EE.
+  bool SeenAsE2ee(const std::string& conversation_id) const;
+
+  // --------------------------------------------------------------- receive
+  // Opens the device's stream (backlog first, then live). The stream's
+  // network thread starts at once; a single Receive per device is expected
+  // (a second one ends the first with ABORTED).
+  absl::StatusOr<std::unique_ptr<ReceiveStream>> Receive(
+      ReceiveOptions options = {});
+
+  // Callback style: calls `handler` for each event on the calling thread
+  // until `stop` is requested (returns OK), the stream fails (returns its
+  // error) or the handler returns an error (returned; that event is not
+  // acked). With options.auto_ack an event is acked after its handler
+  // returned OK.
+  absl::Status Listen(ReceiveOptions options,
+                      const std::function<absl::Status(const Event&)>& handler,
+                      std::stop_token stop);
+
+ private:
+  explicit Client(std::shared_ptr<internal::Core> core);
+  std::shared_ptr<internal::Core> core_;
+};
+
+}  // namespace parley
+
+#endif  // PARLEY_CLIENTS_SDK_CLIENT_H_

@@ -1,0 +1,756 @@
+// Unit tests of the SDK and the shared client helpers. No real server: the
+// RPC behaviour is checked against an in-process fake on 127.0.0.1.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "clients/sdk/client.h"
+#include "clients/sdk/display.h"
+#include "clients/sdk/parse.h"
+#include "clients/sdk/profile.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "parley/v1/parley.grpc.pb.h"
+
+namespace parley {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string TempDir() {
+  std::string tmpl = absl::StrCat(
+      ::testing::TempDir().empty() ? "/tmp" : ::testing::TempDir(),
+      "/sdk_test.XXXXXX");
+  char* d = ::mkdtemp(tmpl.data());
+  EXPECT_NE(d, nullptr);
+  return tmpl;
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st.st_mode & 07777;
+}
+
+// ------------------------------------------------------------- profile
+
+TEST(ProfileTest, SaveLoadRoundTripWithPrivateModes) {
+  const std::string home = TempDir();
+  const std::string dir = home + "/profiles/alice";
+  ::umask(022);
+  Profile p;
+  p.dir = dir;
+  p.server = "127.0.0.1:7443";
+  p.ca_file = "/var/parley/tls/ca.pem";
+  p.account_id = "a_123";
+  p.username = "alice";
+  p.device_id = 7;
+  p.device_token = std::string(64, 'f');
+  ASSERT_TRUE(p.Save().ok());
+
+  EXPECT_EQ(ModeOf(dir), 0700u);
+  EXPECT_EQ(ModeOf(home + "/profiles"), 0700u);
+  EXPECT_EQ(ModeOf(dir + "/credentials.json"), 0600u);
+
+  auto loaded = Profile::Load(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->dir, dir);
+  EXPECT_EQ(loaded->server, p.server);
+  EXPECT_EQ(loaded->ca_file, p.ca_file);
+  EXPECT_FALSE(loaded->insecure);
+  EXPECT_EQ(loaded->account_id, "a_123");
+  EXPECT_EQ(loaded->username, "alice");
+  EXPECT_EQ(loaded->device_id, 7u);
+  EXPECT_EQ(loaded->device_token, p.device_token);
+  EXPECT_TRUE(loaded->registered());
+
+  // Saving again keeps the modes, even after someone loosened the dir.
+  ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+  loaded->insecure = true;
+  ASSERT_TRUE(loaded->Save().ok());
+  EXPECT_EQ(ModeOf(dir), 0700u);
+  EXPECT_EQ(ModeOf(dir + "/credentials.json"), 0600u);
+  EXPECT_TRUE(Profile::Load(dir)->insecure);
+}
+
+TEST(ProfileTest, MissingIsNotFound) {
+  auto loaded = Profile::Load(TempDir() + "/nope");
+  EXPECT_TRUE(absl::IsNotFound(loaded.status())) << loaded.status();
+}
+
+TEST(ProfileTest, RefusesCredentialsReadableByOthers) {
+  Profile p;
+  p.dir = TempDir() + "/p";
+  p.device_token = "secret";
+  ASSERT_TRUE(p.Save().ok());
+  ASSERT_EQ(::chmod(p.credentials_path().c_str(), 0644), 0);
+  auto loaded = Profile::Load(p.dir);
+  EXPECT_TRUE(absl::IsPermissionDenied(loaded.status())) << loaded.status();
+  EXPECT_THAT(loaded.status().message(), HasSubstr("chmod 600"));
+}
+
+TEST(ProfileTest, MalformedIsInvalidArgument) {
+  const std::string dir = TempDir();
+  {
+    std::ofstream out(dir + "/credentials.json");
+    out << "{\"device_id\": \"seven\"}";
+  }
+  ::chmod((dir + "/credentials.json").c_str(), 0600);
+  EXPECT_TRUE(absl::IsInvalidArgument(Profile::Load(dir).status()));
+  {
+    std::ofstream out(dir + "/credentials.json");
+    out << "not json";
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument(Profile::Load(dir).status()));
+}
+
+TEST(ProfileTest, DebugStringRedactsToken) {
+  Profile p;
+  p.username = "alice";
+  p.device_token = "0123456789abcdef0123456789abcdef";
+  const std::string s = p.DebugString();
+  EXPECT_THAT(s, HasSubstr("alice"));
+  EXPECT_THAT(s, HasSubstr("<redacted>"));
+  EXPECT_THAT(s, ::testing::Not(HasSubstr("0123456789abcdef")));
+}
+
+// ------------------------------------------------------ connect options
+
+TEST(ConnectOptionsTest, InsecureOnlyForLoopback) {
+  ConnectOptions o;
+  o.insecure = true;
+  for (const char* ok : {"127.0.0.1:7443", "localhost:1", "[::1]:7443",
+                         "127.8.9.10:5", "dns:///localhost:7443",
+                         "unix:/tmp/parley.sock"}) {
+    o.server = ok;
+    EXPECT_TRUE(ValidateConnectOptions(o).ok()) << ok;
+  }
+  for (const char* bad : {"example.com:7443", "10.0.0.1:7443", "[2001:db8::1]:1",
+                          "0.0.0.0:7443", "localhost.evil.com:1",
+                          "128.0.0.1:7443"}) {
+    o.server = bad;
+    absl::Status s = ValidateConnectOptions(o);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad;
+    EXPECT_THAT(s.message(), HasSubstr("non-loopback")) << bad;
+  }
+  o.server = "example.com:7443";
+  auto client = Client::Create(Profile(), o);
+  EXPECT_TRUE(absl::IsInvalidArgument(client.status()));
+}
+
+TEST(ConnectOptionsTest, TlsNeedsCaFile) {
+  ConnectOptions o;
+  o.server = "example.com:7443";
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateConnectOptions(o)));
+  o.ca_file = "/nonexistent/ca.pem";
+  EXPECT_TRUE(ValidateConnectOptions(o).ok());
+  EXPECT_TRUE(absl::IsNotFound(Client::Create(Profile(), o).status()));
+}
+
+TEST(ParseTest, TargetHostAndLoopback) {
+  EXPECT_EQ(TargetHost("example.com:7443"), "example.com");
+  EXPECT_EQ(TargetHost("[::1]:7443"), "::1");
+  EXPECT_EQ(TargetHost("::1"), "::1");
+  EXPECT_EQ(TargetHost("dns:///h:1"), "h");
+  EXPECT_TRUE(IsLoopbackTarget("[::ffff:127.0.0.1]:1"));
+  EXPECT_FALSE(IsLoopbackTarget("[::ffff:10.0.0.1]:1"));
+}
+
+// ---------------------------------------------------------- parsing
+
+TEST(ParseTest, AccountKindAndAgeBand) {
+  EXPECT_EQ(*ParseAccountKind("personal"), v1::ACCOUNT_KIND_PERSONAL);
+  EXPECT_EQ(*ParseAccountKind("Business"), v1::ACCOUNT_KIND_BUSINESS);
+  EXPECT_EQ(*ParseAccountKind("creator"), v1::ACCOUNT_KIND_CREATOR);
+  EXPECT_EQ(*ParseAccountKind("bot"), v1::ACCOUNT_KIND_BOT);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseAccountKind("robot").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseAccountKind("").status()));
+  EXPECT_EQ(*ParseAgeBand("minor"), v1::AGE_BAND_MINOR);
+  EXPECT_EQ(*ParseAgeBand("ADULT"), v1::AGE_BAND_ADULT);
+  EXPECT_EQ(*ParseAgeBand("unknown"), v1::AGE_BAND_UNKNOWN);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseAgeBand("teen").status()));
+  EXPECT_STREQ(AccountKindName(v1::ACCOUNT_KIND_BOT), "bot");
+  EXPECT_STREQ(AgeBandName(v1::AGE_BAND_MINOR), "minor");
+  EXPECT_STREQ(SecurityModeName(v1::SECURITY_MODE_E2EE), "e2ee");
+  EXPECT_STREQ(SecurityModeName(v1::SECURITY_MODE_OPT_IN), "opt-in");
+  EXPECT_STREQ(ConversationKindName(v1::CONVERSATION_KIND_DIRECT), "direct");
+}
+
+TEST(ParseTest, Region) {
+  EXPECT_EQ(*ParseRegionCode("de"), "DE");
+  EXPECT_EQ(*ParseRegionCode(""), "");
+  EXPECT_FALSE(ParseRegionCode("DEU").ok());
+  EXPECT_FALSE(ParseRegionCode("1A").ok());
+}
+
+TEST(ParseTest, Usernames) {
+  for (const char* ok : {"alice", "bob_2", "c.d-e", "abc",
+                         "a234567890123456789012345678901"}) {
+    EXPECT_TRUE(ValidateUsername(ok).ok()) << ok;
+  }
+  for (const char* bad : {"", "ab", "Alice", "1abc", "_abc", "al ice",
+                          "al@ce", "a2345678901234567890123456789012x"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(ValidateUsername(bad))) << bad;
+  }
+}
+
+TEST(ParseTest, ProfileNames) {
+  EXPECT_TRUE(ValidateProfileName("default").ok());
+  EXPECT_TRUE(ValidateProfileName("Work-2.b_c").ok());
+  for (const char* bad : {"", ".", "..", "../x", "a/b", ".hidden"}) {
+    EXPECT_FALSE(ValidateProfileName(bad).ok()) << bad;
+  }
+}
+
+TEST(ParseTest, SanitizeForTerminal) {
+  EXPECT_EQ(SanitizeForTerminal("hello, w\xc3\xb6rld \xe2\x9c\x93"),
+            "hello, w\xc3\xb6rld \xe2\x9c\x93");
+  EXPECT_EQ(SanitizeForTerminal("a\x1b[31mred"), "a\\x1b[31mred");
+  EXPECT_EQ(SanitizeForTerminal("two\nlines"), "two\\nlines");
+  EXPECT_EQ(SanitizeForTerminal("\xc2\x9b" "2J"), "\\u009b2J");  // C1 CSI
+  EXPECT_EQ(SanitizeForTerminal("bad\xff"), "bad\\xff");
+}
+
+TEST(ParseTest, ClientMessageIdsAreRandomHex) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = NewClientMessageId();
+    EXPECT_EQ(id.size(), 32u);
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 100u);
+}
+
+// ------------------------------------------------------------- display
+
+std::string NameOf(absl::string_view id) {
+  if (id == "a_alice") return "alice";
+  if (id == "a_bob") return "bob";
+  return std::string(id);
+}
+
+v1::Message PlainMessage(const std::string& text) {
+  v1::Message m;
+  m.set_conversation_id("c_ab12");
+  m.set_seq(5);
+  m.set_sender_account_id("a_alice");
+  m.mutable_plain()->set_content(text);
+  return m;
+}
+
+TEST(DisplayTest, PlainMessageIsMarkedServerReadable) {
+  const v1::Message m = PlainMessage("hello");
+  EXPECT_EQ(ProtectionOf(m), Protection::kTransport);
+  EXPECT_EQ(FormatMessageLine(m, NameOf),
+            "[c_ab12 #5] alice: hello   (not end-to-end encrypted \xe2\x80\x94 "
+            "server can read)");
+  const nlohmann::json j = MessageJson(m, NameOf);
+  EXPECT_EQ(j["type"], "message");
+  EXPECT_EQ(j["e2ee"], false);
+  EXPECT_EQ(j["protection"], "transport");
+  EXPECT_EQ(j["text"], "hello");
+  EXPECT_EQ(j["sender"], "alice");
+  EXPECT_EQ(j["seq"], 5);
+  EXPECT_STREQ(ProtectionLabel(Protection::kTransport),
+               "transport (server can read)");
+}
+
+TEST(DisplayTest, CiphertextIsMarkedEndToEnd) {
+  v1::Message m = PlainMessage("");
+  m.mutable_ciphertext()->set_ciphertext("\x01\x02");
+  EXPECT_EQ(ProtectionOf(m), Protection::kEndToEnd);
+  const std::string line = FormatMessageLine(m, NameOf);
+  EXPECT_THAT(line, HasSubstr("(end-to-end encrypted)"));
+  EXPECT_THAT(line, HasSubstr("cannot decrypt"));
+  EXPECT_THAT(FormatMessageLine(m, NameOf, std::string("hi")),
+              HasSubstr("alice: hi   (end-to-end encrypted)"));
+  const nlohmann::json j = MessageJson(m, NameOf);
+  EXPECT_EQ(j["e2ee"], true);
+  EXPECT_EQ(j["protection"], "e2ee");
+  EXPECT_TRUE(j["text"].is_null());
+  EXPECT_STREQ(ProtectionLabel(Protection::kEndToEnd), "end-to-end encrypted");
+}
+
+TEST(DisplayTest, SecurityChangeIsProminent) {
+  v1::Message m;
+  m.set_conversation_id("c_ab12");
+  m.set_seq(9);
+  v1::SecurityChange* sc = m.mutable_security_change();
+  sc->mutable_old_state()->set_mode(v1::SECURITY_MODE_E2EE);
+  sc->mutable_new_state()->set_mode(v1::SECURITY_MODE_TRANSPORT);
+  sc->mutable_new_state()->set_epoch(2);
+  sc->set_reason("operator policy r7");
+  EXPECT_EQ(ProtectionOf(m), Protection::kNone);
+  const std::string line = FormatMessageLine(m, NameOf);
+  EXPECT_THAT(line,
+              HasSubstr("*** SECURITY CHANGE in c_ab12: e2ee -> transport"));
+  EXPECT_THAT(line, HasSubstr("reason: operator policy r7"));
+  const nlohmann::json j = MessageJson(m, NameOf);
+  EXPECT_EQ(j["type"], "security_change");
+  EXPECT_EQ(j["old_mode"], "e2ee");
+  EXPECT_EQ(j["new_mode"], "transport");
+  EXPECT_EQ(j["e2ee"], false);
+}
+
+TEST(DisplayTest, MembershipChangeAndEscaping) {
+  v1::Message m;
+  m.set_conversation_id("c_1");
+  m.set_seq(2);
+  v1::MembershipChange* mc = m.mutable_membership_change();
+  mc->set_action(v1::MembershipChange::ACTION_ADDED);
+  mc->add_account_ids("a_bob");
+  mc->set_by_account_id("a_alice");
+  EXPECT_EQ(FormatMessageLine(m, NameOf), "--- [c_1 #2] alice added bob");
+  EXPECT_EQ(MessageJson(m, NameOf)["accounts"][0], "bob");
+  mc->set_action(v1::MembershipChange::ACTION_CREATED);
+  mc->add_account_ids("a_alice");
+  EXPECT_EQ(FormatMessageLine(m, NameOf),
+            "--- [c_1 #2] alice created the conversation with bob");
+
+  const v1::Message evil = PlainMessage("\x1b]0;pwned\x07");
+  EXPECT_THAT(FormatMessageLine(evil, NameOf), HasSubstr("\\x1b]0;pwned\\x07"));
+  // JSON keeps the text as is (escaped by JSON) and never throws.
+  const v1::Message bad = PlainMessage("\xff\xfe");
+  EXPECT_FALSE(JsonLine(MessageJson(bad, NameOf)).empty());
+}
+
+TEST(DisplayTest, ConversationLine) {
+  v1::Conversation c;
+  c.set_conversation_id("c_9");
+  c.set_kind(v1::CONVERSATION_KIND_DIRECT);
+  auto* a = c.add_members();
+  a->set_account_id("a_alice");
+  a->set_username("alice");
+  auto* b = c.add_members();
+  b->set_account_id("a_bob");
+  b->set_username("bob");
+  c.mutable_security()->set_mode(v1::SECURITY_MODE_TRANSPORT);
+  c.mutable_security()->set_reason("default policy");
+  const std::string line = FormatConversationLine(c, "a_alice");
+  EXPECT_THAT(line, HasSubstr("c_9  direct  @bob  members: alice, bob"));
+  EXPECT_THAT(line, HasSubstr("mode: transport (not end-to-end encrypted \xe2\x80\x94 "
+                              "server can read)"));
+  EXPECT_THAT(line, HasSubstr("reason: default policy"));
+  EXPECT_EQ(ConversationJson(c)["mode"], "transport");
+}
+
+// ------------------------------------------------- fake server tests
+
+constexpr char kToken[] =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+bool Authorized(grpc::ServerContext* ctx) {
+  auto it = ctx->client_metadata().find("authorization");
+  return it != ctx->client_metadata().end() &&
+         std::string(it->second.data(), it->second.size()) ==
+             absl::StrCat("Bearer ", kToken);
+}
+
+struct FakeState {
+  absl::Mutex mu;
+  std::map<std::string, v1::SecurityMode> modes;
+  std::vector<v1::SendRequest> sends;
+  int send_failures_left = 0;  // UNAVAILABLE before success
+  grpc::StatusCode send_error = grpc::StatusCode::OK;
+  std::set<uint64_t> acked;
+  int receive_calls = 0;
+  std::atomic<bool> unauthorized{false};
+};
+
+v1::Envelope MakeEnvelope(uint64_t id) {
+  v1::Envelope e;
+  e.set_delivery_id(id);
+  v1::Message* m = e.mutable_message();
+  m->set_conversation_id("c_t");
+  m->set_seq(id);
+  m->set_sender_account_id("a_bob");
+  m->mutable_plain()->set_content(absl::StrCat("m", id));
+  return e;
+}
+
+class FakeAccounts final : public v1::AccountService::Service {
+ public:
+  grpc::Status CreateAccount(grpc::ServerContext*,
+                             const v1::CreateAccountRequest* req,
+                             v1::CreateAccountResponse* resp) override {
+    resp->mutable_account()->set_account_id("a_" + req->username());
+    resp->mutable_account()->set_username(req->username());
+    resp->mutable_device()->set_device_id(1);
+    resp->set_device_token(kToken);
+    return grpc::Status::OK;
+  }
+};
+
+class FakeConversations final : public v1::ConversationService::Service {
+ public:
+  explicit FakeConversations(FakeState* s) : s_(s) {}
+  grpc::Status GetConversation(grpc::ServerContext* ctx,
+                               const v1::GetConversationRequest* req,
+                               v1::GetConversationResponse* resp) override {
+    if (!Authorized(ctx)) {
+      s_->unauthorized = true;
+      return {grpc::StatusCode::UNAUTHENTICATED, "bad token"};
+    }
+    absl::MutexLock l(&s_->mu);
+    auto it = s_->modes.find(req->conversation_id());
+    if (it == s_->modes.end()) {
+      return {grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("conversation ", req->conversation_id(),
+                           " not found")};
+    }
+    v1::Conversation* c = resp->mutable_conversation();
+    c->set_conversation_id(req->conversation_id());
+    c->set_kind(v1::CONVERSATION_KIND_DIRECT);
+    c->mutable_security()->set_mode(it->second);
+    c->mutable_security()->set_epoch(1);
+    return grpc::Status::OK;
+  }
+
+ private:
+  FakeState* s_;
+};
+
+// Receive: the first stream delivers 1..3 then breaks with UNAVAILABLE; later
+// streams redeliver everything unacked from 1..4, then stay open.
+class FakeMessaging final : public v1::MessagingService::Service {
+ public:
+  explicit FakeMessaging(FakeState* s) : s_(s) {}
+  grpc::Status Send(grpc::ServerContext* ctx, const v1::SendRequest* req,
+                    v1::SendResponse* resp) override {
+    if (!Authorized(ctx)) {
+      s_->unauthorized = true;
+      return {grpc::StatusCode::UNAUTHENTICATED, "bad token"};
+    }
+    absl::MutexLock l(&s_->mu);
+    s_->sends.push_back(*req);
+    if (s_->send_error != grpc::StatusCode::OK) {
+      return {s_->send_error, "conversation c_t is closed"};
+    }
+    if (s_->send_failures_left > 0) {
+      --s_->send_failures_left;
+      return {grpc::StatusCode::UNAVAILABLE, "try again"};
+    }
+    resp->set_seq(s_->sends.size());
+    return grpc::Status::OK;
+  }
+  grpc::Status Ack(grpc::ServerContext*, const v1::AckRequest* req,
+                   v1::AckResponse* resp) override {
+    absl::MutexLock l(&s_->mu);
+    for (uint64_t id : req->delivery_ids()) s_->acked.insert(id);
+    resp->set_removed(req->delivery_ids_size());
+    return grpc::Status::OK;
+  }
+  grpc::Status Receive(grpc::ServerContext* ctx, const v1::ReceiveRequest*,
+                       grpc::ServerWriter<v1::ReceiveResponse>* w) override {
+    int call;
+    std::set<uint64_t> acked;
+    {
+      absl::MutexLock l(&s_->mu);
+      call = ++s_->receive_calls;
+      acked = s_->acked;
+    }
+    v1::ReceiveResponse r;
+    if (call == 1) {
+      for (uint64_t id = 1; id <= 3; ++id) {
+        *r.mutable_envelope() = MakeEnvelope(id);
+        w->Write(r);
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+      return {grpc::StatusCode::UNAVAILABLE, "server restarting"};
+    }
+    for (uint64_t id = 1; id <= 4; ++id) {
+      if (acked.contains(id)) continue;
+      *r.mutable_envelope() = MakeEnvelope(id);
+      w->Write(r);
+    }
+    r.mutable_backlog_drained()->set_last_delivery_id(4);
+    w->Write(r);
+    while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
+    return grpc::Status::CANCELLED;
+  }
+
+ private:
+  FakeState* s_;
+};
+
+class FakeServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                       &port_);
+    b.RegisterService(&accounts_);
+    b.RegisterService(&conversations_);
+    b.RegisterService(&messaging_);
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port_, 0);
+    dir_ = TempDir() + "/profile";
+  }
+  void TearDown() override {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::seconds(1));
+  }
+
+  ConnectOptions Options() {
+    ConnectOptions o;
+    o.server = absl::StrCat("127.0.0.1:", port_);
+    o.insecure = true;
+    o.deadline = absl::Seconds(5);
+    o.send_initial_backoff = absl::Milliseconds(5);
+    return o;
+  }
+  Profile RegisteredProfile() {
+    Profile p;
+    p.dir = dir_;
+    p.account_id = "a_alice";
+    p.username = "alice";
+    p.device_id = 1;
+    p.device_token = kToken;
+    return p;
+  }
+  std::unique_ptr<Client> NewClient(Profile p) {
+    auto c = Client::Create(std::move(p), Options());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *std::move(c) : nullptr;
+  }
+
+  FakeState state_;
+  FakeAccounts accounts_;
+  FakeConversations conversations_{&state_};
+  FakeMessaging messaging_{&state_};
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::string dir_;
+};
+
+TEST_F(FakeServerTest, RegisterSavesCredentials) {
+  Profile p;
+  p.dir = dir_;
+  auto client = NewClient(p);
+  v1::AccountAttributes attrs;
+  attrs.set_kind(v1::ACCOUNT_KIND_BOT);
+  auto reg = client->Register("alice", "Alice", attrs, "laptop");
+  ASSERT_TRUE(reg.ok()) << reg.status();
+  EXPECT_EQ(reg->account.username(), "alice");
+  auto loaded = Profile::Load(dir_);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->device_token, kToken);
+  EXPECT_EQ(loaded->account_id, "a_alice");
+  EXPECT_EQ(loaded->server, Options().server);
+  EXPECT_TRUE(loaded->insecure);
+  EXPECT_EQ(ModeOf(dir_ + "/credentials.json"), 0600u);
+  // A registered profile is not registered twice.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      client->Register("alice2", "", attrs, "").status()));
+}
+
+TEST_F(FakeServerTest, UnregisteredProfileCannotCallAuthenticatedRpcs) {
+  Profile p;
+  p.dir = dir_;
+  auto client = NewClient(p);
+  auto sent = client->Send("c_t", "hi");
+  EXPECT_TRUE(absl::IsFailedPrecondition(sent.status())) << sent.status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(client->Receive().status()));
+}
+
+TEST_F(FakeServerTest, SendRetriesTheSameIdOnUnavailable) {
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_t"] = v1::SECURITY_MODE_TRANSPORT;
+    state_.send_failures_left = 2;
+  }
+  auto client = NewClient(RegisteredProfile());
+  auto sent = client->Send("c_t", "hello");
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->attempts, 3);
+  EXPECT_EQ(sent->protection, Protection::kTransport);
+  EXPECT_EQ(sent->client_message_id.size(), 32u);
+  absl::MutexLock l(&state_.mu);
+  ASSERT_EQ(state_.sends.size(), 3u);
+  for (const v1::SendRequest& r : state_.sends) {
+    EXPECT_EQ(r.client_message_id(), sent->client_message_id);
+    EXPECT_EQ(r.body().plain().content(), "hello");
+  }
+  EXPECT_FALSE(state_.unauthorized);
+}
+
+TEST_F(FakeServerTest, SendGivesUpAfterBoundedAttempts) {
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_t"] = v1::SECURITY_MODE_TRANSPORT;
+    state_.send_failures_left = 100;
+  }
+  auto client = NewClient(RegisteredProfile());
+  auto sent = client->Send("c_t", "hello", "my-id-1");
+  EXPECT_TRUE(absl::IsUnavailable(sent.status())) << sent.status();
+  EXPECT_THAT(sent.status().message(), HasSubstr("try again"));
+  absl::MutexLock l(&state_.mu);
+  EXPECT_EQ(state_.sends.size(), 5u);
+  EXPECT_EQ(state_.sends.back().client_message_id(), "my-id-1");
+}
+
+TEST_F(FakeServerTest, ServerErrorsKeepCodeAndMessage) {
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_t"] = v1::SECURITY_MODE_TRANSPORT;
+    state_.send_error = grpc::StatusCode::PERMISSION_DENIED;
+  }
+  auto client = NewClient(RegisteredProfile());
+  auto sent = client->Send("c_t", "x");
+  EXPECT_TRUE(absl::IsPermissionDenied(sent.status()));
+  EXPECT_EQ(sent.status().message(), "Send: conversation c_t is closed");
+  {
+    absl::MutexLock l(&state_.mu);
+    EXPECT_EQ(state_.sends.size(), 1u);  // not retried
+  }
+  auto missing = client->GetConversation("c_none");
+  EXPECT_TRUE(absl::IsNotFound(missing.status()));
+  EXPECT_EQ(missing.status().message(),
+            "GetConversation: conversation c_none not found");
+  EXPECT_TRUE(absl::IsInvalidArgument(client->Send("c_t", "x", "").status()));
+}
+
+TEST_F(FakeServerTest, NeverSendsPlaintextIntoE2ee) {
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_e"] = v1::SECURITY_MODE_E2EE;
+  }
+  {
+    auto client = NewClient(RegisteredProfile());
+    auto sent = client->Send("c_e", "secret");
+    EXPECT_TRUE(absl::IsUnimplemented(sent.status())) << sent.status();
+    EXPECT_EQ(sent.status().message(),
+              "end-to-end encrypted conversations need the E2EE client (not "
+              "built yet)");
+    EXPECT_TRUE(client->SeenAsE2ee("c_e"));
+  }
+  // The server now claims transport mode: this profile saw E2EE, so a new
+  // client (another process) still refuses plaintext.
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_e"] = v1::SECURITY_MODE_TRANSPORT;
+  }
+  auto client = NewClient(RegisteredProfile());
+  auto sent = client->Send("c_e", "secret");
+  EXPECT_TRUE(absl::IsFailedPrecondition(sent.status())) << sent.status();
+  EXPECT_THAT(sent.status().message(), HasSubstr("refusing to send plaintext"));
+  absl::MutexLock l(&state_.mu);
+  EXPECT_TRUE(state_.sends.empty());
+}
+
+TEST_F(FakeServerTest, ReceiveReconnectsDedupsAndAutoAcks) {
+  auto client = NewClient(RegisteredProfile());
+  ReceiveOptions o;
+  o.initial_backoff = absl::Milliseconds(10);
+  o.ack_flush_interval = absl::Milliseconds(10);
+  std::atomic<int> reconnects{0};
+  o.on_reconnect = [&](const absl::Status& s, int, absl::Duration) {
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    ++reconnects;
+  };
+  auto stream = client->Receive(o);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  std::vector<uint64_t> seen;
+  bool drained = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while ((seen.size() < 4 || !drained) && absl::Now() < deadline) {
+    auto ev = (*stream)->Next(absl::Seconds(5));
+    ASSERT_TRUE(ev.ok()) << ev.status();
+    if (!ev->has_value()) continue;
+    if ((*ev)->kind == Event::Kind::kBacklogDrained) {
+      drained = true;
+      continue;
+    }
+    EXPECT_EQ((*ev)->kind, Event::Kind::kMessage);
+    EXPECT_EQ((*ev)->protection, Protection::kTransport);
+    EXPECT_EQ((*ev)->text, absl::StrCat("m", (*ev)->delivery_id));
+    seen.push_back((*ev)->delivery_id);
+  }
+  EXPECT_THAT(seen, ElementsAre(1, 2, 3, 4));
+  EXPECT_GE(reconnects.load(), 1);
+  // Nothing more: Next times out with nullopt, quickly.
+  const absl::Time t0 = absl::Now();
+  auto none = (*stream)->Next(absl::Milliseconds(50));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(2));
+  // Closing acks the last handed event and does not hang on the live stream.
+  (*stream)->Close();
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+  absl::MutexLock l(&state_.mu);
+  EXPECT_EQ(state_.acked, (std::set<uint64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(FakeServerTest, ListenStopsOnStopTokenAndAcksHandled) {
+  auto client = NewClient(RegisteredProfile());
+  ReceiveOptions o;
+  o.initial_backoff = absl::Milliseconds(10);
+  o.ack_flush_interval = absl::Milliseconds(10);
+  std::stop_source stop;
+  std::vector<uint64_t> handled;
+  absl::Status s = client->Listen(
+      o,
+      [&](const Event& ev) {
+        if (ev.kind == Event::Kind::kMessage) handled.push_back(ev.delivery_id);
+        if (handled.size() == 4) stop.request_stop();
+        return absl::OkStatus();
+      },
+      stop.get_token());
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_THAT(handled, ElementsAre(1, 2, 3, 4));
+  absl::MutexLock l(&state_.mu);
+  EXPECT_EQ(state_.acked, (std::set<uint64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(FakeServerTest, NoAckLeavesEnvelopesUnacked) {
+  auto client = NewClient(RegisteredProfile());
+  ReceiveOptions o;
+  o.auto_ack = false;
+  o.initial_backoff = absl::Milliseconds(10);
+  {
+    auto stream = client->Receive(o);
+    ASSERT_TRUE(stream.ok());
+    int messages = 0;
+    while (messages < 4) {
+      auto ev = (*stream)->Next(absl::Seconds(5));
+      ASSERT_TRUE(ev.ok()) << ev.status();
+      ASSERT_TRUE(ev->has_value());
+      if ((*ev)->kind == Event::Kind::kMessage) ++messages;
+    }
+  }  // destruction: cancel + join, must not hang
+  absl::MutexLock l(&state_.mu);
+  EXPECT_TRUE(state_.acked.empty());
+}
+
+TEST_F(FakeServerTest, DestroyingAnIdleStreamDoesNotHang) {
+  auto client = NewClient(RegisteredProfile());
+  const absl::Time t0 = absl::Now();
+  {
+    auto stream = client->Receive();
+    ASSERT_TRUE(stream.ok());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  client.reset();
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+}
+
+}  // namespace
+}  // namespace parley
