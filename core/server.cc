@@ -105,7 +105,8 @@ class ServerImpl final : public Server {
     ParleyService::Deps deps;
     deps.storage = storage_.get();
     deps.hub = &hub_;
-    deps.now_ms = WallMs;
+    now_ms_ = o.clock ? o.clock : std::function<int64_t()>(WallMs);
+    deps.now_ms = now_ms_;
     deps.limits = o.limits;
     deps.history_retention_days = o.history_retention_days;
     if (!o.policy_file.empty()) {
@@ -120,6 +121,7 @@ class ServerImpl final : public Server {
     messaging_ = std::make_unique<MessagingGrpc>(service_.get(), &hub_);
     keys_ = std::make_unique<KeyGrpc>();
 
+    PurgeOnce();  // before serving: nothing past retention is ever served after a restart
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder b;
@@ -171,22 +173,30 @@ class ServerImpl final : public Server {
   }
 
  private:
-  // Purges readable history past its retention once an hour.
+  // Purges readable history past its retention.
+  void PurgeOnce() {
+    const int64_t cutoff = now_ms_() - options_.history_retention_days * 24 * 3600 * 1000;
+    auto purged = storage_->messages().PurgeHistoryBefore(cutoff);
+    if (!purged.ok()) {
+      spdlog::warn("event=retention error=\"{}\"", std::string(purged.status().message()));
+    } else if (*purged > 0) {
+      spdlog::info("event=retention purged_history={}", *purged);
+    }
+  }
+
+  // After the pass at start, purges once an hour until shutdown.
   void RetentionLoop() {
     while (true) {
-      const int64_t cutoff = WallMs() - options_.history_retention_days * 24 * 3600 * 1000;
-      auto purged = storage_->messages().PurgeHistoryBefore(cutoff);
-      if (!purged.ok()) {
-        spdlog::warn("event=retention error=\"{}\"", std::string(purged.status().message()));
-      } else if (*purged > 0) {
-        spdlog::info("event=retention purged_history={}", *purged);
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Hours(1))) return;
       }
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Hours(1))) return;
+      PurgeOnce();
     }
   }
 
   ServerOptions options_;
+  std::function<int64_t()> now_ms_;
   std::unique_ptr<storage::Storage> storage_;
   DeliveryHub hub_;
   std::unique_ptr<ParleyService> service_;

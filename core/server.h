@@ -7,6 +7,7 @@
 #define PARLEY_CORE_SERVER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,9 @@ struct ServerOptions {
   // Readable history of transport-mode conversations is kept this long.
   int64_t history_retention_days = 90;
   Limits limits;
+  // Wall clock in Unix epoch milliseconds. Empty (default): the system
+  // clock. Tests substitute a controllable clock.
+  std::function<int64_t()> clock;
 };
 
 class Server {
