@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and runs the whole test suite with ctest.
+# Installs dependencies, builds, and runs the whole test suite with ctest:
+#   1. the normal build (RelWithDebInfo, warnings are errors) in ./build;
+#   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer
+#      in ./build-asan (skip with PARLEY_SANITIZE_STAGE=0).
 # This is the README's test command and what .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
+
+echo "== stage 1: build and test"
 ./scripts/build.sh -DPARLEY_WERROR=ON
-cd "${PARLEY_BUILD_DIR:-build}"
-ctest --output-on-failure -j2 --timeout 600
+(cd "${PARLEY_BUILD_DIR:-build}" && ctest --output-on-failure -j2 --timeout 600)
+
+if [ "${PARLEY_SANITIZE_STAGE:-1}" = "1" ]; then
+  echo "== stage 2: build and test with ASan + UBSan"
+  PARLEY_BUILD_DIR=build-asan ./scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON \
+    -DPARLEY_BUILD_BENCHMARKS=OFF -DPARLEY_WERROR=ON
+  (cd build-asan && ctest --output-on-failure -j2 --timeout 900)
+fi
