@@ -284,11 +284,9 @@ grpc::ServerUnaryReactor* ConversationGrpc::RemoveMember(grpc::CallbackServerCon
       s_, ctx, [&](const Caller& c) { return s_->RemoveMember(c, *req); });
 }
 grpc::ServerUnaryReactor* ConversationGrpc::RequestSecurityChange(
-    grpc::CallbackServerContext* ctx, const v1::RequestSecurityChangeRequest*,
-    v1::RequestSecurityChangeResponse*) {
-  auto caller = Auth(s_, ctx);
-  if (!caller.ok()) return Done(ctx, caller.status());
-  return Unimplemented(ctx, "RequestSecurityChange (policy engine)");
+    grpc::CallbackServerContext* ctx, const v1::RequestSecurityChangeRequest* req,
+    v1::RequestSecurityChangeResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->RequestSecurityChange(c, *req); });
 }
 
 // --------------------------------------------------------------- messaging

@@ -79,8 +79,18 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", o.tls_cert_file, "PEM certificate chain (default: generate a local CA)");
   app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert");
   app.add_option("--policy", o.policy_file,
-                 "policy document deciding new conversations' mode (default: transport only)")
-      ->check(CLI::ExistingFile);
+                 "policy document (YAML) or preset:NAME to put in force at start (default: keep the "
+                 "revision in force; first start: preset:messenger-2016)")
+      ->check([](const std::string& v) -> std::string {
+        if (v.rfind("preset:", 0) == 0) return "";
+        return CLI::ExistingFile(v);
+      });
+  app.add_option("--admin-listen", o.admin_listen,
+                 "host:port of the admin service for parleyctl, TLS (empty: disabled)")
+      ->capture_default_str();
+  app.add_option("--admin-token-file", o.admin_token_file,
+                 "where the initial operator token is written on first start (default: "
+                 "<data-dir>/admin/operator.token)");
   app.add_flag("--sync", o.sync, "fsync every acknowledged write (power-loss durability, group commit)");
   app.add_option("--history-retention-days", o.history_retention_days, "days of readable history kept")
       ->capture_default_str()->check(CLI::Range(1, 36500));
@@ -93,6 +103,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.add_option("--port-file", port_file, "write the bound port to this file once serving");
+  std::string admin_port_file;
+  app.add_option("--admin-port-file", admin_port_file, "write the admin port to this file once serving");
   try {
     app.parse(argc, argv);
     if (!config.empty()) {
@@ -129,9 +141,17 @@ int main(int argc, char** argv) {
   if (!(*server)->ca_cert_path().empty()) {
     std::cout << "CA certificate for clients: " << (*server)->ca_cert_path() << "\n";
   }
+  if ((*server)->admin_port() != 0) {
+    std::cout << "admin service (parleyctl) on " << o.admin_listen.substr(0, o.admin_listen.rfind(':')) << ":"
+              << (*server)->admin_port() << " (TLS); initial operator token: " << (*server)->admin_token_file()
+              << "\n";
+  }
   std::cout.flush();
-  if (!port_file.empty()) {
-    absl::Status s = parley::core::WriteFileAtomic(port_file, std::to_string((*server)->port()) + "\n", 0644);
+  // Admin port first: a waiter on --port-file then finds both.
+  for (const auto& [file, port] : {std::pair{admin_port_file, (*server)->admin_port()},
+                                   std::pair{port_file, (*server)->port()}}) {
+    if (file.empty()) continue;
+    absl::Status s = parley::core::WriteFileAtomic(file, std::to_string(port) + "\n", 0644);
     if (!s.ok()) {
       std::cerr << "parleyd: " << s.message() << "\n";
       (*server)->Shutdown();

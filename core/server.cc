@@ -17,7 +17,11 @@
 #include "absl/time/time.h"
 #include "core/delivery.h"
 #include "core/grpc_services.h"
-#include "core/policy_decider.h"
+#include "core/admin.h"
+#include "core/admin_grpc.h"
+#include "core/audit.h"
+#include "core/policy_engine.h"
+#include "core/presets.h"
 #include "core/service.h"
 #include "core/status_macros.h"
 #include "core/tls.h"
@@ -81,21 +85,28 @@ class ServerImpl final : public Server {
     std::filesystem::create_directories(o.data_dir, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("data_dir ", o.data_dir, ": ", ec.message()));
 
-    std::shared_ptr<grpc::ServerCredentials> creds;
-    if (o.insecure) {
-      creds = grpc::InsecureServerCredentials();
-    } else {
+    // The admin listener is TLS even when the public one is not.
+    std::shared_ptr<grpc::ServerCredentials> creds, admin_creds;
+    HostPort admin_hp;
+    if (!o.admin_listen.empty()) {
+      PARLEY_ASSIGN_OR_RETURN(admin_hp, ParseListen(o.admin_listen));
+    }
+    if (!o.insecure || !o.admin_listen.empty()) {
       TlsMaterial tls;
       if (!o.tls_cert_file.empty()) {
         PARLEY_ASSIGN_OR_RETURN(tls, LoadTls(o.tls_cert_file, o.tls_key_file));
       } else {
-        PARLEY_ASSIGN_OR_RETURN(tls, EnsureLocalTls(o.data_dir + "/tls", {hp.host}));
+        std::vector<std::string> hosts = {hp.host};
+        if (!o.admin_listen.empty() && admin_hp.host != hp.host) hosts.push_back(admin_hp.host);
+        PARLEY_ASSIGN_OR_RETURN(tls, EnsureLocalTls(o.data_dir + "/tls", hosts));
       }
       ca_path_ = tls.ca_cert_path;
       grpc::SslServerCredentialsOptions ssl;
       ssl.pem_key_cert_pairs.push_back({tls.private_key_pem, tls.cert_chain_pem});
-      creds = grpc::SslServerCredentials(ssl);
+      admin_creds = grpc::SslServerCredentials(ssl);
+      if (!o.insecure) creds = admin_creds;
     }
+    if (o.insecure) creds = grpc::InsecureServerCredentials();
 
     storage::RocksDbOptions ro;
     ro.path = o.data_dir + "/db";
@@ -109,17 +120,78 @@ class ServerImpl final : public Server {
     deps.now_ms = now_ms_;
     deps.limits = o.limits;
     deps.history_retention_days = o.history_retention_days;
-    if (!o.policy_file.empty()) {
-      PARLEY_ASSIGN_OR_RETURN(auto policy, LoadPolicy(o.policy_file));
-      spdlog::info("event=policy file={} revision={} name=\"{}\"", o.policy_file, policy->revision(),
-                   std::string(policy->name()));
-      deps.decide_security = MakePolicyDecider(std::move(policy));
+    PARLEY_ASSIGN_OR_RETURN(audit_, AuditLog::Open(&storage_->audit(), now_ms_));
+    tokens_ = std::make_unique<AdminTokens>(&storage_->admin_tokens(), now_ms_);
+    admin_token_file_ = o.admin_token_file.empty() ? o.data_dir + "/admin/operator.token"
+                                                   : o.admin_token_file;
+    PARLEY_ASSIGN_OR_RETURN(bool created_token, tokens_->EnsureInitialOperator(admin_token_file_));
+    if (created_token) {
+      spdlog::info("event=admin_token created=initial-operator file={} (mode 0600; use it with parleyctl "
+                   "--token-file)", admin_token_file_);
+      PARLEY_RETURN_IF_ERROR(
+          audit_->Append("parleyd", "token.create", "initial-operator", "{\"role\":\"operator\"}").status());
     }
+
+    PolicyEngine::Options po;
+    po.storage = storage_.get();
+    po.now_ms = now_ms_;
+    const BuiltinPreset* def = FindPreset(kDefaultPreset);
+    if (def == nullptr) return absl::InternalError("the default policy preset is not compiled in");
+    po.default_content = def->content;
+    po.default_file_name = absl::StrCat("preset:", kDefaultPreset);
+    if (!o.policy_file.empty()) {
+      po.start_file_name = o.policy_file;
+      if (o.policy_file.rfind("preset:", 0) == 0) {
+        const BuiltinPreset* p = FindPreset(o.policy_file.substr(7));
+        if (p == nullptr) {
+          std::string names;
+          for (const auto& b : BuiltinPresets()) absl::StrAppend(&names, names.empty() ? "" : ", ", b.name);
+          return absl::InvalidArgumentError(absl::StrCat("policy: unknown preset \"", o.policy_file.substr(7),
+                                                         "\" (available: ", names, ")"));
+        }
+        po.start_content = p->content;
+      } else {
+        PARLEY_ASSIGN_OR_RETURN(po.start_content, ReadFile(o.policy_file));
+        if (po.start_content.empty()) {
+          return absl::InvalidArgumentError(absl::StrCat("policy: ", o.policy_file, " is empty"));
+        }
+      }
+    }
+    PARLEY_ASSIGN_OR_RETURN(auto opened, PolicyEngine::Open(po));
+    policy_ = std::move(opened.first);
+    const bool committed = opened.second;
+    auto current = policy_->current();
+    spdlog::info("event=policy revision={} name=\"{}\" committed_at_start={}", current->revision_id,
+                 std::string(current->policy.name()), committed);
+    if (committed) {
+      PARLEY_RETURN_IF_ERROR(
+          audit_->Append("parleyd", "policy.apply", current->revision_id,
+                         absl::StrCat("{\"revision\":", JsonQuote(current->revision_id), ",\"content_hash\":",
+                                      JsonQuote(current->record.content_hash), ",\"previous_hash\":",
+                                      JsonQuote(current->record.previous_hash), ",\"comment\":",
+                                      JsonQuote(current->record.comment), "}"))
+              .status());
+    }
+    deps.policy = policy_.get();
     service_ = std::make_unique<ParleyService>(deps);
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
     messaging_ = std::make_unique<MessagingGrpc>(service_.get(), &hub_);
     keys_ = std::make_unique<KeyGrpc>();
+    if (committed) {
+      PARLEY_ASSIGN_OR_RETURN(auto res, service_->ReevaluateAll(3));
+      spdlog::info("event=policy_reevaluate revision={} conversations={} changed={}", current->revision_id,
+                   res.plan.conversations(), res.changed);
+    }
+    PARLEY_RETURN_IF_ERROR(policy_->LoadSchedule());
+    Admin::Deps ad;
+    ad.service = service_.get();
+    ad.policy = policy_.get();
+    ad.audit = audit_.get();
+    ad.tokens = tokens_.get();
+    ad.storage = storage_.get();
+    admin_ = std::make_unique<Admin>(ad);
+    admin_grpc_ = std::make_unique<AdminGrpc>(admin_.get(), tokens_.get(), audit_.get());
 
     PurgeOnce();  // before serving: nothing past retention is ever served after a restart
     grpc::EnableDefaultHealthCheckService(true);
@@ -136,13 +208,29 @@ class ServerImpl final : public Server {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,
                                                  " (address in use or not available)"));
     }
+    if (!o.admin_listen.empty()) {
+      grpc::ServerBuilder ab;
+      ab.AddListeningPort(o.admin_listen, admin_creds, &admin_port_);
+      ab.RegisterService(admin_grpc_.get());
+      ab.SetMaxReceiveMessageSize(4 << 20);
+      admin_server_ = ab.BuildAndStart();
+      if (!admin_server_ || admin_port_ == 0) {
+        server_->Shutdown();
+        return absl::UnavailableError(absl::StrCat("cannot listen on ", o.admin_listen,
+                                                   " for the admin service (address in use or not available)"));
+      }
+      spdlog::info("event=admin_listen listen={}:{} tls=on", admin_hp.host, admin_port_);
+    }
     retention_ = std::thread([this] { RetentionLoop(); });
+    scheduler_ = std::thread([this] { SchedulerLoop(); });
     spdlog::info("event=start listen={}:{} tls={} data_dir={} sync={}", hp.host, port_,
                  o.insecure ? "off" : "on", o.data_dir, o.sync);
     return absl::OkStatus();
   }
 
   int port() const override { return port_; }
+  int admin_port() const override { return admin_port_; }
+  std::string admin_token_file() const override { return admin_token_file_; }
   std::string ca_cert_path() const override { return ca_path_; }
 
   void Shutdown() override {
@@ -156,8 +244,10 @@ class ServerImpl final : public Server {
     }
     spdlog::info("event=shutdown phase=begin streams={}", hub_.size());
     hub_.CloseAll(absl::UnavailableError("server is shutting down"));
+    if (admin_server_) admin_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (retention_.joinable()) retention_.join();
+    if (scheduler_.joinable()) scheduler_.join();
     if (storage_) {
       absl::Status s = storage_->Flush();
       if (!s.ok()) spdlog::error("event=shutdown flush_error=\"{}\"", std::string(s.message()));
@@ -195,11 +285,37 @@ class ServerImpl final : public Server {
     }
   }
 
+  // Applies announced security changes once due, until shutdown.
+  void SchedulerLoop() {
+    const absl::Duration interval = absl::Milliseconds(std::max<int64_t>(options_.scheduler_interval_ms, 10));
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), interval)) return;
+      }
+      auto n = service_->RunDueChanges();
+      if (!n.ok()) {
+        spdlog::warn("event=scheduled_change error=\"{}\"", std::string(n.status().message()));
+      } else if (*n > 0) {
+        spdlog::info("event=scheduled_change applied={}", *n);
+      }
+    }
+  }
+
   ServerOptions options_;
   std::function<int64_t()> now_ms_;
   std::unique_ptr<storage::Storage> storage_;
   DeliveryHub hub_;
+  std::unique_ptr<AuditLog> audit_;
+  std::unique_ptr<AdminTokens> tokens_;
+  std::unique_ptr<PolicyEngine> policy_;
   std::unique_ptr<ParleyService> service_;
+  std::unique_ptr<Admin> admin_;
+  std::unique_ptr<AdminGrpc> admin_grpc_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  int admin_port_ = 0;
+  std::string admin_token_file_;
+  std::thread scheduler_;
   std::unique_ptr<AccountGrpc> accounts_;
   std::unique_ptr<ConversationGrpc> conversations_;
   std::unique_ptr<MessagingGrpc> messaging_;

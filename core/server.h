@@ -39,11 +39,22 @@ struct ServerOptions {
   // fsync every acknowledged write (power-loss durable, group commit).
   // Default false: WAL without fsync, survives kill -9 of parleyd.
   bool sync = false;
-  // Policy document (YAML, see policy/SCHEMA.md) deciding the security state
-  // of new conversations. Empty (default, until end-to-end encryption is
-  // built): every conversation is transport mode (rule "transport-only",
-  // revision "builtin"). Existing conversations keep their state.
+  // Policy document (YAML, see policy/SCHEMA.md), or "preset:NAME" for a
+  // shipped preset (policy/presets). When given and different from the
+  // revision in force, it is applied at start as a new revision (stored
+  // conversations are re-evaluated, with SecurityChange events). Empty
+  // (default): keep the revision in force; on first start that is the
+  // default preset, "messenger-2016" (core/presets.h).
   std::string policy_file;
+  // host:port of the admin service (parleyctl), TLS always; port 0 picks a
+  // free port (Server::admin_port()). Empty: no admin listener.
+  std::string admin_listen = "127.0.0.1:7444";
+  // Where the initial operator token is written on first start (0600).
+  // Empty (default): <data_dir>/admin/operator.token.
+  std::string admin_token_file;
+  // How often announced security changes (downgrades after their notice
+  // period) are checked for being due.
+  int64_t scheduler_interval_ms = 1000;
   // Readable history of transport-mode conversations is kept this long.
   int64_t history_retention_days = 90;
   Limits limits;
@@ -60,6 +71,10 @@ class Server {
       const ServerOptions& options);
 
   virtual int port() const = 0;
+  // Port of the admin listener (0 when disabled).
+  virtual int admin_port() const = 0;
+  // Path of the initial operator token file.
+  virtual std::string admin_token_file() const = 0;
   // Path of the CA certificate clients should trust (empty with insecure or
   // operator-provided certificates).
   virtual std::string ca_cert_path() const = 0;

@@ -78,19 +78,6 @@ absl::Status Named(const absl::Status& s, absl::string_view what) {
 
 }  // namespace
 
-storage::SecurityStateRecord TransportOnlyDecider(const storage::ConversationRecord&,
-                                                  const std::vector<storage::AccountRecord>&,
-                                                  int64_t now_ms) {
-  storage::SecurityStateRecord s;
-  s.mode = v1::SECURITY_MODE_TRANSPORT;
-  s.epoch = 1;
-  s.policy_revision = "builtin";
-  s.rule_id = "transport-only";
-  s.reason = "no policy configured: conversations use transport encryption (TLS); the server can read content";
-  s.effective_at_ms = now_ms;
-  return s;
-}
-
 void ToProto(const storage::SecurityStateRecord& r, v1::SecurityState* out) {
   out->set_mode(static_cast<v1::SecurityMode>(r.mode));
   out->set_epoch(r.epoch);
@@ -108,10 +95,14 @@ void ToProto(const storage::SecurityStateRecord& r, v1::SecurityState* out) {
     p->set_rule_id(r.pending_rule_id);
     p->set_policy_revision(r.pending_policy_revision);
   }
+  out->set_set_by_participants(r.set_by_participants);
+  for (const auto& id : r.enable_requests) out->add_enable_requested_by(id);
+  for (const auto& id : r.disable_requests) out->add_disable_requested_by(id);
+  out->set_notice(r.notice);
 }
 
 ParleyService::ParleyService(Deps deps) : d_(std::move(deps)) {
-  if (d_.storage == nullptr || d_.hub == nullptr || !d_.now_ms || !d_.decide_security) {
+  if (d_.storage == nullptr || d_.hub == nullptr || !d_.now_ms || d_.policy == nullptr) {
     std::abort();  // wiring bug: fail loudly
   }
 }
@@ -359,7 +350,8 @@ absl::StatusOr<std::vector<storage::QueueTarget>> ParleyService::Targets(
 
 absl::Status ParleyService::AppendEvent(const storage::ConversationRecord& conv, const Caller* by,
                                   const std::function<void(v1::Message*)>& fill,
-                                  const std::vector<storage::QueueTarget>& extra_targets) {
+                                  const std::vector<storage::QueueTarget>& extra_targets,
+                                  const storage::SecurityStateRecord* new_security) {
   PARLEY_ASSIGN_OR_RETURN(auto targets, Targets(conv, nullptr));
   targets.insert(targets.end(), extra_targets.begin(), extra_targets.end());
   storage::AppendRequest req;
@@ -370,8 +362,13 @@ absl::Status ParleyService::AppendEvent(const storage::ConversationRecord& conv,
     req.sender_device_id = by->device_id;
   }
   req.targets = targets;
-  req.keep_history = conv.security.mode != v1::SECURITY_MODE_E2EE;
-  const uint64_t epoch = conv.security.epoch;
+  // Events carry no content: they stay in history in every mode.
+  req.keep_history = true;
+  if (new_security != nullptr) {
+    req.new_security = *new_security;
+    req.expect_epoch = conv.security.epoch;
+  }
+  const uint64_t epoch = new_security != nullptr ? new_security->epoch : conv.security.epoch;
   const int64_t t = req.server_time_ms;
   req.make_payload = [&](uint64_t seq) {
     v1::Message m;
@@ -416,7 +413,7 @@ absl::StatusOr<v1::CreateDirectResponse> ParleyService::CreateDirect(const Calle
   conv.kind = kDirect;
   conv.members = {{c.account_id, false, now}, {peer->account_id, false, now}};
   conv.created_at_ms = now;
-  conv.security = d_.decide_security(conv, {me, *peer}, now);
+  PARLEY_ASSIGN_OR_RETURN(conv.security, InitialSecurity(conv, {me, *peer}));
   absl::Status s = d_.storage->conversations().CreateConversation(conv);
   if (absl::IsAlreadyExists(s)) {
     // Lost a race with the peer creating the same pair: return theirs.
@@ -459,7 +456,7 @@ absl::StatusOr<v1::CreateGroupResponse> ParleyService::CreateGroup(const Caller&
     conv.members.push_back({acct->account_id, false, now});
     accounts.push_back(*acct);
   }
-  conv.security = d_.decide_security(conv, accounts, now);
+  PARLEY_ASSIGN_OR_RETURN(conv.security, InitialSecurity(conv, accounts));
   PARLEY_RETURN_IF_ERROR(d_.storage->conversations().CreateConversation(conv));
   std::vector<std::string> ids;
   for (const auto& m : conv.members) ids.push_back(m.account_id);
@@ -535,6 +532,8 @@ absl::StatusOr<v1::AddMembersResponse> ParleyService::AddMembers(const Caller& c
     for (const auto& id : added) mc->add_account_ids(id);
     mc->set_by_account_id(c.account_id);
   }));
+  // New members may change what the policy decides (e.g. a minor joins).
+  PARLEY_RETURN_IF_ERROR(ReevaluateLocked(conv, &c).status());
   PARLEY_ASSIGN_OR_RETURN(auto stored, d_.storage->conversations().GetConversation(conv.conversation_id));
   v1::AddMembersResponse resp;
   PARLEY_ASSIGN_OR_RETURN(*resp.mutable_conversation(), ConversationToProto(stored));
@@ -565,18 +564,25 @@ absl::Status ParleyService::RemoveMember(const Caller& c, const v1::RemoveMember
   bool any_admin = std::any_of(conv.members.begin(), conv.members.end(),
                                [](const storage::MemberRecord& m) { return m.admin; });
   if (!any_admin && !conv.members.empty()) conv.members.front().admin = true;
+  // Consent requests of the departed member no longer count.
+  auto drop = [&](std::vector<std::string>* v) {
+    v->erase(std::remove(v->begin(), v->end(), req.account_id()), v->end());
+  };
+  drop(&conv.security.enable_requests);
+  drop(&conv.security.disable_requests);
   PARLEY_RETURN_IF_ERROR(d_.storage->conversations().UpdateConversation(conv));
   // The removed member's devices get the event too, then nothing more.
   std::vector<storage::QueueTarget> removed_targets;
   PARLEY_ASSIGN_OR_RETURN(std::vector<uint32_t> removed_devices, DeviceIds(req.account_id()));
   for (uint32_t id : removed_devices) removed_targets.push_back({req.account_id(), id});
   const std::string removed = req.account_id();
-  return AppendEvent(conv, &c, [&](v1::Message* m) {
+  PARLEY_RETURN_IF_ERROR(AppendEvent(conv, &c, [&](v1::Message* m) {
     auto* mc = m->mutable_membership_change();
     mc->set_action(leaving ? v1::MembershipChange::ACTION_LEFT : v1::MembershipChange::ACTION_REMOVED);
     mc->add_account_ids(removed);
     mc->set_by_account_id(c.account_id);
-  }, removed_targets);
+  }, removed_targets));
+  return ReevaluateLocked(conv, &c).status();
 }
 
 // -------------------------------------------------------------- messaging
@@ -603,6 +609,16 @@ absl::StatusOr<v1::SendResponse> ParleyService::Send(const Caller& c, const v1::
     default:
       return absl::InvalidArgumentError("body: set plain or encrypted");
   }
+  // A policy change may land between reading the state and appending: the
+  // append is conditional on the epoch, and re-checked against the new state.
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<v1::SendResponse> r = SendOnce(c, req);
+    if (attempt < 3 && absl::IsAborted(r.status())) continue;
+    return r;
+  }
+}
+
+absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const v1::SendRequest& req) {
   PARLEY_ASSIGN_OR_RETURN(auto conv, LoadMemberConversation(c, req.conversation_id(), "conversation_id"));
 
   // The server enforces the conversation's mode.
@@ -645,7 +661,14 @@ absl::StatusOr<v1::SendResponse> ParleyService::Send(const Caller& c, const v1::
     *m.mutable_plain() = req.body().plain();
     return m.SerializeAsString();
   };
-  PARLEY_ASSIGN_OR_RETURN(storage::AppendResult r, d_.storage->messages().Append(a));
+  a.expect_epoch = conv.security.epoch;
+  auto appended = d_.storage->messages().Append(a);
+  if (absl::IsFailedPrecondition(appended.status())) {
+    return absl::AbortedError(absl::StrCat("conversation ", conv.conversation_id,
+                                           ": security state changed during the send; retry"));
+  }
+  if (!appended.ok()) return appended.status();
+  const storage::AppendResult& r = *appended;
   if (!r.duplicate) d_.hub->Notify(targets);
   v1::SendResponse resp;
   resp.set_seq(r.seq);
@@ -708,6 +731,167 @@ absl::StatusOr<std::vector<v1::Envelope>> ParleyService::ReadQueue(const Caller&
 
 absl::StatusOr<uint64_t> ParleyService::LastDeliveryId(const Caller& c) {
   return d_.storage->messages().LastDeliveryId(c.account_id, c.device_id);
+}
+
+// ----------------------------------------------------------- security
+
+absl::StatusOr<storage::SecurityStateRecord> ParleyService::InitialSecurity(
+    const storage::ConversationRecord& conv, const std::vector<storage::AccountRecord>& members) {
+  auto v = d_.policy->current();
+  FactsBuilder fb(&d_.storage->accounts());
+  const int64_t now = Now();
+  PARLEY_ASSIGN_OR_RETURN(policy::Facts f, fb.BuildNew(conv, members, now));
+  storage::ConversationRecord fresh = conv;
+  fresh.security = {};
+  return Evaluate(*v, fresh, f, now).state;
+}
+
+absl::Status ParleyService::ApplySecurity(const storage::ConversationRecord& conv,
+                                          const storage::SecurityStateRecord& next,
+                                          const Caller* by) {
+  const storage::SecurityStateRecord old = conv.security;
+  PARLEY_RETURN_IF_ERROR(AppendEvent(
+      conv, by,
+      [&](v1::Message* m) {
+        auto* sc = m->mutable_security_change();
+        ToProto(old, sc->mutable_old_state());
+        ToProto(next, sc->mutable_new_state());
+        sc->set_reason(next.reason);
+        sc->set_effective_at_ms(next.effective_at_ms);
+      },
+      {}, &next));
+  if (next.pending_mode != 0) d_.policy->Schedule(conv.conversation_id, next.pending_effective_at_ms);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> ParleyService::ReevaluateLocked(const storage::ConversationRecord& conv,
+                                                     const Caller* by) {
+  auto v = d_.policy->current();
+  FactsBuilder fb(&d_.storage->accounts());
+  const int64_t now = Now();
+  PARLEY_ASSIGN_OR_RETURN(policy::Facts f, fb.Build(conv, now, v->applied_at_ms));
+  Evaluation e = Evaluate(*v, conv, f, now);
+  if (!e.changed) return false;
+  PARLEY_RETURN_IF_ERROR(ApplySecurity(conv, e.state, by));
+  return true;
+}
+
+absl::StatusOr<bool> ParleyService::Reevaluate(const std::string& conversation_id) {
+  absl::MutexLock lock(ConversationLock(conversation_id));
+  auto conv = d_.storage->conversations().GetConversation(conversation_id);
+  if (absl::IsNotFound(conv.status())) return false;
+  if (!conv.ok()) return conv.status();
+  return ReevaluateLocked(*conv, nullptr);
+}
+
+absl::StatusOr<ParleyService::ReevaluateResult> ParleyService::ReevaluateAll(size_t samples) {
+  // Pass 1 (read only): find what changes. Pass 2: change each under its
+  // lock, re-deciding from the state as it is then.
+  auto v = d_.policy->current();
+  const int64_t now = Now();
+  FactsBuilder fb(&d_.storage->accounts());
+  PlanTally tally(samples);
+  std::vector<std::string> changed_ids;
+  absl::Status err;
+  PARLEY_RETURN_IF_ERROR(d_.storage->conversations().ForEachConversation(
+      [&](const storage::ConversationRecord& conv) {
+        auto f = fb.Build(conv, now, v->applied_at_ms);
+        if (!f.ok()) {
+          err = f.status();
+          return false;
+        }
+        Evaluation e = Evaluate(*v, conv, *f, now);
+        tally.Add(conv, e);
+        if (e.changed) changed_ids.push_back(conv.conversation_id);
+        return true;
+      }));
+  PARLEY_RETURN_IF_ERROR(err);
+  ReevaluateResult res;
+  for (const auto& id : changed_ids) {
+    PARLEY_ASSIGN_OR_RETURN(bool changed, Reevaluate(id));
+    if (changed) ++res.changed;
+  }
+  res.plan = tally.Finish(now, 0);
+  res.plan.set_candidate_hash(v->record.content_hash);
+  return res;
+}
+
+absl::StatusOr<uint64_t> ParleyService::RunDueChanges() {
+  uint64_t n = 0;
+  for (const auto& id : d_.policy->TakeDue(Now())) {
+    PARLEY_ASSIGN_OR_RETURN(bool changed, Reevaluate(id));
+    n += changed ? 1 : 0;
+  }
+  return n;
+}
+
+absl::StatusOr<v1::RequestSecurityChangeResponse> ParleyService::RequestSecurityChange(
+    const Caller& c, const v1::RequestSecurityChangeRequest& req) {
+  const v1::SecurityMode want = req.requested_mode();
+  if (want != v1::SECURITY_MODE_E2EE && want != v1::SECURITY_MODE_TRANSPORT &&
+      want != v1::SECURITY_MODE_OPT_IN) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "requested_mode: must be SECURITY_MODE_E2EE (turn end-to-end encryption on) or "
+        "SECURITY_MODE_TRANSPORT / SECURITY_MODE_OPT_IN (turn it off), not ",
+        static_cast<int>(want)));
+  }
+  const bool enable = want == v1::SECURITY_MODE_E2EE;
+  PARLEY_RETURN_IF_ERROR(ValidateConversationId(req.conversation_id(), "conversation_id"));
+  absl::MutexLock lock(ConversationLock(req.conversation_id()));
+  PARLEY_ASSIGN_OR_RETURN(auto conv, LoadMemberConversation(c, req.conversation_id(), "conversation_id"));
+  const bool is_e2ee = conv.security.mode == v1::SECURITY_MODE_E2EE;
+  if (enable && is_e2ee) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("conversation ", conv.conversation_id, " is already end-to-end encrypted"));
+  }
+  if (!enable && !is_e2ee) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("conversation ", conv.conversation_id, " is not end-to-end encrypted"));
+  }
+
+  auto v = d_.policy->current();
+  FactsBuilder fb(&d_.storage->accounts());
+  const int64_t now = Now();
+  PARLEY_ASSIGN_OR_RETURN(policy::Facts f, fb.Build(conv, now, v->applied_at_ms));
+  const policy::Decision d = policy::Decide(v->policy, f);
+  const std::string where = absl::StrCat("(rule ", std::string(d.rule_id), ", policy revision ",
+                                         v->revision_id, ")");
+  if (d.locked) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the policy locks the protection of conversation ", conv.conversation_id, " ", where));
+  }
+  if (enable && d.enable_e2ee == policy::EnableConsent::kNobody) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the policy does not let participants turn on end-to-end encryption in conversation ",
+        conv.conversation_id, " ", where));
+  }
+  if (!enable && d.disable_e2ee == policy::DisableConsent::kNever) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the policy does not let participants turn off end-to-end encryption in conversation ",
+        conv.conversation_id, " ", where));
+  }
+  const bool all = enable ? d.enable_e2ee == policy::EnableConsent::kAllParticipants
+                          : d.disable_e2ee == policy::DisableConsent::kAllParticipants;
+  auto& mine = enable ? conv.security.enable_requests : conv.security.disable_requests;
+  auto& other = enable ? conv.security.disable_requests : conv.security.enable_requests;
+  if (std::find(mine.begin(), mine.end(), c.account_id) == mine.end()) mine.push_back(c.account_id);
+  other.erase(std::remove(other.begin(), other.end(), c.account_id), other.end());
+
+  PARLEY_ASSIGN_OR_RETURN(policy::Facts f2, fb.Build(conv, now, v->applied_at_ms));
+  Evaluation e = Evaluate(*v, conv, f2, now);
+  v1::RequestSecurityChangeResponse resp;
+  resp.set_consents_required(all ? static_cast<uint32_t>(conv.members.size()) : 1);
+  resp.set_consents(static_cast<uint32_t>(mine.size()));
+  if (e.changed) {
+    PARLEY_RETURN_IF_ERROR(ApplySecurity(conv, e.state, &c));
+    ToProto(e.state, resp.mutable_state());
+    resp.set_pending_consent(e.state.mode != v1::SECURITY_MODE_E2EE ? enable : !enable);
+  } else {
+    PARLEY_RETURN_IF_ERROR(d_.storage->conversations().UpdateConversation(conv));
+    ToProto(conv.security, resp.mutable_state());
+    resp.set_pending_consent(true);
+  }
+  return resp;
 }
 
 }  // namespace parley::core

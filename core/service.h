@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "core/delivery.h"
+#include "core/policy_engine.h"
 #include "core/server.h"
 #include "parley/v1/parley.pb.h"
 #include "storage/storage.h"
@@ -34,16 +35,6 @@ struct Caller {
   uint32_t device_id = 0;
 };
 
-// Decides the security state of a conversation being created. The policy
-// engine plugs in here; the default (TransportOnlyDecider) puts every
-// conversation in transport mode.
-using SecurityDecider = std::function<storage::SecurityStateRecord(
-    const storage::ConversationRecord& conversation,
-    const std::vector<storage::AccountRecord>& members, int64_t now_ms)>;
-storage::SecurityStateRecord TransportOnlyDecider(
-    const storage::ConversationRecord&, const std::vector<storage::AccountRecord>&,
-    int64_t now_ms);
-
 void ToProto(const storage::SecurityStateRecord& r, v1::SecurityState* out);
 
 class ParleyService {
@@ -52,7 +43,8 @@ class ParleyService {
     storage::Storage* storage = nullptr;
     DeliveryHub* hub = nullptr;
     std::function<int64_t()> now_ms;  // Unix epoch milliseconds
-    SecurityDecider decide_security = TransportOnlyDecider;
+    // Decides every conversation's security state (required).
+    PolicyEngine* policy = nullptr;
     Limits limits;
     int64_t history_retention_days = 90;
   };
@@ -76,6 +68,24 @@ class ParleyService {
   absl::StatusOr<v1::ListConversationsResponse> ListConversations(const Caller& c);
   absl::StatusOr<v1::AddMembersResponse> AddMembers(const Caller& c, const v1::AddMembersRequest& req);
   absl::Status RemoveMember(const Caller& c, const v1::RemoveMemberRequest& req);
+  // A participant asks to turn E2EE on or off; applied when the policy's
+  // transitions allow it and enough participants consented.
+  absl::StatusOr<v1::RequestSecurityChangeResponse> RequestSecurityChange(
+      const Caller& c, const v1::RequestSecurityChangeRequest& req);
+
+  // Policy re-evaluation (live switching). Re-decides one conversation under
+  // the current policy; if its state changes, stores the new state (epoch +
+  // 1) together with a SecurityChange event to every member device. Returns
+  // whether it changed.
+  absl::StatusOr<bool> Reevaluate(const std::string& conversation_id);
+  struct ReevaluateResult {
+    v1::PolicyPlan plan;     // what the evaluation found
+    uint64_t changed = 0;    // conversations that got a new state
+  };
+  // Re-evaluates every stored conversation (after a policy commit).
+  absl::StatusOr<ReevaluateResult> ReevaluateAll(size_t samples);
+  // Re-evaluates conversations whose announced change is due.
+  absl::StatusOr<uint64_t> RunDueChanges();
 
   // Messaging. Send notifies the hub for every target device.
   absl::StatusOr<v1::SendResponse> Send(const Caller& c, const v1::SendRequest& req);
@@ -93,6 +103,7 @@ class ParleyService {
 
  private:
   int64_t Now() const { return d_.now_ms(); }
+  absl::StatusOr<v1::SendResponse> SendOnce(const Caller& c, const v1::SendRequest& req);
   absl::StatusOr<v1::Conversation> ConversationToProto(const storage::ConversationRecord& r);
   absl::StatusOr<storage::ConversationRecord> LoadMemberConversation(const Caller& c,
                                                                      const std::string& id,
@@ -106,7 +117,17 @@ class ParleyService {
   // wakes the receivers.
   absl::Status AppendEvent(const storage::ConversationRecord& conv, const Caller* by,
                            const std::function<void(v1::Message*)>& fill,
-                           const std::vector<storage::QueueTarget>& extra_targets = {});
+                           const std::vector<storage::QueueTarget>& extra_targets = {},
+                           const storage::SecurityStateRecord* new_security = nullptr);
+  // The security state of a conversation being created.
+  absl::StatusOr<storage::SecurityStateRecord> InitialSecurity(
+      const storage::ConversationRecord& conv, const std::vector<storage::AccountRecord>& members);
+  // Stores `next` as conv's state with a SecurityChange event (caller holds
+  // the conversation lock).
+  absl::Status ApplySecurity(const storage::ConversationRecord& conv,
+                             const storage::SecurityStateRecord& next, const Caller* by);
+  // Re-evaluates `conv` (loaded under its lock) and applies a change.
+  absl::StatusOr<bool> ReevaluateLocked(const storage::ConversationRecord& conv, const Caller* by);
   absl::Mutex* ConversationLock(const std::string& conversation_id);
 
   Deps d_;

@@ -10,7 +10,8 @@
 // - Read-check-write sequences are serialized by mutexes held across the
 //   Write, so no other writer can interleave between the check and the write:
 //     accounts_mu_   all account/device/link mutations (rare operations);
-//     create_conv_mu_ conversation id and direct-pair uniqueness;
+//     create_conv_mu_ conversation id and direct-pair uniqueness, and the
+//       conversation counter;
 //     conversation stripes (by hash of conversation id): Append and
 //       UpdateConversation of one conversation; caches last_seq and epoch;
 //     device stripes (by hash of account id + device id): every write of a
@@ -22,14 +23,26 @@
 //   device become visible in increasing order (a reader that follows a
 //   cursor never skips an entry), while appends with disjoint lock sets run
 //   concurrently and share fsyncs through RocksDB group commit.
+//   Independent leaf locks, never held together with any other lock:
+//     policies_mu_   AppendRevision (head + 1 check and write);
+//     audit_mu_      AppendAudit (last + 1 check and write);
+//     admin_tokens_mu_ PutAdminToken (token record and hash index).
 // - Caches are filled lazily from disk and updated only after a successful
 //   Write, so a failed write leaves them consistent with the database.
 // - Appends to devices that no longer exist (their delivery counter key is
 //   absent, see below) create no queue entry.
+// - Column families are opened with create_missing_column_families, so a
+//   database written before a column family was added opens unchanged (the
+//   new one starts empty); the format version stays 1 for such additions.
+// - The number of conversations is an exact counter ("meta" CF), written in
+//   the batch of every CreateConversation (conversations are never deleted)
+//   and mirrored in memory for EstimateConversationCount. A database that
+//   predates the counter gets it once at open, by counting record keys.
 
 #include "storage/rocksdb_storage.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -93,6 +106,9 @@ namespace pb = ::parley::storage::internal;
 //
 // column family "meta"
 //   "format_version"                           -> BE32 (currently 1)
+//   "conversation_count"                       -> BE64 number of conversations
+//        (written with every CreateConversation; initialized at open by
+//        counting "conversations" record keys when absent)
 // column family "accounts"
 //   "A" + account_id                           -> pb.Account
 //   "U" + username                             -> account_id (raw bytes)
@@ -121,10 +137,21 @@ namespace pb = ::parley::storage::internal;
 // column family "idempotency"
 //   account_id + 0x00 + BE32(device_id) + client_message_id
 //                                              -> pb.IdempotencyValue
+// column family "policies"
+//   BE64(number)                               -> pb.PolicyRevision
+//        (numbers 1, 2, 3, ... without gaps; never updated or deleted)
+// column family "audit"
+//   BE64(seq)                                  -> pb.AuditEntry
+//        (seqs 1, 2, 3, ... without gaps; never updated or deleted)
+// column family "admin_tokens"
+//   "I" + token_id                             -> pb.AdminToken
+//   "H" + token_hash                           -> token_id (raw bytes)
+//        (hash index; written/deleted in the same batch as the "I" key)
 // ===================================================================
 
 constexpr uint32_t kFormatVersion = 1;
 constexpr char kFormatVersionKey[] = "format_version";
+constexpr char kConversationCountKey[] = "conversation_count";
 
 enum Cf : size_t {
   kDefaultCf = 0,
@@ -135,11 +162,16 @@ enum Cf : size_t {
   kQueuesCf,
   kHistoryCf,
   kIdempotencyCf,
+  kPoliciesCf,
+  kAuditCf,
+  kAdminTokensCf,
   kNumCfs,
 };
+// Append new column families at the end; names are persisted.
 constexpr const char* kCfNames[kNumCfs] = {
-    "default", "meta",   "accounts", "conversations", "conv_index",
-    "queues",  "history", "idempotency"};
+    "default",    "meta",   "accounts",    "conversations",
+    "conv_index", "queues", "history",     "idempotency",
+    "policies",   "audit",  "admin_tokens"};
 
 constexpr size_t kConvStripes = 1024;
 constexpr size_t kDeviceStripes = 4096;
@@ -281,6 +313,13 @@ std::string IdempotencyKey(absl::string_view scope,
                            absl::string_view client_message_id) {
   return absl::StrCat(scope, client_message_id);
 }
+constexpr char kAdminTokenPrefix[] = "I";
+std::string AdminTokenKey(absl::string_view token_id) {
+  return absl::StrCat(kAdminTokenPrefix, token_id);
+}
+std::string AdminTokenHashKey(absl::string_view token_hash) {
+  return absl::StrCat("H", token_hash);
+}
 
 // ------------------------------------------------------- record mapping
 
@@ -298,6 +337,10 @@ void ToProto(const SecurityStateRecord& r, pb::SecurityState* p) {
   p->set_pending_reason(r.pending_reason);
   p->set_pending_rule_id(r.pending_rule_id);
   p->set_pending_policy_revision(r.pending_policy_revision);
+  p->set_set_by_participants(r.set_by_participants);
+  p->set_notice(r.notice);
+  for (const std::string& a : r.enable_requests) p->add_enable_requests(a);
+  for (const std::string& a : r.disable_requests) p->add_disable_requests(a);
 }
 
 SecurityStateRecord FromProto(const pb::SecurityState& p) {
@@ -315,6 +358,12 @@ SecurityStateRecord FromProto(const pb::SecurityState& p) {
   r.pending_reason = p.pending_reason();
   r.pending_rule_id = p.pending_rule_id();
   r.pending_policy_revision = p.pending_policy_revision();
+  r.set_by_participants = p.set_by_participants();
+  r.notice = p.notice();
+  r.enable_requests.assign(p.enable_requests().begin(),
+                           p.enable_requests().end());
+  r.disable_requests.assign(p.disable_requests().begin(),
+                            p.disable_requests().end());
   return r;
 }
 
@@ -416,6 +465,84 @@ ConversationRecord FromProto(const pb::Conversation& p) {
   }
   r.security = FromProto(p.security());
   r.created_at_ms = p.created_at_ms();
+  return r;
+}
+
+std::string Encode(const PolicyRevisionRecord& r) {
+  pb::PolicyRevision p;
+  p.set_number(r.number);
+  p.set_content(r.content);
+  p.set_content_hash(r.content_hash);
+  p.set_previous_hash(r.previous_hash);
+  p.set_author(r.author);
+  p.set_comment(r.comment);
+  p.set_created_at_ms(r.created_at_ms);
+  p.set_rollback_of(r.rollback_of);
+  return p.SerializeAsString();
+}
+
+PolicyRevisionRecord FromProto(pb::PolicyRevision& p) {
+  PolicyRevisionRecord r;
+  r.number = p.number();
+  r.content = std::move(*p.mutable_content());
+  r.content_hash = p.content_hash();
+  r.previous_hash = p.previous_hash();
+  r.author = p.author();
+  r.comment = p.comment();
+  r.created_at_ms = p.created_at_ms();
+  r.rollback_of = p.rollback_of();
+  return r;
+}
+
+std::string Encode(const AuditRecord& r) {
+  pb::AuditEntry p;
+  p.set_seq(r.seq);
+  p.set_time_ms(r.time_ms);
+  p.set_actor(r.actor);
+  p.set_action(r.action);
+  p.set_target(r.target);
+  p.set_details(r.details);
+  p.set_prev_hash(r.prev_hash);
+  p.set_hash(r.hash);
+  return p.SerializeAsString();
+}
+
+AuditRecord FromProto(pb::AuditEntry& p) {
+  AuditRecord r;
+  r.seq = p.seq();
+  r.time_ms = p.time_ms();
+  r.actor = p.actor();
+  r.action = p.action();
+  r.target = p.target();
+  r.details = std::move(*p.mutable_details());
+  r.prev_hash = p.prev_hash();
+  r.hash = p.hash();
+  return r;
+}
+
+std::string Encode(const AdminTokenRecord& r) {
+  pb::AdminToken p;
+  p.set_token_id(r.token_id);
+  p.set_token_hash(r.token_hash);
+  p.set_role(r.role);
+  p.set_name(r.name);
+  p.set_created_by(r.created_by);
+  p.set_created_at_ms(r.created_at_ms);
+  p.set_revoked(r.revoked);
+  p.set_revoked_at_ms(r.revoked_at_ms);
+  return p.SerializeAsString();
+}
+
+AdminTokenRecord FromProto(const pb::AdminToken& p) {
+  AdminTokenRecord r;
+  r.token_id = p.token_id();
+  r.token_hash = p.token_hash();
+  r.role = p.role();
+  r.name = p.name();
+  r.created_by = p.created_by();
+  r.created_at_ms = p.created_at_ms();
+  r.revoked = p.revoked();
+  r.revoked_at_ms = p.revoked_at_ms();
   return r;
 }
 
@@ -525,10 +652,19 @@ class DeviceLocks {
   std::vector<size_t> indexes_;
 };
 
+// A record of a column family keyed by BE64 only (policies, audit).
+struct NumberedValue {
+  uint64_t number = 0;
+  std::string value;
+};
+
 class RocksDbStorage final : public Storage,
                              public AccountStore,
                              public ConversationStore,
-                             public MessageStore {
+                             public MessageStore,
+                             public PolicyStore,
+                             public AuditStore,
+                             public AdminTokenStore {
  public:
   static absl::StatusOr<std::unique_ptr<Storage>> Open(
       const RocksDbOptions& options);
@@ -538,6 +674,9 @@ class RocksDbStorage final : public Storage,
   AccountStore& accounts() override { return *this; }
   ConversationStore& conversations() override { return *this; }
   MessageStore& messages() override { return *this; }
+  PolicyStore& policies() override { return *this; }
+  AuditStore& audit() override { return *this; }
+  AdminTokenStore& admin_tokens() override { return *this; }
   absl::Status Flush() override;
 
   // AccountStore
@@ -573,6 +712,28 @@ class RocksDbStorage final : public Storage,
       const std::string& account_id) override;
   absl::Status ForEachConversation(
       const std::function<bool(const ConversationRecord&)>& visit) override;
+  uint64_t EstimateConversationCount() override;
+
+  // PolicyStore
+  absl::Status AppendRevision(const PolicyRevisionRecord& r) override;
+  absl::StatusOr<PolicyRevisionRecord> GetRevision(uint64_t number) override;
+  absl::StatusOr<PolicyRevisionRecord> HeadRevision() override;
+  absl::StatusOr<std::vector<PolicyRevisionRecord>> ListRevisions(
+      uint64_t before, size_t limit) override;
+
+  // AuditStore
+  absl::Status AppendAudit(const AuditRecord& r) override;
+  absl::StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t after_seq,
+                                                     size_t limit) override;
+  absl::StatusOr<AuditRecord> LastAudit() override;
+
+  // AdminTokenStore
+  absl::Status PutAdminToken(const AdminTokenRecord& t) override;
+  absl::StatusOr<AdminTokenRecord> GetAdminToken(
+      const std::string& token_id) override;
+  absl::StatusOr<AdminTokenRecord> FindAdminTokenByHash(
+      const std::string& token_hash) override;
+  absl::StatusOr<std::vector<AdminTokenRecord>> ListAdminTokens() override;
 
   // MessageStore
   absl::StatusOr<AppendResult> Append(const AppendRequest& req) override;
@@ -611,6 +772,13 @@ class RocksDbStorage final : public Storage,
       absl::string_view id, const rocksdb::Snapshot* snapshot = nullptr) const;
   absl::StatusOr<uint64_t> ReadLastSeq(
       absl::string_view id, const rocksdb::Snapshot* snapshot = nullptr) const;
+  // The record with the highest key of a BE64-keyed column family; nullopt
+  // when the column family is empty.
+  absl::StatusOr<std::optional<NumberedValue>> LastNumbered(
+      Cf c, absl::string_view what) const;
+  // Loads the conversation counter (counting the conversations once if the
+  // database predates it). Called by Open only, before any other use.
+  absl::Status InitConversationCount();
 
   size_t ConvStripeIndex(absl::string_view conv_id) const;
   size_t DeviceStripeIndex(absl::string_view scope) const;
@@ -631,6 +799,12 @@ class RocksDbStorage final : public Storage,
   absl::Mutex accounts_mu_;
   absl::Mutex create_conv_mu_;
   absl::Mutex purge_mu_;  // One purge at a time, so counts are exact.
+  absl::Mutex policies_mu_;
+  absl::Mutex audit_mu_;
+  absl::Mutex admin_tokens_mu_;
+  // Mirrors the "conversation_count" key; written under create_conv_mu_
+  // after a successful write, read without a lock.
+  std::atomic<uint64_t> conversation_count_{0};
   std::unique_ptr<ConvStripe[]> conv_stripes_;
   std::unique_ptr<DeviceStripe[]> device_stripes_;
 };
@@ -702,6 +876,7 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
           ")"));
     }
   }
+  PARLEY_STORAGE_RETURN_IF_ERROR(storage->InitConversationCount());
   return std::unique_ptr<Storage>(std::move(storage));
 }
 
@@ -788,6 +963,52 @@ absl::StatusOr<uint64_t> RocksDbStorage::ReadLastSeq(
       MaybeGet(kConversationsCf, ConvSeqKey(id), snapshot));
   if (!v.has_value()) return 0;
   return ParseFixed(*v, 8, "last_seq");
+}
+
+absl::StatusOr<std::optional<NumberedValue>> RocksDbStorage::LastNumbered(
+    Cf c, absl::string_view what) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(c)));
+  it->SeekToLast();
+  if (!it->Valid()) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(
+        FromRocks(it->status(), absl::StrCat("read last ", what)));
+    return std::optional<NumberedValue>();
+  }
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      uint64_t number,
+      ParseFixed(View(it->key()), 8, absl::StrCat(what, " key")));
+  return std::optional<NumberedValue>(
+      NumberedValue{.number = number, .value = it->value().ToString()});
+}
+
+absl::Status RocksDbStorage::InitConversationCount() {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                                  MaybeGet(kMetaCf, kConversationCountKey));
+  if (stored.has_value()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        uint64_t count, ParseFixed(*stored, 8, "conversation count"));
+    conversation_count_.store(count);
+    return absl::OkStatus();
+  }
+  // A new database, or one written before the counter existed: count the
+  // record keys (conversation_id + 0x00 + "r") once.
+  uint64_t count = 0;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(kConversationsCf)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.size() >= 2 && key[key.size() - 2] == '\0' && key.back() == 'r') {
+      ++count;
+    }
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      FromRocks(it->status(), "count conversations"));
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kMetaCf), kConversationCountKey, BE64(count));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "init conversation count"));
+  conversation_count_.store(count);
+  return absl::OkStatus();
 }
 
 size_t RocksDbStorage::ConvStripeIndex(absl::string_view conv_id) const {
@@ -1112,7 +1333,11 @@ absl::Status RocksDbStorage::CreateConversation(const ConversationRecord& c) {
     batch.Put(cf(kConvIndexCf), MemberKey(m.account_id, c.conversation_id),
               "");
   }
-  return Write(&batch, "create conversation");
+  const uint64_t count = conversation_count_.load() + 1;
+  batch.Put(cf(kMetaCf), kConversationCountKey, BE64(count));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "create conversation"));
+  conversation_count_.store(count);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ConversationRecord> RocksDbStorage::GetConversation(
@@ -1224,6 +1449,214 @@ absl::Status RocksDbStorage::ForEachConversation(
       FromRocks(it->status(), "iterate conversations"));
   if (pending.has_value()) visit(*pending);
   return absl::OkStatus();
+}
+
+uint64_t RocksDbStorage::EstimateConversationCount() {
+  return conversation_count_.load(std::memory_order_relaxed);
+}
+
+// ------------------------------------------------------------ policies
+
+absl::Status RocksDbStorage::AppendRevision(const PolicyRevisionRecord& r) {
+  // Held across the check and the write: concurrent appenders of the same
+  // number are serialized and all but the first fail the check.
+  absl::MutexLock lock(&policies_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<NumberedValue> head,
+                                  LastNumbered(kPoliciesCf, "policy revision"));
+  const uint64_t head_number = head.has_value() ? head->number : 0;
+  if (head_number == UINT64_MAX) {
+    return absl::ResourceExhaustedError("policy revision numbers exhausted");
+  }
+  if (r.number != head_number + 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "policy revision ", r.number, " is not the next revision (head is ",
+        head_number, ", expected ", head_number + 1, ")"));
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kPoliciesCf), BE64(r.number), Encode(r));
+  return Write(&batch, "append policy revision");
+}
+
+absl::StatusOr<PolicyRevisionRecord> RocksDbStorage::GetRevision(
+    uint64_t number) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v,
+      Get(kPoliciesCf, BE64(number), absl::StrCat("policy revision ", number)));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      pb::PolicyRevision p, Parse<pb::PolicyRevision>(v, "policy revision"));
+  return FromProto(p);
+}
+
+absl::StatusOr<PolicyRevisionRecord> RocksDbStorage::HeadRevision() {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<NumberedValue> head,
+                                  LastNumbered(kPoliciesCf, "policy revision"));
+  if (!head.has_value()) {
+    return absl::NotFoundError(
+        "policy revision not found: no policy has been applied yet");
+  }
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      pb::PolicyRevision p,
+      Parse<pb::PolicyRevision>(head->value, "policy revision"));
+  return FromProto(p);
+}
+
+absl::StatusOr<std::vector<PolicyRevisionRecord>> RocksDbStorage::ListRevisions(
+    uint64_t before, size_t limit) {
+  std::vector<PolicyRevisionRecord> out;
+  if (limit == 0 || before == 1) return out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(kPoliciesCf)));
+  if (before == 0) {
+    it->SeekToLast();
+  } else {
+    it->SeekForPrev(BE64(before - 1));
+  }
+  for (; it->Valid() && out.size() < limit; it->Prev()) {
+    if (it->key().size() != 8) {
+      return absl::DataLossError("storage: malformed policy revision key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::PolicyRevision p,
+        Parse<pb::PolicyRevision>(View(it->value()), "policy revision"));
+    out.push_back(FromProto(p));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      FromRocks(it->status(), "list policy revisions"));
+  return out;
+}
+
+// --------------------------------------------------------------- audit
+
+absl::Status RocksDbStorage::AppendAudit(const AuditRecord& r) {
+  // Held across the check and the write (see AppendRevision).
+  absl::MutexLock lock(&audit_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<NumberedValue> last,
+                                  LastNumbered(kAuditCf, "audit record"));
+  const uint64_t last_seq = last.has_value() ? last->number : 0;
+  if (last_seq == UINT64_MAX) {
+    return absl::ResourceExhaustedError("audit seqs exhausted");
+  }
+  if (r.seq != last_seq + 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "audit record ", r.seq, " is not the next record (last is ", last_seq,
+        ", expected ", last_seq + 1, ")"));
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kAuditCf), BE64(r.seq), Encode(r));
+  return Write(&batch, "append audit record");
+}
+
+absl::StatusOr<std::vector<AuditRecord>> RocksDbStorage::ReadAudit(
+    uint64_t after_seq, size_t limit) {
+  std::vector<AuditRecord> out;
+  if (limit == 0 || after_seq == UINT64_MAX) return out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(kAuditCf)));
+  for (it->Seek(BE64(after_seq + 1)); it->Valid() && out.size() < limit;
+       it->Next()) {
+    if (it->key().size() != 8) {
+      return absl::DataLossError("storage: malformed audit key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::AuditEntry p, Parse<pb::AuditEntry>(View(it->value()), "audit"));
+    out.push_back(FromProto(p));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read audit"));
+  return out;
+}
+
+absl::StatusOr<AuditRecord> RocksDbStorage::LastAudit() {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<NumberedValue> last,
+                                  LastNumbered(kAuditCf, "audit record"));
+  if (!last.has_value()) {
+    return absl::NotFoundError("audit record not found: the log is empty");
+  }
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::AuditEntry p,
+                                  Parse<pb::AuditEntry>(last->value, "audit"));
+  return FromProto(p);
+}
+
+// -------------------------------------------------------- admin tokens
+
+absl::Status RocksDbStorage::PutAdminToken(const AdminTokenRecord& t) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("token_id", t.token_id));
+  if (t.token_hash.empty()) {
+    return absl::InvalidArgumentError("token_hash is empty");
+  }
+  absl::MutexLock lock(&admin_tokens_mu_);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::optional<std::string> owner,
+      MaybeGet(kAdminTokensCf, AdminTokenHashKey(t.token_hash)));
+  if (owner.has_value() && *owner != t.token_id) {
+    return absl::AlreadyExistsError(
+        "admin token hash already belongs to another token");
+  }
+  rocksdb::WriteBatch batch;
+  if (!owner.has_value()) {
+    // A new token, or (against the contract) a changed hash: the index
+    // follows the record so that no stale hash keeps authenticating.
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        std::optional<std::string> old_raw,
+        MaybeGet(kAdminTokensCf, AdminTokenKey(t.token_id)));
+    if (old_raw.has_value()) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          pb::AdminToken old, Parse<pb::AdminToken>(*old_raw, "admin token"));
+      batch.Delete(cf(kAdminTokensCf), AdminTokenHashKey(old.token_hash()));
+    }
+    batch.Put(cf(kAdminTokensCf), AdminTokenHashKey(t.token_hash), t.token_id);
+  }
+  batch.Put(cf(kAdminTokensCf), AdminTokenKey(t.token_id), Encode(t));
+  return Write(&batch, "put admin token");
+}
+
+absl::StatusOr<AdminTokenRecord> RocksDbStorage::GetAdminToken(
+    const std::string& token_id) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::string v,
+                                  Get(kAdminTokensCf, AdminTokenKey(token_id),
+                                      absl::StrCat("admin token ", token_id)));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::AdminToken p,
+                                  Parse<pb::AdminToken>(v, "admin token"));
+  return FromProto(p);
+}
+
+absl::StatusOr<AdminTokenRecord> RocksDbStorage::FindAdminTokenByHash(
+    const std::string& token_hash) {
+  if (token_hash.empty()) return absl::NotFoundError("admin token not found");
+  // One snapshot: the index and the record are read in the same state.
+  rocksdb::ManagedSnapshot snapshot(db_.get());
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string token_id, Get(kAdminTokensCf, AdminTokenHashKey(token_hash),
+                                "admin token", snapshot.snapshot()));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v,
+      Get(kAdminTokensCf, AdminTokenKey(token_id),
+          absl::StrCat("admin token ", token_id), snapshot.snapshot()));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::AdminToken p,
+                                  Parse<pb::AdminToken>(v, "admin token"));
+  if (p.token_hash() != token_hash) {
+    return absl::DataLossError("storage: admin token hash index is stale");
+  }
+  return FromProto(p);
+}
+
+absl::StatusOr<std::vector<AdminTokenRecord>>
+RocksDbStorage::ListAdminTokens() {
+  const std::string prefix = kAdminTokenPrefix;
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(ro, cf(kAdminTokensCf)));
+  std::vector<AdminTokenRecord> out;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::AdminToken p,
+        Parse<pb::AdminToken>(View(it->value()), "admin token"));
+    out.push_back(FromProto(p));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "list admin tokens"));
+  return out;
 }
 
 // ------------------------------------------------------------ messages

@@ -24,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "storage/rocksdb_storage.h"
 #include "storage/storage.h"
 
@@ -64,7 +65,7 @@ class StorageTest : public ::testing::Test {
 
   void Open() {
     RocksDbOptions opts;
-    opts.path = dir_ + "/db/nested";  // Parents must be created.
+    opts.path = DbPath();  // Parents must be created.
     opts.block_cache_bytes = 8 << 20;
     opts.write_buffer_bytes = 4 << 20;
     auto s = OpenRocksDbStorage(opts);
@@ -77,9 +78,14 @@ class StorageTest : public ::testing::Test {
     Open();
   }
 
+  std::string DbPath() const { return dir_ + "/db/nested"; }
+
   AccountStore& accounts() { return storage_->accounts(); }
   ConversationStore& convs() { return storage_->conversations(); }
   MessageStore& msgs() { return storage_->messages(); }
+  PolicyStore& policies() { return storage_->policies(); }
+  AuditStore& audit() { return storage_->audit(); }
+  AdminTokenStore& tokens() { return storage_->admin_tokens(); }
 
   DeviceRecord MakeAccount(const std::string& id) {
     AccountRecord a;
@@ -129,9 +135,114 @@ class StorageTest : public ::testing::Test {
     return VALUE(msgs().ReadQueue(account, device, after, limit));
   }
 
+  static PolicyRevisionRecord Revision(uint64_t number) {
+    PolicyRevisionRecord r;
+    r.number = number;
+    r.content =
+        absl::StrCat("version: 1\nrules: []  # revision ", number, "\n");
+    r.content_hash = absl::StrCat("hash", number);
+    r.previous_hash = number > 1 ? absl::StrCat("hash", number - 1) : "";
+    r.author = "operator-1";
+    r.comment = absl::StrCat("apply ", number);
+    r.created_at_ms = 1000 + static_cast<int64_t>(number);
+    return r;
+  }
+
+  static AuditRecord Audit(uint64_t seq) {
+    AuditRecord r;
+    r.seq = seq;
+    r.time_ms = 5000 + static_cast<int64_t>(seq);
+    r.actor = "operator:ops-1 (t_0123456789abcdef)";
+    r.action = "policy.apply";
+    r.target = absl::StrCat("revision ", seq);
+    r.details = absl::StrCat("{\"n\":", seq, "}");
+    r.prev_hash = seq > 1 ? std::string(32, static_cast<char>(seq - 1)) : "";
+    r.hash = std::string(32, static_cast<char>(seq));
+    return r;
+  }
+
+  static AdminTokenRecord Token(const std::string& id,
+                                const std::string& hash) {
+    AdminTokenRecord t;
+    t.token_id = id;
+    t.token_hash = hash;
+    t.role = "operator";
+    t.name = "ops " + id;
+    t.created_by = "parleyd";
+    t.created_at_ms = 42;
+    return t;
+  }
+
   std::string dir_;
   std::unique_ptr<Storage> storage_;
 };
+
+void ExpectSecurityEq(const SecurityStateRecord& got,
+                      const SecurityStateRecord& want) {
+  EXPECT_EQ(got.mode, want.mode);
+  EXPECT_EQ(got.epoch, want.epoch);
+  EXPECT_EQ(got.policy_revision, want.policy_revision);
+  EXPECT_EQ(got.rule_id, want.rule_id);
+  EXPECT_EQ(got.reason, want.reason);
+  EXPECT_EQ(got.effective_at_ms, want.effective_at_ms);
+  EXPECT_EQ(got.e2ee_ever_enabled, want.e2ee_ever_enabled);
+  EXPECT_EQ(got.locked, want.locked);
+  EXPECT_EQ(got.pending_mode, want.pending_mode);
+  EXPECT_EQ(got.pending_effective_at_ms, want.pending_effective_at_ms);
+  EXPECT_EQ(got.pending_reason, want.pending_reason);
+  EXPECT_EQ(got.pending_rule_id, want.pending_rule_id);
+  EXPECT_EQ(got.pending_policy_revision, want.pending_policy_revision);
+  EXPECT_EQ(got.set_by_participants, want.set_by_participants);
+  EXPECT_EQ(got.notice, want.notice);
+  EXPECT_EQ(got.enable_requests, want.enable_requests);
+  EXPECT_EQ(got.disable_requests, want.disable_requests);
+}
+
+void ExpectRevisionEq(const PolicyRevisionRecord& got,
+                      const PolicyRevisionRecord& want) {
+  EXPECT_EQ(got.number, want.number);
+  EXPECT_EQ(got.content, want.content);
+  EXPECT_EQ(got.content_hash, want.content_hash);
+  EXPECT_EQ(got.previous_hash, want.previous_hash);
+  EXPECT_EQ(got.author, want.author);
+  EXPECT_EQ(got.comment, want.comment);
+  EXPECT_EQ(got.created_at_ms, want.created_at_ms);
+  EXPECT_EQ(got.rollback_of, want.rollback_of);
+}
+
+void ExpectAuditEq(const AuditRecord& got, const AuditRecord& want) {
+  EXPECT_EQ(got.seq, want.seq);
+  EXPECT_EQ(got.time_ms, want.time_ms);
+  EXPECT_EQ(got.actor, want.actor);
+  EXPECT_EQ(got.action, want.action);
+  EXPECT_EQ(got.target, want.target);
+  EXPECT_EQ(got.details, want.details);
+  EXPECT_EQ(got.prev_hash, want.prev_hash);
+  EXPECT_EQ(got.hash, want.hash);
+}
+
+void ExpectTokenEq(const AdminTokenRecord& got, const AdminTokenRecord& want) {
+  EXPECT_EQ(got.token_id, want.token_id);
+  EXPECT_EQ(got.token_hash, want.token_hash);
+  EXPECT_EQ(got.role, want.role);
+  EXPECT_EQ(got.name, want.name);
+  EXPECT_EQ(got.created_by, want.created_by);
+  EXPECT_EQ(got.created_at_ms, want.created_at_ms);
+  EXPECT_EQ(got.revoked, want.revoked);
+  EXPECT_EQ(got.revoked_at_ms, want.revoked_at_ms);
+}
+
+std::vector<uint64_t> Numbers(const std::vector<PolicyRevisionRecord>& rs) {
+  std::vector<uint64_t> out;
+  for (const auto& r : rs) out.push_back(r.number);
+  return out;
+}
+
+std::vector<uint64_t> Seqs(const std::vector<AuditRecord>& rs) {
+  std::vector<uint64_t> out;
+  for (const auto& r : rs) out.push_back(r.seq);
+  return out;
+}
 
 // ------------------------------------------------------------ accounts
 
@@ -350,6 +461,471 @@ TEST_F(StorageTest, ForEachConversationVisitsAllAndStops) {
     return false;
   }));
   EXPECT_EQ(visits, 1);
+}
+
+TEST_F(StorageTest, SecurityStateNewFieldsRoundTrip) {
+  MakeAccount("alice");
+  SecurityStateRecord sec;
+  sec.mode = 3;
+  sec.epoch = 1;
+  sec.policy_revision = "sha256:0123456789abcdef";
+  sec.rule_id = "minors-e2ee";
+  sec.reason = "policy";
+  sec.set_by_participants = true;
+  sec.notice = "Messages are end-to-end encrypted \xe2\x9c\x93";
+  sec.enable_requests = {"alice", "bob"};
+  sec.disable_requests = {std::string("c\0\xff", 3)};  // Raw bytes survive.
+  ConversationRecord c;
+  c.conversation_id = "g";
+  c.kind = 2;
+  c.members = {{.account_id = "alice"}, {.account_id = "bob"}};
+  c.security = sec;
+  ASSERT_OK(convs().CreateConversation(c));
+  ExpectSecurityEq(VALUE(convs().GetConversation("g")).security, sec);
+
+  // UpdateConversation replaces them (including clearing a list).
+  ConversationRecord updated = VALUE(convs().GetConversation("g"));
+  updated.security.set_by_participants = false;
+  updated.security.notice = "downgrade in 7 days";
+  updated.security.enable_requests.clear();
+  updated.security.disable_requests = {"bob"};
+  updated.security.epoch = 2;
+  ASSERT_OK(convs().UpdateConversation(updated));
+  ExpectSecurityEq(VALUE(convs().GetConversation("g")).security,
+                   updated.security);
+
+  // Append's new_security writes them in the append batch.
+  SecurityStateRecord appended = updated.security;
+  appended.epoch = 3;
+  appended.mode = 2;
+  appended.set_by_participants = true;
+  appended.notice = "turned on by participants";
+  appended.enable_requests = {"carol"};
+  appended.disable_requests.clear();
+  AppendRequest r = Req("g", {{"alice", 1}});
+  r.new_security = appended;
+  r.expect_epoch = 2;
+  ASSERT_EQ(VALUE(msgs().Append(r)).seq, 1u);
+  ExpectSecurityEq(VALUE(convs().GetConversation("g")).security, appended);
+
+  // ForEachConversation decodes them too, also after a reopen.
+  Reopen();
+  ExpectSecurityEq(VALUE(convs().GetConversation("g")).security, appended);
+  int visits = 0;
+  ASSERT_OK(convs().ForEachConversation([&](const ConversationRecord& got) {
+    ++visits;
+    ExpectSecurityEq(got.security, appended);
+    EXPECT_EQ(got.last_seq, 1u);
+    return true;
+  }));
+  EXPECT_EQ(visits, 1);
+}
+
+TEST_F(StorageTest, EstimateConversationCountGrowsWithCreates) {
+  EXPECT_EQ(convs().EstimateConversationCount(), 0u);
+  for (int i = 0; i < 5; ++i) {
+    MakeGroup(absl::StrCat("g", i), {"a"});
+    EXPECT_EQ(convs().EstimateConversationCount(),
+              static_cast<uint64_t>(i + 1));
+  }
+  // Refused creates and updates do not count.
+  ConversationRecord dup;
+  dup.conversation_id = "g0";
+  EXPECT_EQ(convs().CreateConversation(dup).code(),
+            absl::StatusCode::kAlreadyExists);
+  ConversationRecord g1 = VALUE(convs().GetConversation("g1"));
+  g1.title = "renamed";
+  ASSERT_OK(convs().UpdateConversation(g1));
+  EXPECT_EQ(convs().EstimateConversationCount(), 5u);
+  Reopen();
+  EXPECT_EQ(convs().EstimateConversationCount(), 5u);
+  MakeGroup("g5", {"a"});
+  EXPECT_EQ(convs().EstimateConversationCount(), 6u);
+}
+
+TEST_F(StorageTest, ConcurrentCreatesCountExactly) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ConversationRecord c;
+        c.conversation_id = absl::StrCat("c", t, "-", i);
+        c.kind = 2;
+        c.members = {{.account_id = "a"}};
+        EXPECT_TRUE(convs().CreateConversation(c).ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(convs().EstimateConversationCount(),
+            static_cast<uint64_t>(kThreads * kPerThread));
+  Reopen();
+  EXPECT_EQ(convs().EstimateConversationCount(),
+            static_cast<uint64_t>(kThreads * kPerThread));
+}
+
+// A database written before the policies/audit/admin_tokens column families
+// and the conversation counter existed opens, counts its conversations once
+// and gets the new (empty) stores.
+TEST_F(StorageTest, OpensDatabaseFromBeforeNewStores) {
+  MakeGroup("g1", {"a"});
+  MakeGroup("g2", {"a"});
+  MakeGroup("g3", {"b"});
+  ASSERT_TRUE(msgs().Append(Req("g2", {})).ok());  // Adds a last_seq write.
+  ASSERT_OK(policies().AppendRevision(Revision(1)));
+  storage_.reset();
+
+  // Rewrite the database into the older shape.
+  {
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
+            .ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : names) {
+      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(rocksdb::DBOptions(), DbPath(), descs, &handles, &raw)
+            .ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "policies" || names[i] == "audit" ||
+          names[i] == "admin_tokens") {
+        ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
+      } else if (names[i] == "meta") {
+        ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i],
+                               "conversation_count")
+                        .ok());
+      }
+    }
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+    names.clear();
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
+            .ok());
+    EXPECT_EQ(std::count(names.begin(), names.end(), "policies"), 0);
+  }
+
+  Open();
+  EXPECT_EQ(convs().EstimateConversationCount(), 3u);
+  EXPECT_EQ(policies().HeadRevision().status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(audit().LastAudit().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(VALUE(tokens().ListAdminTokens()).empty());
+  EXPECT_EQ(VALUE(convs().GetConversation("g2")).last_seq, 1u);
+  ASSERT_OK(policies().AppendRevision(Revision(1)));
+  MakeGroup("g4", {"a"});
+  EXPECT_EQ(convs().EstimateConversationCount(), 4u);
+  Reopen();
+  EXPECT_EQ(convs().EstimateConversationCount(), 4u);
+  EXPECT_EQ(VALUE(policies().HeadRevision()).number, 1u);
+}
+
+// ------------------------------------------------------------ policies
+
+TEST_F(StorageTest, PolicyRevisionsAppendInOrder) {
+  EXPECT_EQ(policies().HeadRevision().status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(VALUE(policies().ListRevisions(0, 10)).empty());
+  // The first revision must be 1.
+  EXPECT_EQ(policies().AppendRevision(Revision(2)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(policies().AppendRevision(Revision(0)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (uint64_t n = 1; n <= 3; ++n) {
+    ASSERT_OK(policies().AppendRevision(Revision(n)));
+    EXPECT_EQ(VALUE(policies().HeadRevision()).number, n);
+  }
+  // Replaying, skipping or going back is refused and changes nothing.
+  for (uint64_t n : {1u, 3u, 5u}) {
+    PolicyRevisionRecord r = Revision(n);
+    r.content = "tampered";
+    EXPECT_EQ(policies().AppendRevision(r).code(),
+              absl::StatusCode::kFailedPrecondition)
+        << n;
+  }
+  PolicyRevisionRecord rollback = Revision(4);
+  rollback.content = Revision(2).content;
+  rollback.rollback_of = 2;
+  ASSERT_OK(policies().AppendRevision(rollback));
+
+  ExpectRevisionEq(VALUE(policies().HeadRevision()), rollback);
+  for (uint64_t n = 1; n <= 3; ++n) {
+    ExpectRevisionEq(VALUE(policies().GetRevision(n)), Revision(n));
+  }
+  absl::Status missing = policies().GetRevision(7).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "policy revision 7 not found");
+  EXPECT_EQ(policies().GetRevision(0).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(StorageTest, PolicyRevisionsListNewestFirst) {
+  for (uint64_t n = 1; n <= 10; ++n) {
+    ASSERT_OK(policies().AppendRevision(Revision(n)));
+  }
+  EXPECT_THAT(Numbers(VALUE(policies().ListRevisions(0, 3))),
+              ElementsAre(10u, 9u, 8u));
+  EXPECT_THAT(Numbers(VALUE(policies().ListRevisions(8, 3))),
+              ElementsAre(7u, 6u, 5u));
+  EXPECT_THAT(Numbers(VALUE(policies().ListRevisions(3, 10))),
+              ElementsAre(2u, 1u));
+  EXPECT_EQ(VALUE(policies().ListRevisions(0, 100)).size(), 10u);
+  // `before` beyond the head lists from the head.
+  EXPECT_THAT(Numbers(VALUE(policies().ListRevisions(1000, 2))),
+              ElementsAre(10u, 9u));
+  EXPECT_THAT(Numbers(VALUE(policies().ListRevisions(UINT64_MAX, 1))),
+              ElementsAre(10u));
+  EXPECT_TRUE(VALUE(policies().ListRevisions(1, 10)).empty());
+  EXPECT_TRUE(VALUE(policies().ListRevisions(0, 0)).empty());
+  std::vector<PolicyRevisionRecord> page =
+      VALUE(policies().ListRevisions(6, 1));
+  ASSERT_EQ(page.size(), 1u);
+  ExpectRevisionEq(page[0], Revision(5));
+}
+
+TEST_F(StorageTest, PolicyRevisionsSurviveReopen) {
+  for (uint64_t n = 1; n <= 3; ++n) {
+    ASSERT_OK(policies().AppendRevision(Revision(n)));
+  }
+  Reopen();
+  ExpectRevisionEq(VALUE(policies().HeadRevision()), Revision(3));
+  ExpectRevisionEq(VALUE(policies().GetRevision(2)), Revision(2));
+  EXPECT_EQ(policies().AppendRevision(Revision(3)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK(policies().AppendRevision(Revision(4)));
+  EXPECT_THAT(Numbers(VALUE(policies().ListRevisions(0, 10))),
+              ElementsAre(4u, 3u, 2u, 1u));
+}
+
+TEST_F(StorageTest, ConcurrentPolicyAppendsExactlyOneWins) {
+  constexpr int kThreads = 8;
+  // All threads append number 1 at once: exactly one wins.
+  {
+    std::atomic<bool> go{false};
+    std::atomic<int> wins{0};
+    std::atomic<int> refused{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        PolicyRevisionRecord r = Revision(1);
+        r.author = absl::StrCat("thread ", t);
+        while (!go.load()) std::this_thread::yield();
+        absl::Status s = policies().AppendRevision(r);
+        if (s.ok()) {
+          ++wins;
+        } else if (s.code() == absl::StatusCode::kFailedPrecondition) {
+          ++refused;
+        }
+      });
+    }
+    go = true;
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(wins.load(), 1);
+    EXPECT_EQ(refused.load(), kThreads - 1);
+    EXPECT_EQ(VALUE(policies().ListRevisions(0, 100)).size(), 1u);
+  }
+  // Optimistic appenders (read head, append head + 1, retry on conflict):
+  // every number is taken exactly once, without gaps.
+  constexpr uint64_t kTarget = 200;
+  std::vector<std::vector<uint64_t>> won(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      while (true) {
+        auto head = policies().HeadRevision();
+        ASSERT_TRUE(head.ok()) << head.status();
+        if (head->number >= kTarget) return;
+        PolicyRevisionRecord r = Revision(head->number + 1);
+        r.author = absl::StrCat("thread ", t);
+        absl::Status s = policies().AppendRevision(r);
+        if (s.ok()) {
+          won[t].push_back(r.number);
+        } else {
+          ASSERT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<uint64_t> all;
+  for (const auto& w : won) all.insert(all.end(), w.begin(), w.end());
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), kTarget - 1);
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], i + 2);
+  // Each stored revision is the one its winner wrote.
+  for (int t = 0; t < kThreads; ++t) {
+    for (uint64_t n : won[t]) {
+      EXPECT_EQ(VALUE(policies().GetRevision(n)).author,
+                absl::StrCat("thread ", t));
+    }
+  }
+}
+
+// --------------------------------------------------------------- audit
+
+TEST_F(StorageTest, AuditAppendReadLast) {
+  EXPECT_EQ(audit().LastAudit().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(VALUE(audit().ReadAudit(0, 10)).empty());
+  EXPECT_EQ(audit().AppendAudit(Audit(2)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  for (uint64_t s = 1; s <= 5; ++s) {
+    ASSERT_OK(audit().AppendAudit(Audit(s)));
+    ExpectAuditEq(VALUE(audit().LastAudit()), Audit(s));
+  }
+  // Wrong seqs are refused: replay (no update), gap, zero.
+  for (uint64_t s : {0u, 1u, 5u, 7u}) {
+    AuditRecord r = Audit(s);
+    r.action = "tampered";
+    EXPECT_EQ(audit().AppendAudit(r).code(),
+              absl::StatusCode::kFailedPrecondition)
+        << s;
+  }
+  std::vector<AuditRecord> all = VALUE(audit().ReadAudit(0, 100));
+  ASSERT_EQ(all.size(), 5u);
+  for (uint64_t s = 1; s <= 5; ++s) ExpectAuditEq(all[s - 1], Audit(s));
+  EXPECT_THAT(Seqs(VALUE(audit().ReadAudit(0, 2))), ElementsAre(1u, 2u));
+  EXPECT_THAT(Seqs(VALUE(audit().ReadAudit(2, 2))), ElementsAre(3u, 4u));
+  EXPECT_THAT(Seqs(VALUE(audit().ReadAudit(4, 100))), ElementsAre(5u));
+  EXPECT_TRUE(VALUE(audit().ReadAudit(5, 100)).empty());
+  EXPECT_TRUE(VALUE(audit().ReadAudit(0, 0)).empty());
+  EXPECT_TRUE(VALUE(audit().ReadAudit(UINT64_MAX, 10)).empty());
+}
+
+TEST_F(StorageTest, AuditSurvivesReopen) {
+  for (uint64_t s = 1; s <= 3; ++s) ASSERT_OK(audit().AppendAudit(Audit(s)));
+  Reopen();  // Recovery from the WAL only.
+  ExpectAuditEq(VALUE(audit().LastAudit()), Audit(3));
+  EXPECT_EQ(audit().AppendAudit(Audit(3)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_OK(audit().AppendAudit(Audit(4)));
+  ASSERT_OK(storage_->Flush());
+  Reopen();
+  EXPECT_THAT(Seqs(VALUE(audit().ReadAudit(0, 100))),
+              ElementsAre(1u, 2u, 3u, 4u));
+}
+
+TEST_F(StorageTest, ConcurrentAuditAppendsExactlyOneWins) {
+  constexpr int kThreads = 8;
+  constexpr int kRounds = 50;
+  // In each round all threads append the same seq at once.
+  for (uint64_t seq = 1; seq <= kRounds; ++seq) {
+    std::atomic<bool> go{false};
+    std::atomic<int> wins{0};
+    std::atomic<int> refused{0};
+    std::atomic<int> winner{-1};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        AuditRecord r = Audit(seq);
+        r.actor = absl::StrCat("thread ", t);
+        while (!go.load()) std::this_thread::yield();
+        absl::Status s = audit().AppendAudit(r);
+        if (s.ok()) {
+          ++wins;
+          winner = t;
+        } else if (s.code() == absl::StatusCode::kFailedPrecondition) {
+          ++refused;
+        }
+      });
+    }
+    go = true;
+    for (auto& th : threads) th.join();
+    ASSERT_EQ(wins.load(), 1) << "seq " << seq;
+    ASSERT_EQ(refused.load(), kThreads - 1) << "seq " << seq;
+    EXPECT_EQ(VALUE(audit().LastAudit()).actor,
+              absl::StrCat("thread ", winner.load()));
+  }
+  EXPECT_EQ(VALUE(audit().ReadAudit(0, 1000)).size(),
+            static_cast<size_t>(kRounds));
+}
+
+// -------------------------------------------------------- admin tokens
+
+TEST_F(StorageTest, AdminTokensPutGetFindList) {
+  EXPECT_TRUE(VALUE(tokens().ListAdminTokens()).empty());
+  std::string hash_b(32, '\0');  // Raw hash bytes, including NUL and 0xff.
+  hash_b[7] = '\xff';
+  AdminTokenRecord a = Token("t_00000000000000aa", std::string(32, 'a'));
+  AdminTokenRecord b = Token("t_00000000000000bb", hash_b);
+  b.role = "auditor";
+  b.created_by = a.token_id;
+  AdminTokenRecord c = Token("t_0000000000000001", std::string(32, 'c'));
+  c.role = "lawful_access";
+  for (const auto* t : {&b, &a, &c}) ASSERT_OK(tokens().PutAdminToken(*t));
+
+  ExpectTokenEq(VALUE(tokens().GetAdminToken(b.token_id)), b);
+  ExpectTokenEq(VALUE(tokens().FindAdminTokenByHash(hash_b)), b);
+  ExpectTokenEq(VALUE(tokens().FindAdminTokenByHash(a.token_hash)), a);
+  absl::Status missing = tokens().GetAdminToken("t_ffffffffffffffff").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "admin token t_ffffffffffffffff not found");
+  EXPECT_EQ(tokens().FindAdminTokenByHash(std::string(32, 'z')).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(tokens().FindAdminTokenByHash("").status().code(),
+            absl::StatusCode::kNotFound);
+
+  std::vector<AdminTokenRecord> all = VALUE(tokens().ListAdminTokens());
+  ASSERT_EQ(all.size(), 3u);  // Ordered by token_id.
+  ExpectTokenEq(all[0], c);
+  ExpectTokenEq(all[1], a);
+  ExpectTokenEq(all[2], b);
+
+  // Invalid records are refused.
+  EXPECT_EQ(tokens().PutAdminToken(Token("", "h")).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tokens().PutAdminToken(Token("t_x", "")).code(),
+            absl::StatusCode::kInvalidArgument);
+  // A hash belongs to one token only.
+  EXPECT_EQ(tokens().PutAdminToken(Token("t_other", a.token_hash)).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(tokens().GetAdminToken("t_other").status().code(),
+            absl::StatusCode::kNotFound);
+  ExpectTokenEq(VALUE(tokens().FindAdminTokenByHash(a.token_hash)), a);
+}
+
+TEST_F(StorageTest, AdminTokenRevokeAndReopen) {
+  AdminTokenRecord a = Token("t_a", "hash-a");
+  AdminTokenRecord b = Token("t_b", "hash-b");
+  ASSERT_OK(tokens().PutAdminToken(a));
+  ASSERT_OK(tokens().PutAdminToken(b));
+  // Revocation is a put of the same record with revoked set.
+  a.revoked = true;
+  a.revoked_at_ms = 9000;
+  ASSERT_OK(tokens().PutAdminToken(a));
+  ExpectTokenEq(VALUE(tokens().GetAdminToken("t_a")), a);
+  // Still found by hash (the caller refuses revoked tokens) and listed.
+  ExpectTokenEq(VALUE(tokens().FindAdminTokenByHash("hash-a")), a);
+  EXPECT_EQ(VALUE(tokens().ListAdminTokens()).size(), 2u);
+
+  Reopen();
+  ExpectTokenEq(VALUE(tokens().GetAdminToken("t_a")), a);
+  ExpectTokenEq(VALUE(tokens().FindAdminTokenByHash("hash-a")), a);
+  ExpectTokenEq(VALUE(tokens().FindAdminTokenByHash("hash-b")), b);
+  std::vector<AdminTokenRecord> all = VALUE(tokens().ListAdminTokens());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_TRUE(all[0].revoked);
+  EXPECT_FALSE(all[1].revoked);
+}
+
+TEST_F(StorageTest, AdminTokenHashIndexFollowsRecord) {
+  // The contract forbids changing a token's hash; if it happens anyway the
+  // old hash must stop resolving.
+  ASSERT_OK(tokens().PutAdminToken(Token("t_a", "old-hash")));
+  ASSERT_OK(tokens().PutAdminToken(Token("t_a", "new-hash")));
+  EXPECT_EQ(tokens().FindAdminTokenByHash("old-hash").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(tokens().FindAdminTokenByHash("new-hash")).token_id, "t_a");
+  EXPECT_EQ(VALUE(tokens().ListAdminTokens()).size(), 1u);
+  // The freed hash can be used by another token.
+  ASSERT_OK(tokens().PutAdminToken(Token("t_b", "old-hash")));
+  EXPECT_EQ(VALUE(tokens().FindAdminTokenByHash("old-hash")).token_id, "t_b");
 }
 
 // ------------------------------------------------------------ messages

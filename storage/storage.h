@@ -46,6 +46,14 @@ struct SecurityStateRecord {
   std::string pending_reason;
   std::string pending_rule_id;
   std::string pending_policy_revision;
+  // The current mode was set by participants' consent (they turned E2EE on
+  // or off), not by policy.
+  bool set_by_participants = false;
+  std::string notice;  // what users must be shown (rendered by the policy)
+  // Distinct accounts that asked to turn E2EE on / off and wait for the
+  // others' consent. Cleared when the mode changes.
+  std::vector<std::string> enable_requests;
+  std::vector<std::string> disable_requests;
 };
 
 struct AccountRecord {
@@ -156,6 +164,94 @@ class ConversationStore {
   // early when the visitor returns false.
   virtual absl::Status ForEachConversation(
       const std::function<bool(const ConversationRecord&)>& visit) = 0;
+  // A cheap estimate of the number of conversations (for progress bars); may
+  // be off by a few percent, never fails.
+  virtual uint64_t EstimateConversationCount() = 0;
+};
+
+// ----------------------------------------------------------------- policies
+
+// One applied policy document. Revisions are immutable once appended.
+struct PolicyRevisionRecord {
+  uint64_t number = 0;        // 1, 2, 3, ... in order of application
+  std::string content;        // the YAML document exactly as applied
+  std::string content_hash;   // lower-case hex SHA-256 of content
+  std::string previous_hash;  // content_hash of revision number-1; "" for 1
+  std::string author;         // admin token name, or "parleyd" at start
+  std::string comment;
+  int64_t created_at_ms = 0;
+  uint64_t rollback_of = 0;   // the revision whose content this restores, or 0
+};
+
+class PolicyStore {
+ public:
+  virtual ~PolicyStore() = default;
+  // Appends `r`, whose number must be the head's number + 1 (1 when empty):
+  // FailedPrecondition otherwise (another apply won the race).
+  virtual absl::Status AppendRevision(const PolicyRevisionRecord& r) = 0;
+  // NotFound if no such revision.
+  virtual absl::StatusOr<PolicyRevisionRecord> GetRevision(uint64_t number) = 0;
+  // The newest revision; NotFound when none has been applied yet.
+  virtual absl::StatusOr<PolicyRevisionRecord> HeadRevision() = 0;
+  // Newest first: revisions with number < before (0: from the newest), at
+  // most `limit`.
+  virtual absl::StatusOr<std::vector<PolicyRevisionRecord>> ListRevisions(
+      uint64_t before, size_t limit) = 0;
+};
+
+// -------------------------------------------------------------------- audit
+
+// One entry of the append-only, hash-chained audit log. The hash is computed
+// by the writer (core/audit.h); the store only keeps records in order.
+struct AuditRecord {
+  uint64_t seq = 0;  // 1, 2, 3, ...
+  int64_t time_ms = 0;
+  std::string actor;      // "operator:ops-1 (t_...)", "parleyd", ...
+  std::string action;     // "policy.apply", "admin.login", ...
+  std::string target;     // what it concerns (revision, conversation id)
+  std::string details;    // a JSON object
+  std::string prev_hash;  // hash of record seq-1 (32 raw bytes); "" for 1
+  std::string hash;       // 32 raw bytes
+};
+
+class AuditStore {
+ public:
+  virtual ~AuditStore() = default;
+  // Appends `r`, whose seq must be the last seq + 1 (1 when empty):
+  // FailedPrecondition otherwise. There is no update or delete.
+  virtual absl::Status AppendAudit(const AuditRecord& r) = 0;
+  // Records with seq > after_seq, ascending, at most `limit`.
+  virtual absl::StatusOr<std::vector<AuditRecord>> ReadAudit(uint64_t after_seq,
+                                                             size_t limit) = 0;
+  // The newest record; NotFound when the log is empty.
+  virtual absl::StatusOr<AuditRecord> LastAudit() = 0;
+};
+
+// ------------------------------------------------------------- admin tokens
+
+struct AdminTokenRecord {
+  std::string token_id;    // public id, "t_" + 16 hex
+  std::string token_hash;  // SHA-256 of the secret token (32 raw bytes)
+  std::string role;        // "operator", "auditor", "moderator", "lawful_access"
+  std::string name;        // human label
+  std::string created_by;  // token id of the creator, or "parleyd"
+  int64_t created_at_ms = 0;
+  bool revoked = false;
+  int64_t revoked_at_ms = 0;
+};
+
+class AdminTokenStore {
+ public:
+  virtual ~AdminTokenStore() = default;
+  // Creates or replaces the token with this token_id (the hash index follows
+  // token_hash, which must not change for an existing id).
+  virtual absl::Status PutAdminToken(const AdminTokenRecord& t) = 0;
+  virtual absl::StatusOr<AdminTokenRecord> GetAdminToken(
+      const std::string& token_id) = 0;
+  virtual absl::StatusOr<AdminTokenRecord> FindAdminTokenByHash(
+      const std::string& token_hash) = 0;
+  // All tokens (revoked ones included), ordered by token_id.
+  virtual absl::StatusOr<std::vector<AdminTokenRecord>> ListAdminTokens() = 0;
 };
 
 // ----------------------------------------------------------------- messages
@@ -251,6 +347,9 @@ class Storage {
   virtual AccountStore& accounts() = 0;
   virtual ConversationStore& conversations() = 0;
   virtual MessageStore& messages() = 0;
+  virtual PolicyStore& policies() = 0;
+  virtual AuditStore& audit() = 0;
+  virtual AdminTokenStore& admin_tokens() = 0;
   // Flushes buffered writes to durable storage (used at shutdown).
   virtual absl::Status Flush() = 0;
 };

@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "clients/cli/commands.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <optional>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -38,9 +43,101 @@ nlohmann::json RegistrationJson(const Context& ctx, const Registration& r,
   return j;
 }
 
-// Prints the protection of a conversation right after it changes hands.
-std::string ProtectionSummary(const v1::Conversation& c) {
-  return absl::StrCat("protection: ", DescribeSecurity(c.security()));
+// Resolves a CONV argument; on failure prints and sets *exit_code.
+std::optional<std::string> Resolve(Context& ctx, const std::string& arg,
+                                   int* exit_code) {
+  auto id = ctx.ResolveConversation(arg);
+  if (id.ok()) return *std::move(id);
+  *exit_code = absl::IsInvalidArgument(id.status())
+                   ? ctx.Usage(id.status().message())
+                   : ctx.Fail("resolving " + arg, id.status());
+  return std::nullopt;
+}
+
+// "c_1 (@bob)" when the user named the conversation by its peer.
+std::string ConversationLabel(const std::string& arg, const std::string& id) {
+  std::string label = SanitizeForTerminal(id);
+  if (!arg.empty() && arg[0] == '@') {
+    absl::StrAppend(&label, " (", SanitizeForTerminal(arg), ")");
+  }
+  return label;
+}
+
+// The mode line of `info`.
+std::string ModeDetail(v1::SecurityMode mode) {
+  switch (mode) {
+    case v1::SECURITY_MODE_E2EE:
+      return "e2ee (end-to-end encrypted)";
+    case v1::SECURITY_MODE_OPT_IN:
+      return "opt-in (not end-to-end encrypted \xe2\x80\x94 server can "
+             "read; `parley secure` asks to turn E2EE on)";
+    case v1::SECURITY_MODE_TRANSPORT:
+      return "transport (not end-to-end encrypted \xe2\x80\x94 server can "
+             "read)";
+    default:
+      return "unspecified (protection unknown)";
+  }
+}
+
+// "alice, bob (1 of 3; waiting for carol)" for the accounts in `ids`.
+std::string RequestersLine(
+    Context& ctx, const v1::Conversation& c,
+    const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  const std::string& self = ctx.profile().account_id;
+  auto shown = [&](const std::string& id, const std::string& name) {
+    std::string out = SanitizeForTerminal(name);
+    if (id == self) absl::StrAppend(&out, " (you)");
+    return out;
+  };
+  std::vector<std::string> who;
+  for (const std::string& id : ids) who.push_back(shown(id, ctx.Name(id)));
+  std::vector<std::string> waiting;
+  for (const v1::Member& m : c.members()) {
+    if (std::find(ids.begin(), ids.end(), m.account_id()) == ids.end()) {
+      waiting.push_back(shown(m.account_id(), m.username().empty()
+                                                  ? m.account_id()
+                                                  : m.username()));
+    }
+  }
+  std::string line = absl::StrCat(absl::StrJoin(who, ", "), " (", ids.size(),
+                                  " of ", c.members_size());
+  if (!waiting.empty()) {
+    absl::StrAppend(&line, "; waiting for ", absl::StrJoin(waiting, ", "));
+  }
+  absl::StrAppend(&line, ")");
+  return line;
+}
+
+nlohmann::json SecurityChangeResultJson(const SecurityChangeResult& r) {
+  return {{"type", "security_change_request"},
+          {"conversation_id", r.conversation_id},
+          {"requested_mode", SecurityModeName(r.requested_mode)},
+          {"in_effect", r.in_effect},
+          {"pending_consent", r.pending_consent},
+          {"consents", r.consents},
+          {"consents_required", r.consents_required},
+          {"mode", SecurityModeName(r.state.mode())},
+          {"e2ee", r.state.mode() == v1::SECURITY_MODE_E2EE},
+          {"epoch", r.state.epoch()},
+          {"notice", r.state.notice()},
+          {"security", SecurityJson(r.state)}};
+}
+
+// "request recorded: 1 of 2 participants have asked..."
+std::string PendingLine(const SecurityChangeResult& r, absl::string_view what) {
+  const uint32_t asked =
+      r.consents != 0
+          ? r.consents
+          : static_cast<uint32_t>(r.requested_mode == v1::SECURITY_MODE_E2EE
+                                      ? r.state.enable_requested_by_size()
+                                      : r.state.disable_requested_by_size());
+  std::string count =
+      r.consents_required != 0
+          ? absl::StrCat(asked, " of ", r.consents_required, " participants")
+          : absl::StrCat(asked, asked == 1 ? " participant" : " participants");
+  return absl::StrCat("request recorded: ", count,
+                      asked == 1 && r.consents_required == 0 ? " has" : " have",
+                      " asked", what, "; waiting for the others");
 }
 
 }  // namespace
@@ -303,25 +400,23 @@ int CmdInfo(Context& ctx, const std::string& conversation_arg) {
   int rc = kExitOk;
   Client* client = ctx.Connect(true, &rc);
   if (client == nullptr) return rc;
-  auto id = ctx.ResolveConversation(conversation_arg);
-  if (!id.ok()) {
-    return absl::IsInvalidArgument(id.status())
-               ? ctx.Usage(id.status().message())
-               : ctx.Fail("resolving " + conversation_arg, id.status());
-  }
+  std::optional<std::string> id = Resolve(ctx, conversation_arg, &rc);
+  if (!id) return rc;
   auto conv = client->GetConversation(*id);
   if (!conv.ok()) {
     return ctx.Fail(absl::StrCat("reading conversation ", *id), conv.status());
   }
   const bool seen = client->SeenAsE2ee(*id);
+  const v1::Conversation& c = *conv;
+  const v1::SecurityState& s = c.security();
   if (ctx.json()) {
-    nlohmann::json j = ConversationJson(*conv);
+    nlohmann::json j = ConversationJson(c);
     j["seen_as_e2ee"] = seen;
+    j["participants"] = c.members_size();
     ctx.Emit("", j);
     return kExitOk;
   }
-  const v1::Conversation& c = *conv;
-  const v1::SecurityState& s = c.security();
+  ctx.LearnConversation(c);
   std::string title =
       c.kind() == v1::CONVERSATION_KIND_DIRECT
           ? std::string()
@@ -331,19 +426,175 @@ int CmdInfo(Context& ctx, const std::string& conversation_arg) {
             << "  created:      " << FormatTimeMs(c.created_at_ms()) << "\n"
             << "  members:      " << MemberList(c) << "\n"
             << "  last message: #" << c.last_message_seq() << "\n"
-            << "  " << ProtectionSummary(c) << "\n"
-            << "  e2ee ever enabled: " << (s.e2ee_ever_enabled() ? "yes" : "no")
-            << ", mode locked: " << (s.locked() ? "yes" : "no")
-            << ", since " << FormatTimeMs(s.effective_at_ms()) << "\n";
+            << "  mode:         " << ModeDetail(s.mode()) << ", epoch "
+            << s.epoch() << ", since " << FormatTimeMs(s.effective_at_ms())
+            << "\n"
+            << "  reason:       "
+            << (s.reason().empty() ? std::string("-")
+                                   : SanitizeForTerminal(s.reason()))
+            << "\n";
+  const std::string decided_by = SecurityDecidedBy(s);
+  std::cout << "  decided by:   " << (decided_by.empty() ? "-" : decided_by)
+            << "\n";
+  if (!s.notice().empty()) {
+    std::cout << "  notice:       " << SanitizeForTerminal(s.notice()) << "\n";
+  }
+  if (s.has_pending() &&
+      s.pending().new_mode() != v1::SECURITY_MODE_UNSPECIFIED) {
+    const v1::PendingSecurityChange& p = s.pending();
+    std::cout << "  scheduled:    will become "
+              << SecurityModeName(p.new_mode()) << " on "
+              << FormatTimeMs(p.effective_at_ms());
+    if (!p.reason().empty()) {
+      std::cout << " (" << SanitizeForTerminal(p.reason()) << ")";
+    }
+    v1::SecurityState pending_decision;
+    pending_decision.set_rule_id(p.rule_id());
+    pending_decision.set_policy_revision(p.policy_revision());
+    if (std::string by = SecurityDecidedBy(pending_decision); !by.empty()) {
+      std::cout << " [" << by << "]";
+    }
+    std::cout << "\n";
+    if (s.mode() == v1::SECURITY_MODE_E2EE &&
+        p.new_mode() != v1::SECURITY_MODE_E2EE) {
+      std::cout << "  WARNING: end-to-end encryption is scheduled to end; "
+                   "from then on the server can read new messages\n";
+    }
+  }
+  if (s.enable_requested_by_size() > 0) {
+    std::cout << "  E2EE requested by:     "
+              << RequestersLine(ctx, c, s.enable_requested_by()) << "\n";
+  }
+  if (s.disable_requested_by_size() > 0) {
+    std::cout << "  E2EE off requested by: "
+              << RequestersLine(ctx, c, s.disable_requested_by()) << "\n";
+  }
+  std::cout << "  e2ee ever enabled: " << (s.e2ee_ever_enabled() ? "yes" : "no")
+            << ", mode locked: " << (s.locked() ? "yes" : "no") << "\n";
   if (seen) {
     std::cout << "  this device has seen it end-to-end encrypted"
               << (s.mode() == v1::SECURITY_MODE_E2EE
                       ? ""
-                      : " — the server now says otherwise; sending plaintext "
-                        "is refused")
+                      : " \xe2\x80\x94 the server now says otherwise; "
+                        "sending plaintext is refused")
               << "\n";
   }
   std::cout << std::flush;
+  return kExitOk;
+}
+
+int CmdSecure(Context& ctx, const std::string& conversation_arg) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  std::optional<std::string> id = Resolve(ctx, conversation_arg, &rc);
+  if (!id) return rc;
+  const std::string label = ConversationLabel(conversation_arg, *id);
+  auto result = client->EnableE2ee(*id);
+  if (!result.ok()) {
+    return ctx.Fail(
+        absl::StrCat("turning on end-to-end encryption for ", *id),
+        result.status());
+  }
+  std::string human;
+  if (result->in_effect) {
+    human = absl::StrCat("end-to-end encryption is now ON for ", label,
+                         " (epoch ", result->state.epoch(), ")");
+  } else if (result->pending_consent) {
+    human = PendingLine(*result, "");
+  } else {
+    human = absl::StrCat("request sent; ", label, " is now ",
+                         DescribeSecurity(result->state));
+  }
+  if (!result->state.notice().empty()) {
+    absl::StrAppend(&human, "\nnotice: ",
+                    SanitizeForTerminal(result->state.notice()));
+  }
+  ctx.Emit(human, SecurityChangeResultJson(*result));
+  if (result->in_effect) {
+    ctx.Note(absl::StrCat(
+        "(every later message in ", label,
+        " must be end-to-end encrypted; this client cannot send those yet: "
+        "the E2EE client is not built)"));
+  }
+  return kExitOk;
+}
+
+int CmdInsecure(Context& ctx, const std::string& conversation_arg, bool yes) {
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  std::optional<std::string> id = Resolve(ctx, conversation_arg, &rc);
+  if (!id) return rc;
+  const std::string label = ConversationLabel(conversation_arg, *id);
+  auto conv = client->GetConversation(*id);
+  if (!conv.ok()) {
+    return ctx.Fail(absl::StrCat("reading conversation ", *id), conv.status());
+  }
+  if (!yes) {
+    // The confirmation goes to the terminal (stderr) even with --json.
+    const bool e2ee_now =
+        conv->security().mode() == v1::SECURITY_MODE_E2EE;
+    std::cerr << "parley: WARNING: you are asking to turn end-to-end "
+                 "encryption OFF for "
+              << label << ".\n"
+              << "  currently: "
+              << DescribeSecurity(conv->security(), conv->members_size())
+              << "\n"
+              << (e2ee_now
+                      ? "  once it is off, the server can read every new "
+                        "message in this conversation.\n"
+                      : "  it is not end-to-end encrypted now; this asks the "
+                        "server to keep it readable by the server.\n")
+              << "Turn end-to-end encryption off? [y/N] " << std::flush;
+    std::string answer;
+    if (!std::getline(std::cin, answer)) answer.clear();
+    // The typed answer ended the prompt line; a piped one did not.
+    if (!::isatty(STDIN_FILENO)) std::cerr << "\n";
+    answer = absl::AsciiStrToLower(absl::StripAsciiWhitespace(answer));
+    if (answer != "y" && answer != "yes") {
+      std::cerr << "parley: aborted; nothing was changed (pass --yes to skip "
+                   "this question)"
+                << std::endl;
+      return kExitFailed;
+    }
+  }
+  auto result =
+      client->RequestSecurityChange(*id, v1::SECURITY_MODE_TRANSPORT);
+  if (!result.ok()) {
+    return ctx.Fail(
+        absl::StrCat("turning off end-to-end encryption for ", *id),
+        result.status());
+  }
+  std::string human;
+  if (result->in_effect) {
+    human = absl::StrCat("end-to-end encryption is now OFF for ", label,
+                         " (epoch ", result->state.epoch(), "): mode ",
+                         SecurityModeName(result->state.mode()), "\n",
+                         kDowngradeWarning);
+  } else if (result->pending_consent) {
+    human = PendingLine(*result, " to turn end-to-end encryption off");
+  } else {
+    human = absl::StrCat("request sent; ", label, " is now ",
+                         DescribeSecurity(result->state));
+  }
+  if (!result->state.notice().empty()) {
+    absl::StrAppend(&human, "\nnotice: ",
+                    SanitizeForTerminal(result->state.notice()));
+  }
+  nlohmann::json j = SecurityChangeResultJson(*result);
+  if (result->in_effect) {
+    j["warning"] = std::string(kDowngradeWarning);
+  } else {
+    j["warning"] = nullptr;
+  }
+  ctx.Emit(human, j);
+  if (result->in_effect && client->SeenAsE2ee(*id)) {
+    ctx.Note(absl::StrCat(
+        "(this device has seen ", label,
+        " end-to-end encrypted: it keeps refusing to send plaintext there "
+        "until the change can be verified, which needs the E2EE client)"));
+  }
   return kExitOk;
 }
 

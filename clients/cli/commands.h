@@ -38,6 +38,12 @@ int CmdGroupRemove(Context& ctx, const std::string& conversation,
 int CmdConversations(Context& ctx);
 int CmdInfo(Context& ctx, const std::string& conversation);
 
+// Asks to turn end-to-end encryption on (Client::EnableE2ee).
+int CmdSecure(Context& ctx, const std::string& conversation);
+// Asks to turn end-to-end encryption off (a downgrade): warns and asks for
+// confirmation on the terminal unless `yes`.
+int CmdInsecure(Context& ctx, const std::string& conversation, bool yes);
+
 int CmdSend(Context& ctx, const std::string& conversation,
             const std::string& text, const std::string& client_message_id);
 

@@ -110,11 +110,38 @@ int Run(int argc, char** argv) {
 
   // conversations, info
   CLI::App* conversations = app.add_subcommand(
-      "conversations", "list conversations with their protection");
+      "conversations",
+      "list conversations with their protection mode and its reason");
   std::string info_conv;
-  CLI::App* info = app.add_subcommand("info", "show one conversation");
+  CLI::App* info = app.add_subcommand(
+      "info",
+      "show one conversation: members, protection mode, reason, rule and "
+      "policy revision, notice, scheduled change, E2EE requests");
   info->add_option("conversation", info_conv, "conversation id or @username")
       ->required();
+
+  // secure CONV, insecure CONV [--yes]
+  std::string secure_conv;
+  CLI::App* secure = app.add_subcommand(
+      "secure",
+      "ask to turn end-to-end encryption on (as the conversation's policy "
+      "allows; may need every participant to ask)");
+  secure->add_option("conversation", secure_conv,
+                     "conversation id, or @username for the direct "
+                     "conversation")
+      ->required();
+  std::string insecure_conv;
+  bool insecure_yes = false;
+  CLI::App* insecure = app.add_subcommand(
+      "insecure",
+      "ask to turn end-to-end encryption off (a downgrade: the server can "
+      "then read new messages); asks for confirmation");
+  insecure->add_option("conversation", insecure_conv,
+                       "conversation id, or @username for the direct "
+                       "conversation")
+      ->required();
+  insecure->add_flag("-y,--yes", insecure_yes,
+                     "do not ask for confirmation");
 
   // send CONV TEXT...
   std::string send_conv;
@@ -178,6 +205,8 @@ int Run(int argc, char** argv) {
   if (*group_remove) return CmdGroupRemove(ctx, group_conv, remove_who);
   if (*conversations) return CmdConversations(ctx);
   if (*info) return CmdInfo(ctx, info_conv);
+  if (*secure) return CmdSecure(ctx, secure_conv);
+  if (*insecure) return CmdInsecure(ctx, insecure_conv, insecure_yes);
   if (*send) {
     return CmdSend(ctx, send_conv, absl::StrJoin(send_text, " "), send_id);
   }

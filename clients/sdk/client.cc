@@ -873,6 +873,48 @@ absl::Status Client::RemoveMember(const std::string& conversation_id,
       .status();
 }
 
+absl::StatusOr<SecurityChangeResult> Client::RequestSecurityChange(
+    const std::string& conversation_id, v1::SecurityMode mode) {
+  if (conversation_id.empty()) {
+    return absl::InvalidArgumentError(
+        "RequestSecurityChange: empty conversation id");
+  }
+  if (mode != v1::SECURITY_MODE_E2EE && mode != v1::SECURITY_MODE_OPT_IN &&
+      mode != v1::SECURITY_MODE_TRANSPORT) {
+    return absl::InvalidArgumentError(
+        "RequestSecurityChange: requested mode must be e2ee, opt-in or "
+        "transport");
+  }
+  v1::RequestSecurityChangeRequest req;
+  req.set_conversation_id(conversation_id);
+  req.set_requested_mode(mode);
+  auto resp = core_->Unary<v1::RequestSecurityChangeResponse>(
+      "RequestSecurityChange", true,
+      [&](grpc::ClientContext* c, v1::RequestSecurityChangeResponse* r) {
+        return core_->conversations()->RequestSecurityChange(c, req, r);
+      });
+  if (!resp.ok()) return resp.status();
+  // Sticky bookkeeping: records E2EE when the state says so.
+  core_->ObserveState(conversation_id, resp->state());
+  SecurityChangeResult result;
+  result.conversation_id = conversation_id;
+  result.requested_mode = mode;
+  result.state = resp->state();
+  result.pending_consent = resp->pending_consent();
+  result.consents = resp->consents();
+  result.consents_required = resp->consents_required();
+  const bool is_e2ee = result.state.mode() == v1::SECURITY_MODE_E2EE;
+  const bool known = result.state.mode() != v1::SECURITY_MODE_UNSPECIFIED;
+  result.in_effect = !result.pending_consent && known &&
+                     (mode == v1::SECURITY_MODE_E2EE ? is_e2ee : !is_e2ee);
+  return result;
+}
+
+absl::StatusOr<SecurityChangeResult> Client::EnableE2ee(
+    const std::string& conversation_id) {
+  return RequestSecurityChange(conversation_id, v1::SECURITY_MODE_E2EE);
+}
+
 bool Client::SeenAsE2ee(const std::string& conversation_id) const {
   return core_->SeenE2ee(conversation_id);
 }

@@ -135,6 +135,24 @@ struct SendResult {
   Protection protection = Protection::kTransport;
 };
 
+// Outcome of Client::RequestSecurityChange / EnableE2ee.
+struct SecurityChangeResult {
+  std::string conversation_id;
+  v1::SecurityMode requested_mode = v1::SECURITY_MODE_UNSPECIFIED;
+  // The conversation's security state after the request, as the server
+  // reports it. When the change happened its epoch is one higher and every
+  // member device (this one too) gets a SecurityChange event.
+  v1::SecurityState state;
+  // The requested protection is in effect now: the mode is E2EE when E2EE
+  // was requested, server-readable (transport / opt-in) when turning E2EE
+  // off was requested. false while other participants' consent is pending.
+  bool in_effect = false;
+  // The request was recorded, but more participants must ask too.
+  bool pending_consent = false;
+  uint32_t consents = 0;           // participants who asked so far
+  uint32_t consents_required = 0;  // participants who must ask
+};
+
 struct HistoryPage {
   std::vector<v1::Message> messages;  // newest first, as the server sends
   bool more = false;
@@ -270,6 +288,33 @@ class Client {
   // `account_id` = own id: leave the group.
   absl::Status RemoveMember(const std::string& conversation_id,
                             const std::string& account_id);
+
+  // Asks the server to change the conversation's protection:
+  // SECURITY_MODE_E2EE turns end-to-end encryption on; SECURITY_MODE_TRANSPORT
+  // or SECURITY_MODE_OPT_IN ask to turn it off (the policy decides which
+  // server-readable mode results). The conversation's policy decision says
+  // whether participants may do this and whether every participant must
+  // consent (then the result has pending_consent until they all asked).
+  // Errors: InvalidArgument for an empty id or UNSPECIFIED mode (not sent);
+  // from the server, with the "RequestSecurityChange: " prefix,
+  // FAILED_PRECONDITION when the policy does not allow the change (the
+  // message names rule and revision) or the conversation is already in that
+  // mode, NOT_FOUND / PERMISSION_DENIED for conversations the caller is not
+  // in. The returned state updates this Client's cached security state; when
+  // it says E2EE, the conversation is remembered as seen E2EE in the profile
+  // (sticky: see Send). Requesting a downgrade does not lift that
+  // stickiness: plaintext stays refused unless the SecurityVerifier accepts.
+  absl::StatusOr<SecurityChangeResult> RequestSecurityChange(
+      const std::string& conversation_id, v1::SecurityMode mode);
+
+  // RequestSecurityChange(conversation_id, SECURITY_MODE_E2EE): asks to turn
+  // end-to-end encryption on. Once the conversation has switched
+  // (result.in_effect), every later message in it must be end-to-end
+  // encrypted: this Client then never sends plaintext there. Sending still
+  // needs the E2eeEngine (ConnectOptions::e2ee, which comes with the E2EE
+  // client); without it Send returns UNIMPLEMENTED for the conversation.
+  absl::StatusOr<SecurityChangeResult> EnableE2ee(
+      const std::string& conversation_id);
 
   // ------------------------------------------------------------ messaging
   // Sends text. Without `client_message_id` a random one is generated; the

@@ -56,7 +56,150 @@ std::string SafeName(NameFn names, absl::string_view account_id) {
   return SanitizeForTerminal(names(account_id));
 }
 
+constexpr absl::string_view kArrow = "\xe2\x86\x92";  // →
+constexpr absl::string_view kIndent = "    ";
+
+bool HasPending(const v1::SecurityState& s) {
+  return s.has_pending() &&
+         s.pending().new_mode() != v1::SECURITY_MODE_UNSPECIFIED;
+}
+
+// The new mode in a security-change headline: loud, and saying who can read.
+const char* ModeHeadline(v1::SecurityMode mode) {
+  switch (mode) {
+    case v1::SECURITY_MODE_E2EE:
+      return "END-TO-END ENCRYPTED";
+    case v1::SECURITY_MODE_OPT_IN:
+      return "OPT-IN, NOT END-TO-END ENCRYPTED (server can read)";
+    case v1::SECURITY_MODE_TRANSPORT:
+      return "TRANSPORT ONLY (server can read)";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+std::string Requesters(NameFn names,
+                       const google::protobuf::RepeatedPtrField<std::string>&
+                           ids) {
+  std::vector<std::string> who;
+  for (const std::string& id : ids) who.push_back(SafeName(names, id));
+  return absl::StrJoin(who, ", ");
+}
+
+std::string ConsentCount(int asked, int participants) {
+  return participants > 0 ? absl::StrCat(asked, " of ", participants)
+                          : absl::StrCat(asked);
+}
+
+nlohmann::json IdArray(
+    const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const std::string& id : ids) a.push_back(id);
+  return a;
+}
+
 }  // namespace
+
+std::string SecurityDecidedBy(const v1::SecurityState& s) {
+  std::vector<std::string> parts;
+  if (!s.rule_id().empty()) {
+    parts.push_back(absl::StrCat("rule ", SanitizeForTerminal(s.rule_id())));
+  }
+  if (!s.policy_revision().empty()) {
+    parts.push_back(absl::StrCat("policy revision ",
+                                 SanitizeForTerminal(s.policy_revision())));
+  }
+  std::string out = absl::StrJoin(parts, ", ");
+  if (s.set_by_participants()) {
+    if (out.empty()) return "participants' consent";
+    absl::StrAppend(&out, " (participants' consent)");
+  }
+  return out;
+}
+
+bool IsSecurityDowngrade(const v1::SecurityChange& change) {
+  return change.old_state().mode() == v1::SECURITY_MODE_E2EE &&
+         change.new_state().mode() != v1::SECURITY_MODE_E2EE;
+}
+
+bool IsSecurityUpgrade(const v1::SecurityChange& change) {
+  return change.old_state().mode() != v1::SECURITY_MODE_E2EE &&
+         change.new_state().mode() == v1::SECURITY_MODE_E2EE;
+}
+
+std::string FormatSecurityChange(const v1::Message& m, NameFn names) {
+  if (!m.has_security_change()) return FormatMessageLine(m, names);
+  const v1::SecurityChange& sc = m.security_change();
+  const v1::SecurityState& old_state = sc.old_state();
+  const v1::SecurityState& new_state = sc.new_state();
+  std::vector<std::string> lines;
+
+  std::string epoch =
+      old_state.epoch() != 0 && old_state.epoch() != new_state.epoch()
+          ? absl::StrCat(old_state.epoch(), " ", kArrow, " ", new_state.epoch())
+          : absl::StrCat(new_state.epoch());
+  lines.push_back(absl::StrCat(
+      "*** SECURITY CHANGE in ", SanitizeForTerminal(m.conversation_id()),
+      " (epoch ", epoch, "): ", SecurityModeName(old_state.mode()), " ",
+      kArrow, " ", ModeHeadline(new_state.mode())));
+  if (IsSecurityDowngrade(sc)) {
+    lines.push_back(absl::StrCat("!!! ", kDowngradeWarning));
+  }
+
+  const std::string& reason =
+      sc.reason().empty() ? new_state.reason() : sc.reason();
+  if (!reason.empty()) {
+    lines.push_back(
+        absl::StrCat(kIndent, "reason: ", SanitizeForTerminal(reason)));
+  }
+  if (std::string by = SecurityDecidedBy(new_state); !by.empty()) {
+    lines.push_back(absl::StrCat(kIndent, "decided by: ", by));
+  }
+  const int64_t effective = sc.effective_at_ms() != 0
+                                ? sc.effective_at_ms()
+                                : new_state.effective_at_ms();
+  if (effective != 0) {
+    lines.push_back(absl::StrCat(kIndent, "effective: ",
+                                 FormatTimeMs(effective), " (message #",
+                                 m.seq(), ")"));
+  } else {
+    lines.push_back(absl::StrCat(kIndent, "message: #", m.seq()));
+  }
+  if (!new_state.notice().empty()) {
+    lines.push_back(absl::StrCat(kIndent, "notice: ",
+                                 SanitizeForTerminal(new_state.notice())));
+  }
+  if (HasPending(new_state)) {
+    const v1::PendingSecurityChange& p = new_state.pending();
+    std::string line = absl::StrCat(
+        kIndent, "scheduled: will become ", SecurityModeName(p.new_mode()),
+        " on ", FormatTimeMs(p.effective_at_ms()));
+    if (!p.reason().empty()) {
+      absl::StrAppend(&line, " (", SanitizeForTerminal(p.reason()), ")");
+    }
+    lines.push_back(std::move(line));
+    if (new_state.mode() == v1::SECURITY_MODE_E2EE &&
+        p.new_mode() != v1::SECURITY_MODE_E2EE) {
+      lines.push_back(absl::StrCat(
+          "!!! WARNING: end-to-end encryption is scheduled to end on ",
+          FormatTimeMs(p.effective_at_ms()),
+          "; from then on the server can read new messages"));
+    }
+  }
+  if (new_state.enable_requested_by_size() > 0) {
+    lines.push_back(absl::StrCat(kIndent, "E2EE requested by: ",
+                                 Requesters(names,
+                                            new_state.enable_requested_by()),
+                                 " (waiting for the others)"));
+  }
+  if (new_state.disable_requested_by_size() > 0) {
+    lines.push_back(absl::StrCat(kIndent, "E2EE off requested by: ",
+                                 Requesters(names,
+                                            new_state.disable_requested_by()),
+                                 " (waiting for the others)"));
+  }
+  return absl::StrJoin(lines, "\n");
+}
 
 Protection ProtectionOf(const v1::Message& message) {
   switch (message.payload_case()) {
@@ -129,28 +272,8 @@ std::string FormatMessageLine(const v1::Message& m, NameFn names,
                           ": ", shown, "   ",
                           ProtectionNotice(Protection::kEndToEnd));
     }
-    case v1::Message::kSecurityChange: {
-      const v1::SecurityChange& sc = m.security_change();
-      const std::string& reason =
-          sc.reason().empty() ? sc.new_state().reason() : sc.reason();
-      std::string line = absl::StrCat(
-          "*** SECURITY CHANGE in ", SanitizeForTerminal(m.conversation_id()),
-          ": ", SecurityModeName(sc.old_state().mode()), " -> ",
-          SecurityModeName(sc.new_state().mode()), " (",
-          ProtectionLabel(sc.new_state().mode() == v1::SECURITY_MODE_E2EE
-                              ? Protection::kEndToEnd
-                              : Protection::kTransport));
-      if (!reason.empty()) {
-        absl::StrAppend(&line, "; reason: ", SanitizeForTerminal(reason));
-      }
-      absl::StrAppend(&line, "; #", m.seq(), ", epoch ",
-                      sc.new_state().epoch());
-      if (sc.effective_at_ms() != 0) {
-        absl::StrAppend(&line, ", effective ", FormatTimeMs(sc.effective_at_ms()));
-      }
-      absl::StrAppend(&line, ") ***");
-      return line;
-    }
+    case v1::Message::kSecurityChange:
+      return FormatSecurityChange(m, names);
     case v1::Message::kMembershipChange: {
       const v1::MembershipChange& mc = m.membership_change();
       std::vector<std::string> who;
@@ -217,12 +340,32 @@ nlohmann::json MessageJson(const v1::Message& m, NameFn names,
     }
     case v1::Message::kSecurityChange: {
       const v1::SecurityChange& sc = m.security_change();
+      const v1::SecurityState& ns = sc.new_state();
+      const bool downgrade = IsSecurityDowngrade(sc);
       j["type"] = "security_change";
       j["old_mode"] = SecurityModeName(sc.old_state().mode());
-      j["new_mode"] = SecurityModeName(sc.new_state().mode());
-      j["e2ee"] = sc.new_state().mode() == v1::SECURITY_MODE_E2EE;
-      j["reason"] = sc.reason().empty() ? sc.new_state().reason() : sc.reason();
-      j["effective_at_ms"] = sc.effective_at_ms();
+      j["new_mode"] = SecurityModeName(ns.mode());
+      j["old_epoch"] = sc.old_state().epoch();
+      j["epoch"] = ns.epoch();
+      j["e2ee"] = ns.mode() == v1::SECURITY_MODE_E2EE;
+      j["upgrade"] = IsSecurityUpgrade(sc);
+      j["downgrade"] = downgrade;
+      if (downgrade) {
+        j["warning"] = std::string(kDowngradeWarning);
+      } else {
+        j["warning"] = nullptr;
+      }
+      j["reason"] = sc.reason().empty() ? ns.reason() : sc.reason();
+      j["effective_at_ms"] =
+          sc.effective_at_ms() != 0 ? sc.effective_at_ms()
+                                    : ns.effective_at_ms();
+      j["rule_id"] = ns.rule_id();
+      j["policy_revision"] = ns.policy_revision();
+      j["notice"] = ns.notice();
+      j["set_by_participants"] = ns.set_by_participants();
+      j["enable_requested_by"] = IdArray(ns.enable_requested_by());
+      j["disable_requested_by"] = IdArray(ns.disable_requested_by());
+      j["pending"] = PendingSecurityJson(ns);
       j["old_state"] = SecurityJson(sc.old_state());
       j["new_state"] = SecurityJson(sc.new_state());
       break;
@@ -249,7 +392,23 @@ nlohmann::json MessageJson(const v1::Message& m, NameFn names,
   return j;
 }
 
-std::string DescribeSecurity(const v1::SecurityState& s) {
+std::string DescribeConsentRequests(const v1::SecurityState& s,
+                                    int participants) {
+  std::vector<std::string> parts;
+  if (s.enable_requested_by_size() > 0) {
+    parts.push_back(absl::StrCat(
+        "E2EE requested by ",
+        ConsentCount(s.enable_requested_by_size(), participants)));
+  }
+  if (s.disable_requested_by_size() > 0) {
+    parts.push_back(absl::StrCat(
+        "E2EE off requested by ",
+        ConsentCount(s.disable_requested_by_size(), participants)));
+  }
+  return absl::StrJoin(parts, "; ");
+}
+
+std::string DescribeSecurity(const v1::SecurityState& s, int participants) {
   std::string out = SecurityModeName(s.mode());
   switch (s.mode()) {
     case v1::SECURITY_MODE_E2EE:
@@ -270,28 +429,44 @@ std::string DescribeSecurity(const v1::SecurityState& s) {
       break;
   }
   if (!s.reason().empty()) {
-    absl::StrAppend(&out, " \xe2\x80\x94 reason: ", SanitizeForTerminal(s.reason()));
+    absl::StrAppend(&out, " \xe2\x80\x94 reason: ",
+                    SanitizeForTerminal(s.reason()));
   }
   std::vector<std::string> detail;
   if (!s.rule_id().empty()) {
     detail.push_back(absl::StrCat("rule ", SanitizeForTerminal(s.rule_id())));
   }
   if (!s.policy_revision().empty()) {
-    detail.push_back(
-        absl::StrCat("policy ", SanitizeForTerminal(s.policy_revision())));
+    detail.push_back(absl::StrCat("policy revision ",
+                                  SanitizeForTerminal(s.policy_revision())));
   }
   detail.push_back(absl::StrCat("epoch ", s.epoch()));
+  if (s.set_by_participants()) detail.push_back("set by participants");
   if (s.locked()) detail.push_back("locked");
   absl::StrAppend(&out, " [", absl::StrJoin(detail, ", "), "]");
-  if (s.has_pending() && s.pending().new_mode() != v1::SECURITY_MODE_UNSPECIFIED) {
+  if (std::string requests = DescribeConsentRequests(s, participants);
+      !requests.empty()) {
+    absl::StrAppend(&out, "; ", requests);
+  }
+  if (HasPending(s)) {
     absl::StrAppend(&out, "; PENDING change to ",
                     SecurityModeName(s.pending().new_mode()), " at ",
                     FormatTimeMs(s.pending().effective_at_ms()));
     if (!s.pending().reason().empty()) {
-      absl::StrAppend(&out, " (", SanitizeForTerminal(s.pending().reason()), ")");
+      absl::StrAppend(&out, " (", SanitizeForTerminal(s.pending().reason()),
+                      ")");
     }
   }
   return out;
+}
+
+nlohmann::json PendingSecurityJson(const v1::SecurityState& s) {
+  if (!HasPending(s)) return nullptr;
+  return {{"new_mode", SecurityModeName(s.pending().new_mode())},
+          {"effective_at_ms", s.pending().effective_at_ms()},
+          {"reason", s.pending().reason()},
+          {"rule_id", s.pending().rule_id()},
+          {"policy_revision", s.pending().policy_revision()}};
 }
 
 nlohmann::json SecurityJson(const v1::SecurityState& s) {
@@ -308,13 +483,11 @@ nlohmann::json SecurityJson(const v1::SecurityState& s) {
   j["effective_at_ms"] = s.effective_at_ms();
   j["e2ee_ever_enabled"] = s.e2ee_ever_enabled();
   j["locked"] = s.locked();
-  if (s.has_pending() && s.pending().new_mode() != v1::SECURITY_MODE_UNSPECIFIED) {
-    j["pending"] = {{"new_mode", SecurityModeName(s.pending().new_mode())},
-                    {"effective_at_ms", s.pending().effective_at_ms()},
-                    {"reason", s.pending().reason()},
-                    {"rule_id", s.pending().rule_id()},
-                    {"policy_revision", s.pending().policy_revision()}};
-  }
+  j["set_by_participants"] = s.set_by_participants();
+  j["enable_requested_by"] = IdArray(s.enable_requested_by());
+  j["disable_requested_by"] = IdArray(s.disable_requested_by());
+  j["notice"] = s.notice();
+  j["pending"] = PendingSecurityJson(s);
   return j;
 }
 
@@ -337,7 +510,8 @@ std::string FormatConversationLine(const v1::Conversation& c,
   return absl::StrCat(SanitizeForTerminal(c.conversation_id()), "  ",
                       ConversationKindName(c.kind()), "  ", what,
                       "  members: ", absl::StrJoin(members, ", "),
-                      "  mode: ", DescribeSecurity(c.security()));
+                      "  mode: ",
+                      DescribeSecurity(c.security(), c.members_size()));
 }
 
 nlohmann::json ConversationJson(const v1::Conversation& c) {

@@ -16,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "clients/sdk/client.h"
@@ -288,25 +289,234 @@ TEST(DisplayTest, CiphertextIsMarkedEndToEnd) {
   EXPECT_STREQ(ProtectionLabel(Protection::kEndToEnd), "end-to-end encrypted");
 }
 
-TEST(DisplayTest, SecurityChangeIsProminent) {
+// 2023-11-14T22:13:20Z
+constexpr int64_t kT0 = 1700000000000;
+
+v1::Message SecurityChangeMessage(v1::SecurityMode from, v1::SecurityMode to) {
   v1::Message m;
   m.set_conversation_id("c_ab12");
   m.set_seq(9);
   v1::SecurityChange* sc = m.mutable_security_change();
-  sc->mutable_old_state()->set_mode(v1::SECURITY_MODE_E2EE);
-  sc->mutable_new_state()->set_mode(v1::SECURITY_MODE_TRANSPORT);
-  sc->mutable_new_state()->set_epoch(2);
-  sc->set_reason("operator policy r7");
+  sc->mutable_old_state()->set_mode(from);
+  sc->mutable_old_state()->set_epoch(3);
+  sc->mutable_new_state()->set_mode(to);
+  sc->mutable_new_state()->set_epoch(4);
+  return m;
+}
+
+TEST(DisplayTest, SecurityChangeIsProminent) {
+  v1::Message m = SecurityChangeMessage(v1::SECURITY_MODE_E2EE,
+                                        v1::SECURITY_MODE_TRANSPORT);
+  m.mutable_security_change()->set_reason("operator policy r7");
   EXPECT_EQ(ProtectionOf(m), Protection::kNone);
   const std::string line = FormatMessageLine(m, NameOf);
   EXPECT_THAT(line,
-              HasSubstr("*** SECURITY CHANGE in c_ab12: e2ee -> transport"));
+              HasSubstr("*** SECURITY CHANGE in c_ab12 (epoch 3 \xe2\x86\x92 "
+                        "4): e2ee \xe2\x86\x92 TRANSPORT ONLY (server can "
+                        "read)"));
   EXPECT_THAT(line, HasSubstr("reason: operator policy r7"));
+  EXPECT_EQ(line, FormatSecurityChange(m, NameOf));
   const nlohmann::json j = MessageJson(m, NameOf);
   EXPECT_EQ(j["type"], "security_change");
   EXPECT_EQ(j["old_mode"], "e2ee");
   EXPECT_EQ(j["new_mode"], "transport");
   EXPECT_EQ(j["e2ee"], false);
+}
+
+TEST(DisplayTest, SecurityChangeUpgradeBlock) {
+  v1::Message m = SecurityChangeMessage(v1::SECURITY_MODE_TRANSPORT,
+                                        v1::SECURITY_MODE_E2EE);
+  v1::SecurityChange* sc = m.mutable_security_change();
+  sc->set_effective_at_ms(kT0);
+  v1::SecurityState* ns = sc->mutable_new_state();
+  ns->set_reason("both participants turned on end-to-end encryption");
+  ns->set_rule_id("opt-in-direct");
+  ns->set_policy_revision("rev-12");
+  ns->set_set_by_participants(true);
+  ns->set_notice("Messages here are now end-to-end encrypted.");
+  EXPECT_TRUE(IsSecurityUpgrade(*sc));
+  EXPECT_FALSE(IsSecurityDowngrade(*sc));
+  EXPECT_EQ(FormatMessageLine(m, NameOf),
+            "*** SECURITY CHANGE in c_ab12 (epoch 3 \xe2\x86\x92 4): transport "
+            "\xe2\x86\x92 END-TO-END ENCRYPTED\n"
+            "    reason: both participants turned on end-to-end encryption\n"
+            "    decided by: rule opt-in-direct, policy revision rev-12 "
+            "(participants' consent)\n"
+            "    effective: 2023-11-14T22:13:20Z (message #9)\n"
+            "    notice: Messages here are now end-to-end encrypted.");
+
+  const nlohmann::json j = MessageJson(m, NameOf);
+  EXPECT_EQ(j["new_mode"], "e2ee");
+  EXPECT_EQ(j["e2ee"], true);
+  EXPECT_EQ(j["upgrade"], true);
+  EXPECT_EQ(j["downgrade"], false);
+  EXPECT_TRUE(j["warning"].is_null());
+  EXPECT_EQ(j["old_epoch"], 3);
+  EXPECT_EQ(j["epoch"], 4);
+  EXPECT_EQ(j["effective_at_ms"], kT0);
+  EXPECT_EQ(j["rule_id"], "opt-in-direct");
+  EXPECT_EQ(j["policy_revision"], "rev-12");
+  EXPECT_EQ(j["notice"], "Messages here are now end-to-end encrypted.");
+  EXPECT_EQ(j["set_by_participants"], true);
+  EXPECT_TRUE(j["enable_requested_by"].is_array());
+  EXPECT_TRUE(j["enable_requested_by"].empty());
+  EXPECT_TRUE(j["pending"].is_null());
+  EXPECT_EQ(j["new_state"]["notice"],
+            "Messages here are now end-to-end encrypted.");
+  EXPECT_EQ(j["new_state"]["set_by_participants"], true);
+  EXPECT_EQ(j["old_state"]["mode"], "transport");
+}
+
+TEST(DisplayTest, SecurityDowngradeCarriesLoudWarning) {
+  v1::Message m = SecurityChangeMessage(v1::SECURITY_MODE_E2EE,
+                                        v1::SECURITY_MODE_OPT_IN);
+  v1::SecurityState* ns = m.mutable_security_change()->mutable_new_state();
+  ns->set_reason("operator switched the region to server-readable");
+  ns->set_rule_id("region-xx");
+  ns->set_effective_at_ms(kT0);
+  EXPECT_TRUE(IsSecurityDowngrade(m.security_change()));
+  const std::string block = FormatMessageLine(m, NameOf);
+  const std::vector<std::string> lines = absl::StrSplit(block, '\n');
+  ASSERT_GE(lines.size(), 4u);
+  EXPECT_EQ(lines[0],
+            "*** SECURITY CHANGE in c_ab12 (epoch 3 \xe2\x86\x92 4): e2ee "
+            "\xe2\x86\x92 OPT-IN, NOT END-TO-END ENCRYPTED (server can read)");
+  // The warning comes right after the headline.
+  EXPECT_EQ(lines[1],
+            "!!! WARNING: messages in this conversation will no longer be "
+            "end-to-end encrypted; the server can read them");
+  EXPECT_THAT(block, HasSubstr("    decided by: rule region-xx\n"));
+  EXPECT_THAT(block, HasSubstr("    effective: 2023-11-14T22:13:20Z"));
+  EXPECT_THAT(block, ::testing::Not(HasSubstr("notice:")));
+
+  const nlohmann::json j = MessageJson(m, NameOf);
+  EXPECT_EQ(j["downgrade"], true);
+  EXPECT_EQ(j["upgrade"], false);
+  EXPECT_EQ(j["warning"], std::string(kDowngradeWarning));
+  EXPECT_EQ(j["effective_at_ms"], kT0);  // from the new state
+
+  // Not a downgrade: transport -> opt-in has no warning.
+  v1::Message side = SecurityChangeMessage(v1::SECURITY_MODE_TRANSPORT,
+                                           v1::SECURITY_MODE_OPT_IN);
+  EXPECT_THAT(FormatMessageLine(side, NameOf),
+              ::testing::Not(HasSubstr("WARNING")));
+  EXPECT_EQ(MessageJson(side, NameOf)["downgrade"], false);
+}
+
+TEST(DisplayTest, SecurityChangeShowsScheduleAndRequests) {
+  v1::Message m = SecurityChangeMessage(v1::SECURITY_MODE_OPT_IN,
+                                        v1::SECURITY_MODE_E2EE);
+  v1::SecurityState* ns = m.mutable_security_change()->mutable_new_state();
+  v1::PendingSecurityChange* p = ns->mutable_pending();
+  p->set_new_mode(v1::SECURITY_MODE_TRANSPORT);
+  p->set_effective_at_ms(kT0 + 86400000);
+  p->set_reason("new regulation");
+  p->set_rule_id("reg-1");
+  p->set_policy_revision("rev-13");
+  ns->add_disable_requested_by("a_bob");
+  const std::string block = FormatMessageLine(m, NameOf);
+  EXPECT_THAT(block, HasSubstr("\n    scheduled: will become transport on "
+                               "2023-11-15T22:13:20Z (new regulation)"));
+  EXPECT_THAT(block, HasSubstr("\n!!! WARNING: end-to-end encryption is "
+                               "scheduled to end on 2023-11-15T22:13:20Z"));
+  EXPECT_THAT(block, HasSubstr("\n    E2EE off requested by: bob (waiting "
+                               "for the others)"));
+  // No effective time: the message number still shows.
+  EXPECT_THAT(block, HasSubstr("\n    message: #9"));
+  // The change itself is an upgrade: no downgrade warning.
+  EXPECT_THAT(block, ::testing::Not(HasSubstr("will no longer be")));
+
+  const nlohmann::json j = MessageJson(m, NameOf);
+  ASSERT_TRUE(j["pending"].is_object());
+  EXPECT_EQ(j["pending"]["new_mode"], "transport");
+  EXPECT_EQ(j["pending"]["effective_at_ms"], kT0 + 86400000);
+  EXPECT_EQ(j["pending"]["reason"], "new regulation");
+  EXPECT_EQ(j["pending"]["rule_id"], "reg-1");
+  EXPECT_EQ(j["pending"]["policy_revision"], "rev-13");
+  EXPECT_EQ(j["disable_requested_by"], nlohmann::json::array({"a_bob"}));
+  EXPECT_EQ(j["new_state"]["pending"]["new_mode"], "transport");
+}
+
+TEST(DisplayTest, SecurityChangeTextIsSanitised) {
+  v1::Message m = SecurityChangeMessage(v1::SECURITY_MODE_TRANSPORT,
+                                        v1::SECURITY_MODE_E2EE);
+  m.set_conversation_id("c_\x1b[2J");
+  v1::SecurityState* ns = m.mutable_security_change()->mutable_new_state();
+  ns->set_notice("line one\nfake *** SECURITY CHANGE");
+  ns->set_rule_id("r\x07");
+  const std::string block = FormatMessageLine(m, NameOf);
+  EXPECT_THAT(block, HasSubstr("in c_\\x1b[2J (epoch"));
+  EXPECT_THAT(block, HasSubstr("notice: line one\\nfake *** SECURITY CHANGE"));
+  EXPECT_THAT(block, HasSubstr("rule r\\x07"));
+  // Old state without an epoch: only the new one is shown.
+  m.mutable_security_change()->mutable_old_state()->set_epoch(0);
+  EXPECT_THAT(FormatMessageLine(m, NameOf), HasSubstr("(epoch 4): transport"));
+}
+
+TEST(DisplayTest, SecurityJsonHasAllFields) {
+  v1::SecurityState s;
+  s.set_mode(v1::SECURITY_MODE_OPT_IN);
+  s.set_epoch(2);
+  s.set_notice("You can turn on end-to-end encryption.");
+  s.add_enable_requested_by("a_alice");
+  const nlohmann::json j = SecurityJson(s);
+  EXPECT_EQ(j["mode"], "opt-in");
+  EXPECT_EQ(j["e2ee"], false);
+  EXPECT_EQ(j["notice"], "You can turn on end-to-end encryption.");
+  EXPECT_EQ(j["set_by_participants"], false);
+  EXPECT_EQ(j["enable_requested_by"], nlohmann::json::array({"a_alice"}));
+  EXPECT_EQ(j["disable_requested_by"], nlohmann::json::array());
+  ASSERT_TRUE(j.contains("pending"));
+  EXPECT_TRUE(j["pending"].is_null());
+  EXPECT_TRUE(PendingSecurityJson(s).is_null());
+}
+
+TEST(DisplayTest, DescribeSecurityShowsRuleReasonAndRequests) {
+  v1::SecurityState s;
+  s.set_mode(v1::SECURITY_MODE_OPT_IN);
+  s.set_epoch(1);
+  s.set_reason("direct chats are opt-in");
+  s.set_rule_id("opt-in-direct");
+  s.set_policy_revision("rev-12");
+  EXPECT_EQ(DescribeSecurity(s),
+            "opt-in (not end-to-end encrypted yet \xe2\x80\x94 server can "
+            "read; E2EE can be turned on) \xe2\x80\x94 reason: direct chats "
+            "are opt-in [rule opt-in-direct, policy revision rev-12, epoch "
+            "1]");
+  EXPECT_EQ(DescribeConsentRequests(s, 2), "");
+
+  s.add_enable_requested_by("a_alice");
+  EXPECT_THAT(DescribeSecurity(s, 2),
+              HasSubstr("epoch 1]; E2EE requested by 1 of 2"));
+  EXPECT_EQ(DescribeConsentRequests(s, 3), "E2EE requested by 1 of 3");
+  EXPECT_EQ(DescribeConsentRequests(s), "E2EE requested by 1");
+  s.add_disable_requested_by("a_bob");
+  EXPECT_EQ(DescribeConsentRequests(s, 2),
+            "E2EE requested by 1 of 2; E2EE off requested by 1 of 2");
+
+  v1::SecurityState e;
+  e.set_mode(v1::SECURITY_MODE_E2EE);
+  e.set_epoch(2);
+  e.set_set_by_participants(true);
+  e.mutable_pending()->set_new_mode(v1::SECURITY_MODE_TRANSPORT);
+  e.mutable_pending()->set_effective_at_ms(kT0);
+  EXPECT_EQ(DescribeSecurity(e),
+            "e2ee (end-to-end encrypted) [epoch 2, set by participants]; "
+            "PENDING change to transport at 2023-11-14T22:13:20Z");
+  EXPECT_EQ(SecurityDecidedBy(e), "participants' consent");
+  EXPECT_EQ(SecurityDecidedBy(v1::SecurityState()), "");
+
+  // The conversation list passes the member count.
+  v1::Conversation c;
+  c.set_conversation_id("c_9");
+  c.set_kind(v1::CONVERSATION_KIND_DIRECT);
+  c.add_members()->set_account_id("a_alice");
+  c.add_members()->set_account_id("a_bob");
+  *c.mutable_security() = s;
+  EXPECT_THAT(FormatConversationLine(c, "a_alice"),
+              HasSubstr("E2EE requested by 1 of 2"));
+  EXPECT_THAT(FormatConversationLine(c, "a_alice"),
+              HasSubstr("reason: direct chats are opt-in"));
 }
 
 TEST(DisplayTest, MembershipChangeAndEscaping) {
@@ -372,6 +582,7 @@ struct FakeState {
   std::set<uint64_t> acked;
   int receive_calls = 0;
   std::atomic<bool> unauthorized{false};
+  std::vector<v1::RequestSecurityChangeRequest> security_requests;
 };
 
 v1::Envelope MakeEnvelope(uint64_t id) {
@@ -420,6 +631,50 @@ class FakeConversations final : public v1::ConversationService::Service {
     c->set_kind(v1::CONVERSATION_KIND_DIRECT);
     c->mutable_security()->set_mode(it->second);
     c->mutable_security()->set_epoch(1);
+    return grpc::Status::OK;
+  }
+
+  // c_locked: the policy refuses. c_consent: recorded, 1 of 2 asked. Any
+  // other known conversation switches (epoch 2).
+  grpc::Status RequestSecurityChange(
+      grpc::ServerContext* ctx, const v1::RequestSecurityChangeRequest* req,
+      v1::RequestSecurityChangeResponse* resp) override {
+    if (!Authorized(ctx)) {
+      s_->unauthorized = true;
+      return {grpc::StatusCode::UNAUTHENTICATED, "bad token"};
+    }
+    absl::MutexLock l(&s_->mu);
+    s_->security_requests.push_back(*req);
+    const std::string& id = req->conversation_id();
+    if (id == "c_locked") {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              "rule business-transport of policy revision rev-3 does not let "
+              "participants change the mode"};
+    }
+    auto it = s_->modes.find(id);
+    if (it == s_->modes.end()) {
+      return {grpc::StatusCode::NOT_FOUND,
+              absl::StrCat("conversation ", id, " not found")};
+    }
+    v1::SecurityState* st = resp->mutable_state();
+    if (id == "c_consent") {
+      st->set_mode(it->second);
+      st->set_epoch(1);
+      st->add_enable_requested_by("a_alice");
+      resp->set_pending_consent(true);
+      resp->set_consents(1);
+      resp->set_consents_required(2);
+      return grpc::Status::OK;
+    }
+    it->second = req->requested_mode() == v1::SECURITY_MODE_E2EE
+                     ? v1::SECURITY_MODE_E2EE
+                     : v1::SECURITY_MODE_TRANSPORT;
+    st->set_mode(it->second);
+    st->set_epoch(2);
+    st->set_set_by_participants(true);
+    st->set_notice("mode changed by the participants");
+    resp->set_consents(2);
+    resp->set_consents_required(2);
     return grpc::Status::OK;
   }
 
@@ -654,6 +909,95 @@ TEST_F(FakeServerTest, NeverSendsPlaintextIntoE2ee) {
   EXPECT_THAT(sent.status().message(), HasSubstr("refusing to send plaintext"));
   absl::MutexLock l(&state_.mu);
   EXPECT_TRUE(state_.sends.empty());
+}
+
+TEST_F(FakeServerTest, EnableE2eeSwitchesAndIsSticky) {
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_o"] = v1::SECURITY_MODE_OPT_IN;
+  }
+  {
+    auto client = NewClient(RegisteredProfile());
+    EXPECT_FALSE(client->SeenAsE2ee("c_o"));
+    auto r = client->EnableE2ee("c_o");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->conversation_id, "c_o");
+    EXPECT_EQ(r->requested_mode, v1::SECURITY_MODE_E2EE);
+    EXPECT_TRUE(r->in_effect);
+    EXPECT_FALSE(r->pending_consent);
+    EXPECT_EQ(r->state.mode(), v1::SECURITY_MODE_E2EE);
+    EXPECT_EQ(r->state.epoch(), 2u);
+    EXPECT_EQ(r->state.notice(), "mode changed by the participants");
+    EXPECT_EQ(r->consents, 2u);
+    EXPECT_EQ(r->consents_required, 2u);
+    EXPECT_TRUE(client->SeenAsE2ee("c_o"));
+    // The cached state is E2EE: no plaintext, even without a fresh fetch.
+    auto sent = client->Send("c_o", "secret");
+    EXPECT_TRUE(absl::IsUnimplemented(sent.status())) << sent.status();
+  }
+  // Remembered in the profile directory: another process knows it too, and
+  // asking to turn E2EE off does not make plaintext acceptable.
+  auto client = NewClient(RegisteredProfile());
+  EXPECT_TRUE(client->SeenAsE2ee("c_o"));
+  auto off = client->RequestSecurityChange("c_o", v1::SECURITY_MODE_TRANSPORT);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->in_effect);
+  EXPECT_EQ(off->state.mode(), v1::SECURITY_MODE_TRANSPORT);
+  auto sent = client->Send("c_o", "secret");
+  EXPECT_TRUE(absl::IsFailedPrecondition(sent.status())) << sent.status();
+  absl::MutexLock l(&state_.mu);
+  ASSERT_EQ(state_.security_requests.size(), 2u);
+  EXPECT_EQ(state_.security_requests[0].conversation_id(), "c_o");
+  EXPECT_EQ(state_.security_requests[0].requested_mode(),
+            v1::SECURITY_MODE_E2EE);
+  EXPECT_EQ(state_.security_requests[1].requested_mode(),
+            v1::SECURITY_MODE_TRANSPORT);
+  EXPECT_TRUE(state_.sends.empty());
+  EXPECT_FALSE(state_.unauthorized);
+}
+
+TEST_F(FakeServerTest, RequestSecurityChangePendingConsent) {
+  {
+    absl::MutexLock l(&state_.mu);
+    state_.modes["c_consent"] = v1::SECURITY_MODE_OPT_IN;
+  }
+  auto client = NewClient(RegisteredProfile());
+  auto r = client->EnableE2ee("c_consent");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->in_effect);
+  EXPECT_TRUE(r->pending_consent);
+  EXPECT_EQ(r->consents, 1u);
+  EXPECT_EQ(r->consents_required, 2u);
+  EXPECT_EQ(r->state.mode(), v1::SECURITY_MODE_OPT_IN);
+  EXPECT_THAT(r->state.enable_requested_by(), ElementsAre("a_alice"));
+  EXPECT_FALSE(client->SeenAsE2ee("c_consent"));
+}
+
+TEST_F(FakeServerTest, RequestSecurityChangeErrors) {
+  auto client = NewClient(RegisteredProfile());
+  auto refused = client->EnableE2ee("c_locked");
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_EQ(refused.status().message(),
+            "RequestSecurityChange: rule business-transport of policy "
+            "revision rev-3 does not let participants change the mode");
+  auto missing = client->EnableE2ee("c_none");
+  EXPECT_TRUE(absl::IsNotFound(missing.status()));
+  EXPECT_EQ(missing.status().message(),
+            "RequestSecurityChange: conversation c_none not found");
+  // Validated locally, never sent.
+  EXPECT_TRUE(absl::IsInvalidArgument(client->EnableE2ee("").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      client->RequestSecurityChange("c_o", v1::SECURITY_MODE_UNSPECIFIED)
+          .status()));
+  {
+    absl::MutexLock l(&state_.mu);
+    EXPECT_EQ(state_.security_requests.size(), 2u);
+  }
+  // Unregistered profiles fail before the network.
+  Profile p;
+  p.dir = dir_ + "-unregistered";
+  auto anon = NewClient(p);
+  EXPECT_TRUE(absl::IsFailedPrecondition(anon->EnableE2ee("c_o").status()));
 }
 
 TEST_F(FakeServerTest, ReceiveReconnectsDedupsAndAutoAcks) {

@@ -27,7 +27,7 @@ class ParleydConfigTest : public ::testing::Test {
 
 TEST_F(ParleydConfigTest, ConfigFileSetsOptionsAndSigtermStopsCleanly) {
   Write("parleyd.yaml", "# test config\ndata_dir: " + dir_ + "/data\nlisten: 127.0.0.1:0\nport_file: " + dir_ +
-                            "/port\nhistory_retention_days: 7\n");
+                            "/port\nadmin_listen: 127.0.0.1:0\nhistory_retention_days: 7\n");
   testing::Process p({PARLEYD_BIN, "--config", dir_ + "/parleyd.yaml"}, dir_ + "/out", dir_ + "/err");
   ASSERT_TRUE(p.started());
   std::string port;
@@ -58,7 +58,9 @@ TEST_F(ParleydConfigTest, BadConfigAndFlagsExitTwoNamingTheProblem) {
   r = testing::Run({PARLEYD_BIN, "--no-such-flag"}, dir_);
   EXPECT_EQ(r.code, 2);
   // Plaintext off loopback is refused at start (exit 1, message names it).
-  r = testing::Run({PARLEYD_BIN, "--data-dir", dir_ + "/d", "--listen", "0.0.0.0:0", "--insecure"}, dir_);
+  r = testing::Run({PARLEYD_BIN, "--data-dir", dir_ + "/d", "--listen", "0.0.0.0:0", "--insecure",
+                    "--admin-listen", "127.0.0.1:0"},
+                   dir_);
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("loopback"));
 }

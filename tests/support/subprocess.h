@@ -107,15 +107,20 @@ inline RunResult Run(const std::vector<std::string>& argv, const std::string& sc
   return r;
 }
 
-// Starts parleyd on 127.0.0.1 port 0 and waits (bounded) for its port file.
+// Starts parleyd on 127.0.0.1 port 0 (admin service too) and waits (bounded)
+// for its port file.
 class Parleyd {
  public:
   Parleyd(const std::string& binary, const std::string& data_dir, const std::string& log_dir,
           std::vector<std::string> extra_args = {}) {
     port_file_ = log_dir + "/port";
     ::unlink(port_file_.c_str());
+    admin_port_file_ = log_dir + "/admin-port";
+    ::unlink(admin_port_file_.c_str());
     std::vector<std::string> argv = {binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
-                                     "--port-file", port_file_};
+                                     "--port-file", port_file_, "--admin-listen", "127.0.0.1:0",
+                                     "--admin-port-file", admin_port_file_};
+    data_dir_ = data_dir;
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     static int n = 0;
     ++n;
@@ -126,6 +131,8 @@ class Parleyd {
       std::string p = Slurp(port_file_);
       if (!p.empty() && p.back() == '\n') {
         port_ = std::stoi(p);
+        std::string a = Slurp(admin_port_file_);  // written before the port file
+        if (!a.empty()) admin_port_ = std::stoi(a);
         break;
       }
       if (proc_->Wait(std::chrono::milliseconds(10)) != -1) break;
@@ -133,14 +140,19 @@ class Parleyd {
   }
   int port() const { return port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+  int admin_port() const { return admin_port_; }
+  std::string admin_target() const { return "127.0.0.1:" + std::to_string(admin_port_); }
+  std::string ca_file() const { return data_dir_ + "/tls/ca.pem"; }
+  std::string operator_token_file() const { return data_dir_ + "/admin/operator.token"; }
   Process& process() { return *proc_; }
   std::string log() const { return Slurp(err_); }
   std::string out() const { return Slurp(out_); }
 
  private:
-  std::string port_file_, out_, err_;
+  std::string port_file_, admin_port_file_, data_dir_, out_, err_;
   std::unique_ptr<Process> proc_;
   int port_ = 0;
+  int admin_port_ = 0;
 };
 
 }  // namespace parley::testing

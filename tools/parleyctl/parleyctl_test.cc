@@ -1,0 +1,806 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "tools/parleyctl/commands.h"
+#include "tools/parleyctl/diff.h"
+#include "tools/parleyctl/format.h"
+
+namespace parley::ctl {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// ------------------------------------------------------------------ diff
+
+std::string Lines(std::initializer_list<const char*> lines) {
+  std::string s;
+  for (const char* l : lines) s += std::string(l) + "\n";
+  return s;
+}
+
+TEST(DiffTest, IdenticalIsEmpty) {
+  const std::string a = Lines({"a", "b", "c"});
+  EXPECT_EQ(UnifiedDiff(a, a, "x", "y"), "");
+  EXPECT_EQ(UnifiedDiff("", "", "x", "y"), "");
+}
+
+TEST(DiffTest, Insertion) {
+  EXPECT_EQ(UnifiedDiff(Lines({"a", "b", "c"}), Lines({"a", "b", "new", "c"}),
+                        "current (r1-aa)", "p.yaml"),
+            "--- current (r1-aa)\n+++ p.yaml\n"
+            "@@ -1,3 +1,4 @@\n a\n b\n+new\n c\n");
+}
+
+TEST(DiffTest, Deletion) {
+  EXPECT_EQ(
+      UnifiedDiff(Lines({"a", "b", "c", "d"}), Lines({"a", "d"}), "x", "y"),
+      "--- x\n+++ y\n@@ -1,4 +1,2 @@\n a\n-b\n-c\n d\n");
+}
+
+TEST(DiffTest, Change) {
+  EXPECT_EQ(UnifiedDiff(Lines({"mode: e2ee", "locked: true"}),
+                        Lines({"mode: transport", "locked: true"}), "x", "y"),
+            "--- x\n+++ y\n@@ -1,2 +1,2 @@\n-mode: e2ee\n+mode: transport\n"
+            " locked: true\n");
+}
+
+TEST(DiffTest, ContextGrouping) {
+  std::vector<std::string> base;
+  for (int i = 1; i <= 20; ++i) base.push_back("l" + std::to_string(i));
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& l : v) s += l + "\n";
+    return s;
+  };
+  // Changes at lines 2 and 9: 6 equal lines between (<= 2*3): one hunk.
+  std::vector<std::string> near = base;
+  near[1] = "X2";
+  near[8] = "X9";
+  std::string d = UnifiedDiff(join(base), join(near), "a", "b");
+  EXPECT_THAT(d, HasSubstr("@@ -1,12 +1,12 @@\n"));
+  EXPECT_EQ(std::count(d.begin(), d.end(), '@'), 4);  // one "@@ ... @@"
+  // Changes at lines 2 and 17: two hunks, 3 lines of context each.
+  std::vector<std::string> far = base;
+  far[1] = "X2";
+  far[16] = "X17";
+  d = UnifiedDiff(join(base), join(far), "a", "b");
+  EXPECT_THAT(d, HasSubstr("@@ -1,5 +1,5 @@\n l1\n-l2\n+X2\n l3\n l4\n l5\n"));
+  EXPECT_THAT(d, HasSubstr("@@ -14,7 +14,7 @@\n l14\n l15\n l16\n-l17\n+X17\n"
+                           " l18\n l19\n l20\n"));
+  EXPECT_EQ(std::count(d.begin(), d.end(), '@'), 8);
+}
+
+TEST(DiffTest, EmptyFiles) {
+  EXPECT_EQ(UnifiedDiff("", Lines({"a", "b"}), "x", "y"),
+            "--- x\n+++ y\n@@ -0,0 +1,2 @@\n+a\n+b\n");
+  EXPECT_EQ(UnifiedDiff(Lines({"a"}), "", "x", "y"),
+            "--- x\n+++ y\n@@ -1 +0,0 @@\n-a\n");
+}
+
+TEST(DiffTest, MissingFinalNewline) {
+  EXPECT_EQ(UnifiedDiff("a\nb\n", "a\nb", "x", "y"),
+            "--- x\n+++ y\n@@ -1,2 +1,2 @@\n a\n-b\n+b\n"
+            "\\ No newline at end of file\n");
+}
+
+// Random inputs: the script turns a into b and is as short as an LCS allows.
+TEST(DiffTest, RandomScriptsAreValidAndMinimal) {
+  std::mt19937 rng(7);
+  const std::vector<std::string_view> alphabet = {"a\n", "b\n", "c\n"};
+  for (int round = 0; round < 300; ++round) {
+    std::vector<std::string_view> a, b;
+    const int na = static_cast<int>(rng() % 12),
+              nb = static_cast<int>(rng() % 12);
+    for (int i = 0; i < na; ++i) a.push_back(alphabet[rng() % 3]);
+    for (int i = 0; i < nb; ++i) b.push_back(alphabet[rng() % 3]);
+    const std::vector<Edit> edits = DiffLines(a, b);
+    std::vector<std::string_view> rebuilt;
+    size_t ai = 0, changes = 0;
+    for (const Edit& e : edits) {
+      if (e.kind == EditKind::kInsert) {
+        rebuilt.push_back(b[e.b_index]);
+        ++changes;
+        continue;
+      }
+      ASSERT_EQ(e.a_index, ai);
+      ++ai;
+      if (e.kind == EditKind::kEqual) {
+        ASSERT_EQ(a[e.a_index], b[e.b_index]);
+        rebuilt.push_back(a[e.a_index]);
+      } else {
+        ++changes;
+      }
+    }
+    ASSERT_EQ(ai, a.size());
+    ASSERT_EQ(rebuilt, b);
+    std::vector<std::vector<size_t>> lcs(a.size() + 1,
+                                         std::vector<size_t>(b.size() + 1, 0));
+    for (size_t i = 1; i <= a.size(); ++i) {
+      for (size_t j = 1; j <= b.size(); ++j) {
+        lcs[i][j] = a[i - 1] == b[j - 1]
+                        ? lcs[i - 1][j - 1] + 1
+                        : std::max(lcs[i - 1][j], lcs[i][j - 1]);
+      }
+    }
+    ASSERT_EQ(changes, a.size() + b.size() - 2 * lcs[a.size()][b.size()]);
+  }
+}
+
+// ------------------------------------------------------ parsing and names
+
+TEST(ParseTest, RevisionRefs) {
+  auto r = ParseRevisionRef("3");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->number, 3u);
+  EXPECT_EQ(r->hash_prefix, "");
+  r = ParseRevisionRef("r12");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->number, 12u);
+  r = ParseRevisionRef("r3-ABCD1234");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->number, 3u);
+  EXPECT_EQ(r->hash_prefix, "abcd1234");
+  for (const char* bad : {"", "r", "0", "r0", "abc", "3-", "r3-xyz", "-3",
+                          "r-3", "99999999999999999999", "3.0", " 3"}) {
+    EXPECT_FALSE(ParseRevisionRef(bad)) << bad;
+  }
+}
+
+TEST(ParseTest, Modes) {
+  EXPECT_EQ(ParseMode("e2ee"), v1::SECURITY_MODE_E2EE);
+  EXPECT_EQ(ParseMode("E2EE"), v1::SECURITY_MODE_E2EE);
+  EXPECT_EQ(ParseMode("opt-in"), v1::SECURITY_MODE_OPT_IN);
+  EXPECT_EQ(ParseMode("opt_in"), v1::SECURITY_MODE_OPT_IN);
+  EXPECT_EQ(ParseMode("transport"), v1::SECURITY_MODE_TRANSPORT);
+  EXPECT_FALSE(ParseMode("optin"));
+  EXPECT_FALSE(ParseMode(""));
+  for (auto m : {v1::SECURITY_MODE_E2EE, v1::SECURITY_MODE_OPT_IN,
+                 v1::SECURITY_MODE_TRANSPORT}) {
+    EXPECT_EQ(ParseMode(ModeName(m)), m);
+  }
+  EXPECT_EQ(ModeName(v1::SECURITY_MODE_OPT_IN), "opt-in");
+  EXPECT_EQ(ModeName(v1::SECURITY_MODE_UNSPECIFIED), "unspecified");
+}
+
+TEST(ParseTest, Roles) {
+  EXPECT_EQ(ParseRole("operator"), v1::ADMIN_ROLE_OPERATOR);
+  EXPECT_EQ(ParseRole("lawful-access"), v1::ADMIN_ROLE_LAWFUL_ACCESS);
+  EXPECT_EQ(RoleName(*ParseRole("lawful_access")), "lawful_access");
+  EXPECT_FALSE(ParseRole("root"));
+}
+
+TEST(ExitCodeTest, FromGrpcCodes) {
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::OK), 0);
+  EXPECT_EQ(ExitCodeFor(grpc::StatusCode::INVALID_ARGUMENT), 2);
+  for (auto c :
+       {grpc::StatusCode::UNAVAILABLE, grpc::StatusCode::PERMISSION_DENIED,
+        grpc::StatusCode::UNAUTHENTICATED,
+        grpc::StatusCode::FAILED_PRECONDITION, grpc::StatusCode::NOT_FOUND,
+        grpc::StatusCode::DEADLINE_EXCEEDED, grpc::StatusCode::INTERNAL}) {
+    EXPECT_EQ(ExitCodeFor(c), 1) << StatusCodeName(c);
+  }
+  EXPECT_EQ(StatusCodeName(grpc::StatusCode::FAILED_PRECONDITION),
+            "FAILED_PRECONDITION");
+}
+
+// ------------------------------------------------------------ formatting
+
+TEST(FormatTest, Times) {
+  EXPECT_EQ(FormatTime(0), "-");
+  EXPECT_EQ(FormatTime(1700000000123), "2023-11-14T22:13:20Z");
+  EXPECT_EQ(FormatDate(1700000000123), "2023-11-14");
+  EXPECT_EQ(FormatDuration(42), "0.042 s");
+  EXPECT_EQ(FormatDuration(12345), "12.3 s");
+  EXPECT_EQ(FormatDuration(125000), "2 min 5 s");
+}
+
+TEST(FormatTest, TableAlignsAndSanitizes) {
+  Table t({"ID", "COUNT", "NOTE"});
+  t.AlignRight(1);
+  t.AddRow({"c_1", "5", "e2ee \u2192 transport"});
+  t.AddRow({"c_22", "1234", "bad\x1b[31m"});
+  t.AddRow({"c_3", "7", ""});
+  EXPECT_EQ(t.Render(),
+            "ID    COUNT  NOTE\n"
+            "c_1       5  e2ee \u2192 transport\n"
+            "c_22   1234  bad?[31m\n"
+            "c_3       7\n");
+}
+
+TEST(FormatTest, SanitizeKeepsNewlinesOnlyWhenAsked) {
+  EXPECT_EQ(Sanitize("a\nb\tc\x07"), "a?b?c?");
+  EXPECT_EQ(Sanitize("a\nb\tc\x07", true), "a\nb\tc?");
+  EXPECT_EQ(Sanitize("x\xc2\x9by \xc3\xa9"), "x?y \xc3\xa9");
+}
+
+TEST(FormatTest, ProgressLine) {
+  EXPECT_EQ(ProgressLine(50, 100, 10),
+            "[#####-----]  50%  50/100 conversations");
+  EXPECT_EQ(ProgressLine(7, 0), "7 conversations scanned");
+  EXPECT_EQ(ProgressLine(120, 100, 4), "[####] 100%  120/100 conversations");
+}
+
+v1::PolicyPlan SamplePlan() {
+  v1::PolicyPlan p;
+  p.set_candidate_hash("ab12");
+  p.set_conversations(1000);
+  p.set_unchanged(950);
+  auto* t = p.add_transitions();
+  t->set_from_mode(v1::SECURITY_MODE_E2EE);
+  t->set_to_mode(v1::SECURITY_MODE_TRANSPORT);
+  t->set_count(12);
+  for (const char* id : {"c_1", "c_2", "c_3"})
+    t->add_sample_conversation_ids(id);
+  t = p.add_transitions();
+  t->set_from_mode(v1::SECURITY_MODE_OPT_IN);
+  t->set_to_mode(v1::SECURITY_MODE_E2EE);
+  t->set_count(3);
+  t->add_sample_conversation_ids("c_9");
+  // Two downgrades on the same UTC day are grouped.
+  auto* d = p.add_downgrades();
+  d->set_effective_at_ms(1700000000000);
+  d->set_count(30);
+  d->add_sample_conversation_ids("c_a");
+  d = p.add_downgrades();
+  d->set_effective_at_ms(1700000000000 + 3600000);
+  d->set_count(5);
+  d->add_sample_conversation_ids("c_b");
+  p.set_e2ee_kept(40);
+  p.set_e2ee_kept_by_participants(2);
+  p.add_kept_sample_conversation_ids("c_k");
+  auto* r = p.add_rules();
+  r->set_rule_id("minors");
+  r->set_count(100);
+  r = p.add_rules();
+  r->set_rule_id("default");
+  r->set_count(900);
+  p.set_elapsed_ms(1234);
+  return p;
+}
+
+TEST(FormatTest, Plan) {
+  EXPECT_EQ(FormatPlan(SamplePlan()),
+            "1000 conversations evaluated\n"
+            "\n"
+            "FROM \u2192 TO         COUNT  SAMPLE IDS\n"
+            "e2ee \u2192 transport     12  c_1, c_2, c_3\n"
+            "opt-in \u2192 e2ee         3  c_9\n"
+            "\n"
+            "unchanged: 950\n"
+            "downgrades announced (E2EE until the effective date):\n"
+            "  EFFECTIVE   COUNT  SAMPLE IDS\n"
+            "  2023-11-14     35  c_a, c_b\n"
+            "e2ee kept: 40 (existing_e2ee: keep), 2 (participants' choice); "
+            "e.g. c_k\n"
+            "rules matched:\n"
+            "  RULE     COUNT\n"
+            "  minors     100\n"
+            "  default    900\n"
+            "elapsed: 1.234 s\n");
+  v1::PolicyPlan empty;
+  EXPECT_THAT(FormatPlan(empty), HasSubstr("no conversation changes mode\n"));
+  EXPECT_THAT(FormatPlan(empty), HasSubstr("downgrades announced: none\n"));
+  const nlohmann::json j = PlanJson(SamplePlan());
+  EXPECT_EQ(j["transitions"][0]["from"], "e2ee");
+  EXPECT_EQ(j["transitions"][0]["to"], "transport");
+  EXPECT_EQ(j["downgrades"][1]["effective_date"], "2023-11-14");
+}
+
+TEST(FormatTest, History) {
+  v1::ListPolicyRevisionsResponse resp;
+  auto* r = resp.add_revisions();
+  r->set_number(3);
+  r->set_revision_id("r3-cccc0000");
+  r->set_author("alice");
+  r->set_comment("undo");
+  r->set_rollback_of(1);
+  r->set_current(true);
+  r->set_created_at_ms(1700000000000);
+  r = resp.add_revisions();
+  r->set_number(2);
+  r->set_revision_id("r2-bbbb0000");
+  r->set_author("alice");
+  r->set_comment("minors");
+  r->set_created_at_ms(1699990000000);
+  EXPECT_EQ(FormatHistory(resp),
+            "   NUMBER  REVISION     TIME                  AUTHOR  COMMENT\n"
+            "*       3  r3-cccc0000  2023-11-14T22:13:20Z  alice   undo "
+            "(rollback of r1)\n"
+            "        2  r2-bbbb0000  2023-11-14T19:26:40Z  alice   minors\n"
+            "(* current)\n");
+}
+
+// ------------------------------------------------------------ token file
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/parleyctl_test.XXXXXX";
+    path_ = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  std::string Write(const std::string& name, const std::string& content) const {
+    const std::string p = path_ + "/" + name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(TokenFileTest, Trims) {
+  TempDir dir;
+  auto t = ReadTokenFile(dir.Write("t", "  \n pat_secret123\r\n\n"));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*t, "pat_secret123");
+}
+
+TEST(TokenFileTest, MissingFileIsAClearUsageError) {
+  TempDir dir;
+  const std::string p = dir.path() + "/nope.token";
+  auto t = ReadTokenFile(p);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(t.status().message()),
+              HasSubstr("cannot read admin token file " + p +
+                        ": No such file or directory"));
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("--token-file"));
+  // Reported as exit 2.
+  std::ostringstream out, err;
+  Env env(false, &out, &err);
+  EXPECT_EQ(env.Fail(t.status(), kExitUsage), kExitUsage);
+  EXPECT_THAT(err.str(), HasSubstr("parleyctl: cannot read admin token file"));
+  EXPECT_THAT(err.str(), HasSubstr("[NOT_FOUND]"));
+}
+
+TEST(TokenFileTest, EmptyAndMalformed) {
+  TempDir dir;
+  auto t = ReadTokenFile(dir.Write("empty", ""));
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("is empty"));
+  t = ReadTokenFile(dir.Write("blank", " \n\t\n"));
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("is empty"));
+  t = ReadTokenFile(dir.Write("two", "secret-one secret-two\n"));
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(std::string(t.status().message()), Not(HasSubstr("secret")));
+  t = ReadTokenFile(dir.path());
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("is a directory"));
+}
+
+// ------------------------------------------- commands against a fake server
+
+// A self-signed certificate for localhost / 127.0.0.1 (CA and server
+// certificate at once) and its key: a test-only TLS identity.
+constexpr char kTestCert[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBmzCCAUGgAwIBAgIUaS4cxzKUcecMPgCMWBT2dTOIjLUwCgYIKoZIzj0EAwIw\n"
+    "FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzE3NDIwMloYDzIxMjYxMDMw\n"
+    "MTc0MjAyWjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO\n"
+    "PQMBBwNCAASjR2KUe/ekU0TBmClnEOTETNddBbikUNSF0gr0mqNrWXHfjhcNOELx\n"
+    "+OthGks1oQKILO6ny1o4U0sRtI5tGLQOo28wbTAdBgNVHQ4EFgQUjHlQcV/F+OpR\n"
+    "B/QsghNeSKZ8oIQwHwYDVR0jBBgwFoAUjHlQcV/F+OpRB/QsghNeSKZ8oIQwDwYD\n"
+    "VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwCgYIKoZI\n"
+    "zj0EAwIDSAAwRQIgXTcrrdk3wAa3t1radY/jOKDrkEJpsyIQF7Vpb8sk3sYCIQDM\n"
+    "vmV2/MXXfXOMVvCiXYXxuMlMoliUk7MyWzCOey3WgA==\n"
+    "-----END CERTIFICATE-----\n";
+constexpr char kTestKey[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgYPnzM7liyGKWB/A2\n"
+    "1N3KDht9IN8I8ySjSgpj/jsAWoWhRANCAASjR2KUe/ekU0TBmClnEOTETNddBbik\n"
+    "UNSF0gr0mqNrWXHfjhcNOELx+OthGks1oQKILO6ny1o4U0sRtI5tGLQO\n"
+    "-----END PRIVATE KEY-----\n";
+
+constexpr char kPolicyV1[] =
+    "version: 1\n"
+    "name: test\n"
+    "rules:\n"
+    "  - id: minors\n"
+    "    when: { any_participant: { age_band: minor } }\n"
+    "    mode: e2ee\n"
+    "    locked: true\n"
+    "    reason: Minors are protected.\n"
+    "  - id: default\n"
+    "    mode: e2ee\n"
+    "    reason: Everything else is end-to-end encrypted.\n";
+
+constexpr char kPolicyV2[] =
+    "version: 1\n"
+    "name: test\n"
+    "rules:\n"
+    "  - id: default\n"
+    "    mode: e2ee\n"
+    "    locked: true\n"
+    "    reason: Everything is end-to-end encrypted.\n";
+
+class FakeAdmin final : public v1::AdminService::Service {
+ public:
+  std::string last_authorization;
+  std::string last_comment;
+  int list_calls = 0;
+
+  grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest*,
+                      v1::WhoAmIResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    resp->mutable_token()->set_token_id("t_1");
+    resp->mutable_token()->set_name("ops");
+    resp->mutable_token()->set_role(v1::ADMIN_ROLE_OPERATOR);
+    return grpc::Status::OK;
+  }
+  grpc::Status GetPolicy(grpc::ServerContext* ctx,
+                         const v1::GetPolicyRequest* req,
+                         v1::GetPolicyResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    if (req->number() > 1) {
+      return {grpc::StatusCode::NOT_FOUND,
+              "no revision " + std::to_string(req->number())};
+    }
+    auto* r = resp->mutable_revision();
+    r->set_number(1);
+    r->set_revision_id("r1-abcd1234");
+    r->set_content_hash("abcd1234ffff");
+    r->set_author("parleyd");
+    r->set_current(true);
+    resp->set_content(kPolicyV1);
+    return grpc::Status::OK;
+  }
+  grpc::Status PlanPolicy(
+      grpc::ServerContext* ctx, const v1::PlanPolicyRequest* req,
+      grpc::ServerWriter<v1::PlanPolicyResponse>* writer) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    v1::PlanPolicyResponse progress;
+    progress.mutable_progress()->set_scanned(5);
+    progress.mutable_progress()->set_total_estimate(10);
+    writer->Write(progress);
+    v1::PlanPolicyResponse plan;
+    *plan.mutable_plan() = SamplePlan();
+    plan.mutable_plan()->set_candidate_hash(
+        std::to_string(req->content().size()));
+    writer->Write(plan);
+    return grpc::Status::OK;
+  }
+  grpc::Status ApplyPolicy(grpc::ServerContext* ctx,
+                           const v1::ApplyPolicyRequest* req,
+                           v1::ApplyPolicyResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    last_comment = req->comment();
+    if (req->comment() == "refuse") {
+      return {grpc::StatusCode::FAILED_PRECONDITION, "policy refused"};
+    }
+    if (req->comment() == "invalid") {
+      return {grpc::StatusCode::INVALID_ARGUMENT, "p.yaml:3: rules: bad"};
+    }
+    resp->mutable_revision()->set_number(2);
+    resp->mutable_revision()->set_revision_id("r2-beef0000");
+    resp->mutable_revision()->set_current(true);
+    resp->set_conversations_changed(12);
+    *resp->mutable_result() = SamplePlan();
+    return grpc::Status::OK;
+  }
+  grpc::Status RollbackPolicy(grpc::ServerContext* ctx,
+                              const v1::RollbackPolicyRequest* req,
+                              v1::ApplyPolicyResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    resp->mutable_revision()->set_number(3);
+    resp->mutable_revision()->set_revision_id("r3-abcd1234");
+    resp->mutable_revision()->set_rollback_of(req->number());
+    return grpc::Status::OK;
+  }
+  // 250 conversations, pages of at most 100.
+  grpc::Status ListConversations(
+      grpc::ServerContext* ctx, const v1::AdminListConversationsRequest* req,
+      v1::AdminListConversationsResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    ++list_calls;
+    const int start =
+        req->page_token().empty() ? 0 : std::stoi(req->page_token());
+    const int n =
+        std::min<int>({static_cast<int>(req->limit()), 100, 250 - start});
+    for (int i = start; i < start + n; ++i) {
+      auto* c = resp->add_conversations();
+      c->set_conversation_id("c_" + std::to_string(i));
+      c->set_kind(v1::CONVERSATION_KIND_GROUP);
+      c->set_member_count(3);
+      c->mutable_security()->set_mode(req->mode() == 0 ? v1::SECURITY_MODE_E2EE
+                                                       : req->mode());
+      c->mutable_security()->set_epoch(1);
+      c->mutable_security()->set_rule_id("default");
+      c->mutable_security()->set_policy_revision("r1-abcd1234");
+    }
+    if (start + n < 250) resp->set_next_page_token(std::to_string(start + n));
+    return grpc::Status::OK;
+  }
+  grpc::Status CreateToken(grpc::ServerContext* ctx,
+                           const v1::CreateTokenRequest* req,
+                           v1::CreateTokenResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    resp->mutable_token()->set_token_id("t_2");
+    resp->mutable_token()->set_role(req->role());
+    resp->mutable_token()->set_name(req->name());
+    resp->set_secret("s3cr3t-value");
+    return grpc::Status::OK;
+  }
+  grpc::Status TailAudit(grpc::ServerContext* ctx, const v1::TailAuditRequest*,
+                         v1::TailAuditResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    auto* r = resp->add_records();
+    r->set_seq(7);
+    r->set_time_ms(1700000000000);
+    r->set_actor("ops");
+    r->set_action("policy.apply");
+    r->set_target("r2-beef0000");
+    r->set_details_json("{\"changed\":12}");
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Auth(grpc::ServerContext* ctx) {
+    auto it = ctx->client_metadata().find("authorization");
+    last_authorization =
+        it == ctx->client_metadata().end()
+            ? ""
+            : std::string(it->second.data(), it->second.size());
+    if (last_authorization != "Bearer good-token") {
+      return {grpc::StatusCode::UNAUTHENTICATED, "unknown admin token"};
+    }
+    return grpc::Status::OK;
+  }
+};
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_TRUE(server_);
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  // A fresh Env (clears the captured output).
+  Env& NewEnv(bool json, const std::string& token = "good-token") {
+    out_.str("");
+    err_.str("");
+    env_ = std::make_unique<Env>(json, &out_, &err_);
+    env_->SetStub(v1::AdminService::NewStub(
+                      server_->InProcessChannel(grpc::ChannelArguments())),
+                  "127.0.0.1:7444", token, 10);
+    return *env_;
+  }
+  nlohmann::json OutJson() const { return nlohmann::json::parse(out_.str()); }
+
+  FakeAdmin service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Env> env_;
+  std::ostringstream out_, err_;
+  TempDir dir_;
+};
+
+TEST_F(CommandsTest, WhoAmISendsTheBearerToken) {
+  EXPECT_EQ(WhoAmI(NewEnv(false)), kExitOk);
+  EXPECT_EQ(service_.last_authorization, "Bearer good-token");
+  EXPECT_EQ(out_.str(), "token t_1: ops (operator), created by  at -\n");
+}
+
+TEST_F(CommandsTest, BadTokenIsReportedWithoutTheToken) {
+  EXPECT_EQ(WhoAmI(NewEnv(false, "wrong-token")), kExitFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("parleyctl: WhoAmI: unknown admin token"));
+  EXPECT_THAT(err_.str(), HasSubstr("[UNAUTHENTICATED]"));
+  EXPECT_THAT(err_.str(), Not(HasSubstr("wrong-token")));
+  EXPECT_EQ(out_.str(), "");
+  EXPECT_EQ(WhoAmI(NewEnv(true, "wrong-token")), kExitFailed);
+  EXPECT_EQ(OutJson()["error"]["code"], "UNAUTHENTICATED");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(CommandsTest, ValidateLocally) {
+  Env env(false, &out_, &err_);  // no stub: validate needs no server
+  EXPECT_EQ(PolicyValidate(env, dir_.Write("p.yaml", kPolicyV1)), kExitOk);
+  EXPECT_EQ(out_.str(),
+            dir_.path() + "/p.yaml: valid (2 rules: minors, default)\n");
+  out_.str("");
+  const std::string bad = dir_.Write("bad.yaml", "version: 2\nrules: []\n");
+  EXPECT_EQ(PolicyValidate(env, bad), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr(bad + ":1: version"));
+  EXPECT_THAT(err_.str(), HasSubstr("invalid policy"));
+  EXPECT_EQ(PolicyValidate(env, dir_.path() + "/missing.yaml"), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("cannot read policy file"));
+  Env json_env(true, &out_, &err_);
+  out_.str("");
+  EXPECT_EQ(PolicyValidate(json_env, bad), kExitUsage);
+  EXPECT_EQ(OutJson()["valid"], false);
+  EXPECT_EQ(OutJson()["error"]["code"], "INVALID_ARGUMENT");
+  EXPECT_FALSE(OutJson()["errors"].empty());
+}
+
+TEST_F(CommandsTest, Diff) {
+  const std::string same = dir_.Write("same.yaml", kPolicyV1);
+  EXPECT_EQ(PolicyDiff(NewEnv(false), same), kExitOk);
+  EXPECT_EQ(out_.str(), "no differences (" + same + " matches r1-abcd1234)\n");
+  const std::string v2 = dir_.Write("v2.yaml", kPolicyV2);
+  EXPECT_EQ(PolicyDiff(NewEnv(false), v2), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("--- current (r1-abcd1234)\n+++ " + v2));
+  EXPECT_THAT(out_.str(), HasSubstr("-  - id: minors\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("rules removed: minors\n"));
+  EXPECT_EQ(PolicyDiff(NewEnv(true), v2), kExitOk);
+  EXPECT_EQ(OutJson()["different"], true);
+  EXPECT_EQ(OutJson()["rules_removed"], nlohmann::json({"minors"}));
+  EXPECT_EQ(OutJson()["rules_added"], nlohmann::json::array());
+}
+
+TEST_F(CommandsTest, PlanPrintsThePlan) {
+  const std::string v2 = dir_.Write("v2.yaml", kPolicyV2);
+  EXPECT_EQ(PolicyPlan(NewEnv(false), {v2, 0}), kExitOk);
+  EXPECT_THAT(out_.str(),
+              HasSubstr("plan for " + v2 + " (candidate sha256 " +
+                        std::to_string(sizeof kPolicyV2 - 1) + ")"));
+  EXPECT_THAT(out_.str(), HasSubstr("e2ee \u2192 transport     12"));
+  EXPECT_EQ(err_.str(), "");  // no progress bar when not a terminal
+  EXPECT_EQ(PolicyPlan(NewEnv(false), {dir_.Write("bad.yaml", "x: [\n"), 0}),
+            kExitUsage);
+}
+
+TEST_F(CommandsTest, ApplyExitCodes) {
+  const std::string v2 = dir_.Write("v2.yaml", kPolicyV2);
+  EXPECT_EQ(PolicyApply(NewEnv(false), {v2, ""}), kExitUsage);
+  EXPECT_EQ(PolicyApply(NewEnv(false), {v2, "tighten"}), kExitOk);
+  EXPECT_EQ(service_.last_comment, "tighten");
+  EXPECT_THAT(out_.str(), HasSubstr("applied " + v2 +
+                                    " as r2-beef0000 (#2, current)\n"
+                                    "12 conversations changed"));
+  EXPECT_EQ(PolicyApply(NewEnv(false), {v2, "refuse"}), kExitFailed);
+  EXPECT_THAT(err_.str(),
+              HasSubstr("ApplyPolicy: policy refused [FAILED_PRECONDITION]"));
+  EXPECT_EQ(PolicyApply(NewEnv(true), {v2, "invalid"}), kExitUsage);
+  EXPECT_EQ(OutJson()["error"]["code"], "INVALID_ARGUMENT");
+}
+
+TEST_F(CommandsTest, RollbackChecksTheRevisionId) {
+  EXPECT_EQ(PolicyRollback(NewEnv(false), {"r1-abcd", "back"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("rolled back to r1: new revision "
+                                    "r3-abcd1234 (#3, rollback of r1)"));
+  EXPECT_EQ(PolicyRollback(NewEnv(false), {"r1-0000", "back"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("does not match"));
+  EXPECT_EQ(PolicyRollback(NewEnv(false), {"latest", "back"}), kExitUsage);
+  EXPECT_EQ(PolicyRollback(NewEnv(false), {"5-ab", "back"}), kExitFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("[NOT_FOUND]"));
+}
+
+TEST_F(CommandsTest, ListFollowsPagesUpToTheLimit) {
+  EXPECT_EQ(ConversationsList(NewEnv(true), {"", 230}), kExitOk);
+  EXPECT_EQ(OutJson()["conversations"].size(), 230u);
+  EXPECT_EQ(OutJson()["conversations"][229]["conversation_id"], "c_229");
+  EXPECT_EQ(OutJson()["more"], true);
+  EXPECT_EQ(service_.list_calls, 3);
+  EXPECT_EQ(ConversationsList(NewEnv(false), {"opt-in", 1000}), kExitOk);
+  EXPECT_THAT(
+      out_.str(),
+      HasSubstr(
+          "ID     KIND   MEMBERS  MODE    EPOCH  RULE     REVISION\n"
+          "c_0    group        3  opt-in      1  default  r1-abcd1234\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("\n250 conversations\n"));
+  EXPECT_EQ(ConversationsList(NewEnv(false), {"plain", 10}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("unknown mode \"plain\""));
+}
+
+TEST_F(CommandsTest, AuditTail) {
+  EXPECT_EQ(AuditTail(NewEnv(false), {}), kExitOk);
+  EXPECT_EQ(
+      out_.str(),
+      "SEQ  TIME                  ACTOR  ACTION        TARGET       DETAILS\n"
+      "  7  2023-11-14T22:13:20Z  ops    policy.apply  r2-beef0000  "
+      "{\"changed\":12}\n");
+  EXPECT_EQ(AuditTail(NewEnv(true), {}), kExitOk);
+  EXPECT_EQ(OutJson()["records"][0]["details"]["changed"], 12);
+}
+
+TEST_F(CommandsTest, TokensCreateWritesA0600File) {
+  const std::string out_file = dir_.path() + "/new.token";
+  EXPECT_EQ(TokensCreate(NewEnv(false), {"auditor", "audit-bot", out_file}),
+            kExitOk);
+  struct stat st {};
+  ASSERT_EQ(::stat(out_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto secret = ReadTokenFile(out_file);
+  ASSERT_TRUE(secret.ok());
+  EXPECT_EQ(*secret, "s3cr3t-value");
+  EXPECT_THAT(out_.str(), Not(HasSubstr("s3cr3t")));
+  // Never overwrites.
+  EXPECT_EQ(TokensCreate(NewEnv(false), {"auditor", "again", out_file}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("refusing to overwrite"));
+  // Without --out: printed once, with a warning.
+  EXPECT_EQ(TokensCreate(NewEnv(false), {"operator", "x", ""}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("secret: s3cr3t-value"));
+  EXPECT_THAT(err_.str(), HasSubstr("warning"));
+  EXPECT_EQ(TokensCreate(NewEnv(false), {"root", "x", ""}), kExitUsage);
+  // A failed RPC leaves no file behind.
+  const std::string other = dir_.path() + "/other.token";
+  EXPECT_EQ(TokensCreate(NewEnv(false, "bad"), {"operator", "y", other}),
+            kExitFailed);
+  EXPECT_NE(::access(other.c_str(), F_OK), 0);
+}
+
+TEST(ConnectTest, UnreachableServerIsExit1) {
+  TempDir dir;
+  GlobalOptions g;
+  g.server = "127.0.0.1:1";
+  g.timeout_s = 5;
+  g.ca = dir.Write("ca.pem", kTestCert);
+  g.token_file = dir.Write("t", "tok\n");
+  std::ostringstream out, err;
+  Env env(false, &out, &err);
+  ASSERT_EQ(Connect(g, &env), kExitOk);
+  EXPECT_EQ(WhoAmI(env), kExitFailed);
+  EXPECT_THAT(
+      err.str(),
+      HasSubstr("parleyctl: cannot reach parleyd admin at 127.0.0.1:1"));
+  EXPECT_THAT(err.str(), HasSubstr("[UNAVAILABLE]"));
+}
+
+// The whole client path: CA file, TLS with name check, token metadata.
+TEST(ConnectTest, TlsWithTheCaFileAndToken) {
+  FakeAdmin service;
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({kTestKey, kTestCert});
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(ssl),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+  ASSERT_NE(port, 0);
+
+  TempDir dir;
+  GlobalOptions g;
+  g.server = "127.0.0.1:" + std::to_string(port);
+  g.ca = dir.Write("ca.pem", kTestCert);
+  g.token_file = dir.Write("t", "good-token\n");
+  std::ostringstream out, err;
+  Env env(true, &out, &err);
+  ASSERT_EQ(Connect(g, &env), kExitOk);
+  EXPECT_EQ(WhoAmI(env), kExitOk) << out.str();
+  EXPECT_EQ(nlohmann::json::parse(out.str())["token"]["role"], "operator");
+  EXPECT_EQ(service.last_authorization, "Bearer good-token");
+  server->Shutdown();
+}
+
+TEST(ConnectTest, BadOptionsAreExit2) {
+  TempDir dir;
+  std::ostringstream out, err;
+  Env env(false, &out, &err);
+  GlobalOptions g;
+  g.server = "nohost";
+  EXPECT_EQ(Connect(g, &env), kExitUsage);
+  EXPECT_THAT(err.str(), HasSubstr("invalid --server"));
+  g.server = "127.0.0.1:7444";
+  g.ca = dir.path() + "/none.pem";
+  EXPECT_EQ(Connect(g, &env), kExitUsage);
+  EXPECT_THAT(err.str(), HasSubstr("cannot read CA file"));
+  g.ca = dir.Write("ca.pem", "not a cert");
+  EXPECT_EQ(Connect(g, &env), kExitUsage);
+  EXPECT_THAT(err.str(), HasSubstr("holds no PEM certificate"));
+}
+
+}  // namespace
+}  // namespace parley::ctl
