@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <iostream>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
@@ -81,8 +82,9 @@ Fixture& Get() {
         const bool direct = rng() % 10 < 7;
         c.kind = direct ? 1 : 2;
         const int n = direct ? 2 : 3 + static_cast<int>(rng() % 10);
-        for (int k = 0; k < n; ++k) c.members.push_back({ids[rng() % kAccounts], k == 0, now});
-        if (direct && c.members[0].account_id == c.members[1].account_id) continue;
+        std::set<size_t> picked;
+        while (static_cast<int>(picked.size()) < n) picked.insert(rng() % kAccounts);
+        for (size_t k : picked) c.members.push_back({ids[k], c.members.empty(), now});
         c.security.mode = 1;  // E2EE
         c.security.epoch = 1;
         c.security.policy_revision = "r1-bench";

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/policy_engine.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/escaping.h"
@@ -65,17 +66,27 @@ absl::StatusOr<const policy::ParticipantFacts*> FactsBuilder::Participant(
 absl::StatusOr<policy::Facts> FactsBuilder::Build(const storage::ConversationRecord& conv,
                                                   int64_t now_ms, int64_t applied_at_ms) {
   policy::Facts f;
-  f.kind = static_cast<policy::ConversationKind>(conv.kind);
-  f.member_count = static_cast<uint32_t>(conv.members.size());
-  f.participants.reserve(conv.members.size());
+  absl::Status s = BuildInto(conv, now_ms, applied_at_ms, &f);
+  if (!s.ok()) return s;
+  return f;
+}
+
+absl::Status FactsBuilder::BuildInto(const storage::ConversationRecord& conv, int64_t now_ms,
+                                     int64_t applied_at_ms, policy::Facts* f) {
+  f->kind = static_cast<policy::ConversationKind>(conv.kind);
+  f->member_count = static_cast<uint32_t>(conv.members.size());
+  f->participants.clear();
   for (const auto& m : conv.members) {
     auto p = Participant(m.account_id);
     if (absl::IsNotFound(p.status())) continue;  // account deleted: not a participant
     if (!p.ok()) return p.status();
-    f.participants.push_back(**p);
+    f->participants.push_back(**p);
   }
-  f.now_ms = now_ms;
-  f.created_at_ms = conv.created_at_ms;
+  f->mutual_contacts = false;  // not tracked yet
+  f->now_ms = now_ms;
+  f->created_at_ms = conv.created_at_ms;
+  f->current.reset();
+  f->requests = {};
   const storage::SecurityStateRecord& s = conv.security;
   if (s.epoch > 0) {
     policy::CurrentSecurity cur;
@@ -83,18 +94,18 @@ absl::StatusOr<policy::Facts> FactsBuilder::Build(const storage::ConversationRec
     cur.epoch = s.epoch;
     cur.e2ee_ever_enabled = s.e2ee_ever_enabled;
     cur.set_by_participants = s.set_by_participants;
-    f.current = cur;
-    f.requests.enable_e2ee = static_cast<uint32_t>(s.enable_requests.size());
-    f.requests.disable_e2ee = static_cast<uint32_t>(s.disable_requests.size());
+    f->current = cur;
+    f->requests.enable_e2ee = static_cast<uint32_t>(s.enable_requests.size());
+    f->requests.disable_e2ee = static_cast<uint32_t>(s.disable_requests.size());
   }
   // The notice period of an announced change runs from its announcement
   // (the state that carries it took effect then), or from the revision's
   // application, whichever is earlier.
-  f.policy_applied_at_ms = applied_at_ms;
+  f->policy_applied_at_ms = applied_at_ms;
   if (s.pending_mode != 0 && s.effective_at_ms < applied_at_ms) {
-    f.policy_applied_at_ms = s.effective_at_ms;
+    f->policy_applied_at_ms = s.effective_at_ms;
   }
-  return f;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<policy::Facts> FactsBuilder::BuildNew(
@@ -116,24 +127,37 @@ absl::StatusOr<policy::Facts> FactsBuilder::BuildNew(
 // ------------------------------------------------------------- evaluation
 
 Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& conv,
-                    const policy::Facts& facts, int64_t now_ms) {
+                    const policy::Facts& facts, int64_t now_ms, bool full_state) {
   Evaluation e;
   e.decision = policy::Decide(v.policy, facts);
   const policy::Decision& d = e.decision;
   const storage::SecurityStateRecord& cur = conv.security;
   const bool exists = cur.epoch > 0;
 
-  storage::SecurityStateRecord s;
-  s.mode = static_cast<int>(d.mode);
+  const int mode = static_cast<int>(d.mode);
+  const int pending_mode = d.pending ? static_cast<int>(d.pending->new_mode) : 0;
+  const int64_t pending_at = d.pending ? d.pending->effective_at_ms : 0;
+  e.changed = !exists || mode != cur.mode || d.locked != cur.locked || pending_mode != cur.pending_mode ||
+              (pending_mode != 0 && pending_at != cur.pending_effective_at_ms);
+  if (!e.changed) {
+    if (full_state) e.state = cur;
+    return e;
+  }
+  storage::SecurityStateRecord& s = e.state;
+  s.mode = mode;
+  s.locked = d.locked;
+  s.pending_mode = pending_mode;
+  s.pending_effective_at_ms = pending_at;
+  s.epoch = cur.epoch + 1;
+  s.effective_at_ms = now_ms;
+  if (!full_state) return e;
+
   s.policy_revision = v.revision_id;
   s.rule_id = std::string(d.rule_id);
   s.reason = std::string(d.reason);
   if (!d.adjustment_reason.empty()) absl::StrAppend(&s.reason, " (", std::string(d.adjustment_reason), ")");
   s.notice = d.notice;
-  s.locked = d.locked;
   if (d.pending) {
-    s.pending_mode = static_cast<int>(d.pending->new_mode);
-    s.pending_effective_at_ms = d.pending->effective_at_ms;
     s.pending_reason = std::string(d.reason);
     s.pending_rule_id = std::string(d.rule_id);
     s.pending_policy_revision = v.revision_id;
@@ -151,22 +175,11 @@ Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& c
       s.set_by_participants = false;
   }
   s.e2ee_ever_enabled = cur.e2ee_ever_enabled || s.mode == kE2ee;
-
-  e.changed = !exists || s.mode != cur.mode || s.locked != cur.locked ||
-              s.pending_mode != cur.pending_mode ||
-              (s.pending_mode != 0 && s.pending_effective_at_ms != cur.pending_effective_at_ms);
-  if (!e.changed) {
-    e.state = cur;
-    return e;
-  }
-  s.epoch = cur.epoch + 1;
-  s.effective_at_ms = now_ms;
   if (s.mode == cur.mode && exists) {
     // Same mode: consent requests still stand.
     s.enable_requests = cur.enable_requests;
     s.disable_requests = cur.disable_requests;
   }
-  e.state = std::move(s);
   return e;
 }
 
@@ -174,13 +187,13 @@ Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& c
 
 void PlanTally::Add(const storage::ConversationRecord& conv, const Evaluation& e) {
   ++conversations_;
-  ++rules_[std::string(e.decision.rule_id)];
+  ++rules_[e.decision.rule_id];
   const int from = conv.security.mode;
   if (e.decision.adjustment == policy::Adjustment::kExistingE2eeKept) {
     ++kept_;
     AddSample(&kept_samples_, samples_, conv.conversation_id);
   } else if (e.decision.adjustment == policy::Adjustment::kParticipantChoiceKept &&
-             e.state.mode == kE2ee) {
+             e.decision.mode == policy::SecurityMode::kE2ee) {
     ++kept_by_participants_;
   }
   if (!e.changed) {
@@ -221,9 +234,11 @@ v1::PolicyPlan PlanTally::Finish(int64_t evaluated_at_ms, uint64_t elapsed_ms) c
   p.set_e2ee_kept(kept_);
   p.set_e2ee_kept_by_participants(kept_by_participants_);
   for (const auto& id : kept_samples_) p.add_kept_sample_conversation_ids(id);
-  for (const auto& [rule, n] : rules_) {
+  std::vector<std::pair<std::string_view, uint64_t>> rules(rules_.begin(), rules_.end());
+  std::sort(rules.begin(), rules.end());
+  for (const auto& [rule, n] : rules) {
     auto* r = p.add_rules();
-    r->set_rule_id(rule);
+    r->set_rule_id(std::string(rule));
     r->set_count(n);
   }
   p.set_evaluated_at_ms(evaluated_at_ms);
@@ -328,14 +343,12 @@ absl::StatusOr<v1::PolicyPlan> PolicyEngine::Plan(
   PlanTally tally(samples);
   absl::Status err;
   uint64_t scanned = 0;
+  policy::Facts f;
   PARLEY_RETURN_IF_ERROR(o_.storage->conversations().ForEachConversation(
       [&](const storage::ConversationRecord& c) {
-        auto f = facts.Build(c, now, v.applied_at_ms);
-        if (!f.ok()) {
-          err = f.status();
-          return false;
-        }
-        tally.Add(c, Evaluate(v, c, *f, now));
+        err = facts.BuildInto(c, now, v.applied_at_ms, &f);
+        if (!err.ok()) return false;
+        tally.Add(c, Evaluate(v, c, f, now, /*full_state=*/false));
         if (++scanned % 4096 == 0 && progress) progress(scanned, estimate);
         return true;
       }));

@@ -21,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,9 @@ class FactsBuilder {
   // included). `applied_at_ms`: when the evaluated revision took effect.
   absl::StatusOr<policy::Facts> Build(const storage::ConversationRecord& conv, int64_t now_ms,
                                       int64_t applied_at_ms);
+  // The same into `*f`, reusing its allocations (for scans).
+  absl::Status BuildInto(const storage::ConversationRecord& conv, int64_t now_ms,
+                         int64_t applied_at_ms, policy::Facts* f);
   // Facts of a conversation being created (no current state).
   absl::StatusOr<policy::Facts> BuildNew(const storage::ConversationRecord& conv,
                                          const std::vector<storage::AccountRecord>& members,
@@ -81,9 +85,10 @@ struct Evaluation {
 };
 
 // Decides `conv` (its stored state in conv.security; epoch 0 = new) under
-// `v` with `facts` (from FactsBuilder).
+// `v` with `facts` (from FactsBuilder). With full_state false (plans), only
+// `changed` and the state's mode, lock and pending change are filled.
 Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& conv,
-                    const policy::Facts& facts, int64_t now_ms);
+                    const policy::Facts& facts, int64_t now_ms, bool full_state = true);
 
 // Adds one evaluated conversation to a plan's tallies.
 class PlanTally {
@@ -100,7 +105,9 @@ class PlanTally {
   std::map<std::pair<int, int>, std::pair<uint64_t, std::vector<std::string>>> transitions_;
   // day (ms at 00:00 UTC of effective time; exact time of the first) -> ...
   std::map<int64_t, std::pair<uint64_t, std::vector<std::string>>> downgrades_;
-  std::map<std::string, uint64_t> rules_;
+  // Rule ids are views into the evaluated PolicyVersion, which outlives the
+  // tally.
+  absl::flat_hash_map<std::string_view, uint64_t> rules_;
 };
 
 class PolicyEngine {

@@ -178,7 +178,11 @@ class ServerImpl final : public Server {
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
     messaging_ = std::make_unique<MessagingGrpc>(service_.get(), &hub_);
     keys_ = std::make_unique<KeyGrpc>();
-    if (committed) {
+    // Every start re-evaluates stored conversations under the revision in
+    // force: after a new revision, and to finish an apply that a crash
+    // interrupted (the revision is stored before conversations switch).
+    // Only conversations whose state changes are written.
+    {
       PARLEY_ASSIGN_OR_RETURN(auto res, service_->ReevaluateAll(3));
       spdlog::info("event=policy_reevaluate revision={} conversations={} changed={}", current->revision_id,
                    res.plan.conversations(), res.changed);

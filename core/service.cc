@@ -793,14 +793,12 @@ absl::StatusOr<ParleyService::ReevaluateResult> ParleyService::ReevaluateAll(siz
   PlanTally tally(samples);
   std::vector<std::string> changed_ids;
   absl::Status err;
+  policy::Facts f;
   PARLEY_RETURN_IF_ERROR(d_.storage->conversations().ForEachConversation(
       [&](const storage::ConversationRecord& conv) {
-        auto f = fb.Build(conv, now, v->applied_at_ms);
-        if (!f.ok()) {
-          err = f.status();
-          return false;
-        }
-        Evaluation e = Evaluate(*v, conv, *f, now);
+        err = fb.BuildInto(conv, now, v->applied_at_ms, &f);
+        if (!err.ok()) return false;
+        Evaluation e = Evaluate(*v, conv, f, now, /*full_state=*/false);
         tally.Add(conv, e);
         if (e.changed) changed_ids.push_back(conv.conversation_id);
         return true;

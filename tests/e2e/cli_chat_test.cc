@@ -12,6 +12,7 @@ namespace parley {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::Parleyd;
 using testing::RunResult;
 
@@ -153,6 +154,107 @@ TEST_F(CliChatTest, ExitCodes) {
   EXPECT_THAT(r.err, HasSubstr("taken"));
   // A profile that was never registered.
   EXPECT_NE(Parley("ghost", {"conversations"}).code, 0);
+}
+
+// `parley secure` under the default policy (messenger-2016): a 1:1 chat is
+// opt-in, so either participant may turn E2EE on, and never off again; a group
+// is transport-only and cannot be secured.
+TEST_F(CliChatTest, SecureTurnsOnE2eeOnlyWhereThePolicyAllows) {
+  ASSERT_EQ(Parley("alice", {"register", "alice"}, true).code, 0);
+  ASSERT_EQ(Parley("bob", {"register", "bob"}, true).code, 0);
+  ASSERT_EQ(Parley("carol", {"register", "carol"}, true).code, 0);
+  RunResult r = Parley("alice", {"--json", "chat", "create", "bob"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto lines = JsonLines(r.out);
+  ASSERT_FALSE(lines.empty());
+  const std::string conv = lines[0]["conversation_id"].get<std::string>();
+  EXPECT_EQ(lines[0]["mode"], "opt-in");
+
+  // Before: opt-in, a plaintext message goes through.
+  r = Parley("alice", {"info", "@bob"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("mode:         opt-in"));
+  EXPECT_THAT(r.out, HasSubstr("rule direct-opt-in"));
+  ASSERT_EQ(Parley("alice", {"send", conv, "before the switch"}).code, 0);
+
+  // alice turns E2EE on by naming bob.
+  r = Parley("alice", {"secure", "@bob"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("end-to-end encryption is now ON for " + conv + " (@bob)"));
+  EXPECT_THAT(r.err, HasSubstr("must be end-to-end encrypted"));
+
+  r = Parley("alice", {"info", conv});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("mode:         e2ee (end-to-end encrypted)"));
+  EXPECT_THAT(r.out, HasSubstr("e2ee ever enabled: yes"));
+  EXPECT_THAT(r.out, HasSubstr("participants' consent"));
+  r = Parley("bob", {"--json", "info", conv});
+  ASSERT_EQ(r.code, 0) << r.err;
+  lines = JsonLines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  EXPECT_EQ(lines[0]["e2ee"], true);
+  EXPECT_EQ(lines[0]["security"]["set_by_participants"], true);
+  EXPECT_EQ(lines[0]["security"]["rule_id"], "direct-opt-in");
+
+  // Asking again is refused: it already is.
+  r = Parley("alice", {"secure", conv});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("already end-to-end encrypted"));
+
+  // bob sees the earlier message, then the security change block.
+  r = Parley("bob", {"listen", "--count", "2", "--timeout", "10"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("before the switch"));
+  EXPECT_THAT(r.out, HasSubstr("*** SECURITY CHANGE in " + conv));
+  EXPECT_THAT(r.out, HasSubstr("opt-in \xe2\x86\x92 "));
+  EXPECT_THAT(r.out, HasSubstr("decided by: rule direct-opt-in"));
+  EXPECT_LT(r.out.find("before the switch"), r.out.find("*** SECURITY CHANGE"));
+
+  // Plaintext is refused now, for both of them; nothing reaches bob.
+  r = Parley("alice", {"send", conv, "after the switch"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("end-to-end"));
+  EXPECT_THAT(r.out, Not(HasSubstr("sent [")));
+  r = Parley("bob", {"send", "@alice", "reply in plaintext"});
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("end-to-end"));
+
+  // Turning it off is refused by the policy (disable: never).
+  r = Parley("alice", {"insecure", "--yes", "@bob"});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("does not let participants turn off end-to-end encryption"));
+  EXPECT_THAT(r.err, HasSubstr("rule direct-opt-in, policy revision r1-"));
+  EXPECT_THAT(r.err, HasSubstr("[FAILED_PRECONDITION]"));
+  r = Parley("bob", {"--json", "info", conv});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(JsonLines(r.out).at(0)["e2ee"], true);
+  // Without --yes and with no answer on stdin: aborted, nothing asked.
+  r = Parley("alice", {"insecure", conv});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("aborted; nothing was changed"));
+
+  r = Parley("bob", {"--json", "listen", "--count", "3", "--timeout", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(Texts(JsonLines(r.out)).empty()) << r.out;
+
+  // A group is transport-only under this policy: secure is refused.
+  r = Parley("alice", {"--json", "group", "create", "friends", "--members", "bob,carol"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  lines = JsonLines(r.out);
+  ASSERT_FALSE(lines.empty());
+  const std::string group = lines[0]["conversation_id"].get<std::string>();
+  EXPECT_EQ(lines[0]["mode"], "transport");
+  r = Parley("carol", {"secure", group});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("does not let participants turn on end-to-end encryption"));
+  EXPECT_THAT(r.err, HasSubstr("rule default, policy revision r1-"));
+  r = Parley("alice", {"--json", "info", group});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(JsonLines(r.out).at(0)["mode"], "transport");
+  EXPECT_EQ(Parley("carol", {"send", group, "still readable"}).code, 0);
+  // Usage errors stay exit 2.
+  EXPECT_EQ(Parley("alice", {"secure"}).code, 2);
+  EXPECT_EQ(Parley("alice", {"secure", "@"}).code, 2);
 }
 
 }  // namespace
