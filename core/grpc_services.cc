@@ -213,7 +213,21 @@ class FailedStream final : public grpc::ServerWriteReactor<v1::ReceiveResponse> 
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  // Structured details (absl payloads keyed by type URL) travel as a
+  // google.rpc.Status-compatible RpcStatus in grpc-status-details-bin.
+  v1::RpcStatus rich;
+  s.ForEachPayload([&](absl::string_view type_url, const absl::Cord& payload) {
+    auto* any = rich.add_details();
+    any->set_type_url(std::string(type_url));
+    any->set_value(std::string(payload));
+  });
+  if (rich.details_size() == 0) {
+    return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  }
+  rich.set_code(static_cast<int>(s.code()));
+  rich.set_message(std::string(s.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()),
+                      rich.SerializeAsString());
 }
 
 // ---------------------------------------------------------------- accounts
@@ -327,18 +341,21 @@ grpc::ServerUnaryReactor* MessagingGrpc::ReportMessage(grpc::CallbackServerConte
 
 // -------------------------------------------------------------------- keys
 
-grpc::ServerUnaryReactor* KeyGrpc::UploadKeys(grpc::CallbackServerContext* ctx, const v1::UploadKeysRequest*,
+grpc::ServerUnaryReactor* KeyGrpc::UploadKeys(grpc::CallbackServerContext* ctx, const v1::UploadKeysRequest* req,
                                               v1::UploadKeysResponse*) {
-  return Unimplemented(ctx, "KeyService.UploadKeys (end-to-end encryption)");
+  return AuthedStatus<v1::UploadKeysResponse>(
+      s_, ctx, [&](const Caller& c) { return keys_->Upload(c.account_id, c.device_id, *req); });
 }
 grpc::ServerUnaryReactor* KeyGrpc::GetPreKeyCount(grpc::CallbackServerContext* ctx,
                                                   const v1::GetPreKeyCountRequest*,
-                                                  v1::GetPreKeyCountResponse*) {
-  return Unimplemented(ctx, "KeyService.GetPreKeyCount (end-to-end encryption)");
+                                                  v1::GetPreKeyCountResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return keys_->Count(c.account_id, c.device_id); });
 }
 grpc::ServerUnaryReactor* KeyGrpc::FetchBundles(grpc::CallbackServerContext* ctx,
-                                                const v1::FetchBundlesRequest*, v1::FetchBundlesResponse*) {
-  return Unimplemented(ctx, "KeyService.FetchBundles (end-to-end encryption)");
+                                                const v1::FetchBundlesRequest* req,
+                                                v1::FetchBundlesResponse* resp) {
+  return Authed(s_, ctx, resp,
+                [&](const Caller& c) { return keys_->Fetch(c.account_id, c.device_id, *req); });
 }
 
 }  // namespace parley::core

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "core/delivery.h"
+#include "core/key_directory.h"
 #include "core/service.h"
 #include "parley/v1/parley.grpc.pb.h"
 
@@ -82,15 +83,21 @@ class MessagingGrpc final : public v1::MessagingService::CallbackService {
   DeliveryHub* hub_;
 };
 
-// Reserved for the E2EE work: every RPC returns UNIMPLEMENTED.
+// The key directory (KeyDirectory): authenticates through ParleyService.
+// Neither is owned; both must outlive the adapter.
 class KeyGrpc final : public v1::KeyService::CallbackService {
  public:
+  KeyGrpc(ParleyService* s, KeyDirectory* keys) : s_(s), keys_(keys) {}
   grpc::ServerUnaryReactor* UploadKeys(grpc::CallbackServerContext*, const v1::UploadKeysRequest*,
                                        v1::UploadKeysResponse*) override;
   grpc::ServerUnaryReactor* GetPreKeyCount(grpc::CallbackServerContext*, const v1::GetPreKeyCountRequest*,
                                            v1::GetPreKeyCountResponse*) override;
   grpc::ServerUnaryReactor* FetchBundles(grpc::CallbackServerContext*, const v1::FetchBundlesRequest*,
                                          v1::FetchBundlesResponse*) override;
+
+ private:
+  ParleyService* s_;
+  KeyDirectory* keys_;
 };
 
 }  // namespace parley::core

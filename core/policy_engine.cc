@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
@@ -126,6 +127,14 @@ absl::StatusOr<policy::Facts> FactsBuilder::BuildNew(
 
 // ------------------------------------------------------------- evaluation
 
+std::string StateReason(const policy::Decision& d) {
+  if (d.adjustment_reason.empty()) return std::string(d.reason);
+  std::string out(d.adjustment_reason);
+  if (!out.empty()) out[0] = static_cast<char>(absl::ascii_toupper(static_cast<unsigned char>(out[0])));
+  absl::StrAppend(&out, ". The rule's reason: ", std::string(d.reason));
+  return out;
+}
+
 Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& conv,
                     const policy::Facts& facts, int64_t now_ms, bool full_state) {
   Evaluation e;
@@ -137,8 +146,14 @@ Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& c
   const int mode = static_cast<int>(d.mode);
   const int pending_mode = d.pending ? static_cast<int>(d.pending->new_mode) : 0;
   const int64_t pending_at = d.pending ? d.pending->effective_at_ms : 0;
+  std::string reason = StateReason(d);
+  // What users are shown changes: mode, lock, an announced change, or the
+  // rule, reason or notice behind it. A new revision that decides the same
+  // thing for the same reason is not a change (the stored state keeps the
+  // revision that last changed it).
   e.changed = !exists || mode != cur.mode || d.locked != cur.locked || pending_mode != cur.pending_mode ||
-              (pending_mode != 0 && pending_at != cur.pending_effective_at_ms);
+              (pending_mode != 0 && pending_at != cur.pending_effective_at_ms) ||
+              d.rule_id != cur.rule_id || reason != cur.reason || d.notice != cur.notice;
   if (!e.changed) {
     if (full_state) e.state = cur;
     return e;
@@ -154,8 +169,7 @@ Evaluation Evaluate(const PolicyVersion& v, const storage::ConversationRecord& c
 
   s.policy_revision = v.revision_id;
   s.rule_id = std::string(d.rule_id);
-  s.reason = std::string(d.reason);
-  if (!d.adjustment_reason.empty()) absl::StrAppend(&s.reason, " (", std::string(d.adjustment_reason), ")");
+  s.reason = std::move(reason);
   s.notice = d.notice;
   if (d.pending) {
     s.pending_reason = std::string(d.reason);

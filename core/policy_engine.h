@@ -84,6 +84,10 @@ struct Evaluation {
   storage::SecurityStateRecord state;  // the state to store; == current if !changed
 };
 
+// The reason stored with a decision: the rule's reason, preceded by why the
+// decided mode differs from the rule's (an adjustment), if it does.
+std::string StateReason(const policy::Decision& d);
+
 // Decides `conv` (its stored state in conv.security; epoch 0 = new) under
 // `v` with `facts` (from FactsBuilder). With full_state false (plans), only
 // `changed` and the state's mode, lock and pending change are filled.

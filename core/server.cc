@@ -177,7 +177,8 @@ class ServerImpl final : public Server {
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
     messaging_ = std::make_unique<MessagingGrpc>(service_.get(), &hub_);
-    keys_ = std::make_unique<KeyGrpc>();
+    key_directory_ = std::make_unique<KeyDirectory>(storage_.get());
+    keys_ = std::make_unique<KeyGrpc>(service_.get(), key_directory_.get());
     // Every start re-evaluates stored conversations under the revision in
     // force: after a new revision, and to finish an apply that a crash
     // interrupted (the revision is stored before conversations switch).
@@ -323,6 +324,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<AccountGrpc> accounts_;
   std::unique_ptr<ConversationGrpc> conversations_;
   std::unique_ptr<MessagingGrpc> messaging_;
+  std::unique_ptr<KeyDirectory> key_directory_;
   std::unique_ptr<KeyGrpc> keys_;
   std::unique_ptr<grpc::Server> server_;
   std::thread retention_;

@@ -23,6 +23,11 @@
 //   device become visible in increasing order (a reader that follows a
 //   cursor never skips an entry), while appends with disjoint lock sets run
 //   concurrently and share fsyncs through RocksDB group commit.
+//   Key directory (KeyStore) methods take the stripe of their one device
+//   only (RemoveDevice takes accounts_mu_ and then that stripe): every write
+//   of a device's keys happens under it, after checking that the device
+//   exists (its delivery counter key, see below), so no key outlives its
+//   device, and TakeOneTimePreKey's read-delete of the lowest key is atomic.
 //   Independent leaf locks, never held together with any other lock:
 //     policies_mu_   AppendRevision (head + 1 check and write);
 //     audit_mu_      AppendAudit (last + 1 check and write);
@@ -147,6 +152,13 @@ namespace pb = ::parley::storage::internal;
 //   "I" + token_id                             -> pb.AdminToken
 //   "H" + token_hash                           -> token_id (raw bytes)
 //        (hash index; written/deleted in the same batch as the "I" key)
+// column family "keys" (SCOPE = account_id + 0x00 + BE32(device_id), as in
+// "queues"; every key of a device starts with its SCOPE, so RemoveDevice
+// deletes them with one DeleteRange)
+//   SCOPE + "k"                                -> pb.DeviceKeys
+//   SCOPE + "p" + BE32(key_id)                 -> pb.OneTimePreKey
+//        (one-time pre-keys, ascending id; present only while the "k" key
+//        is, and deleted when the identity key in it changes)
 // ===================================================================
 
 constexpr uint32_t kFormatVersion = 1;
@@ -165,13 +177,14 @@ enum Cf : size_t {
   kPoliciesCf,
   kAuditCf,
   kAdminTokensCf,
+  kKeysCf,
   kNumCfs,
 };
 // Append new column families at the end; names are persisted.
 constexpr const char* kCfNames[kNumCfs] = {
     "default",    "meta",   "accounts",    "conversations",
     "conv_index", "queues", "history",     "idempotency",
-    "policies",   "audit",  "admin_tokens"};
+    "policies",   "audit",  "admin_tokens", "keys"};
 
 constexpr size_t kConvStripes = 1024;
 constexpr size_t kDeviceStripes = 4096;
@@ -312,6 +325,17 @@ std::string HistoryTimeKey(int64_t server_time_ms, absl::string_view conv_id,
 std::string IdempotencyKey(absl::string_view scope,
                            absl::string_view client_message_id) {
   return absl::StrCat(scope, client_message_id);
+}
+std::string DeviceKeysKey(absl::string_view scope) {
+  return absl::StrCat(scope, "k");
+}
+std::string PreKeyPrefix(absl::string_view scope) {
+  return absl::StrCat(scope, "p");
+}
+std::string PreKeyKey(absl::string_view scope, uint32_t key_id) {
+  std::string k = PreKeyPrefix(scope);
+  PutBE32(&k, key_id);
+  return k;
 }
 constexpr char kAdminTokenPrefix[] = "I";
 std::string AdminTokenKey(absl::string_view token_id) {
@@ -546,6 +570,29 @@ AdminTokenRecord FromProto(const pb::AdminToken& p) {
   return r;
 }
 
+std::string Encode(const DeviceKeysRecord& r) {
+  pb::DeviceKeys p;
+  p.set_identity_key(r.identity_key);
+  p.set_registration_id(r.registration_id);
+  p.set_signed_pre_key_id(r.signed_pre_key.key_id);
+  p.set_signed_pre_key(r.signed_pre_key.public_key);
+  p.set_signed_pre_key_signature(r.signed_pre_key.signature);
+  return p.SerializeAsString();
+}
+
+DeviceKeysRecord FromProto(const pb::DeviceKeys& p, absl::string_view account_id,
+                           uint32_t device_id) {
+  DeviceKeysRecord r;
+  r.account_id = std::string(account_id);
+  r.device_id = device_id;
+  r.identity_key = p.identity_key();
+  r.registration_id = p.registration_id();
+  r.signed_pre_key.key_id = p.signed_pre_key_id();
+  r.signed_pre_key.public_key = p.signed_pre_key();
+  r.signed_pre_key.signature = p.signed_pre_key_signature();
+  return r;
+}
+
 std::string EncodeDeviceRef(absl::string_view account_id, uint32_t device_id) {
   pb::DeviceRef p;
   p.set_account_id(std::string(account_id));
@@ -664,7 +711,8 @@ class RocksDbStorage final : public Storage,
                              public MessageStore,
                              public PolicyStore,
                              public AuditStore,
-                             public AdminTokenStore {
+                             public AdminTokenStore,
+                             public KeyStore {
  public:
   static absl::StatusOr<std::unique_ptr<Storage>> Open(
       const RocksDbOptions& options);
@@ -677,6 +725,7 @@ class RocksDbStorage final : public Storage,
   PolicyStore& policies() override { return *this; }
   AuditStore& audit() override { return *this; }
   AdminTokenStore& admin_tokens() override { return *this; }
+  KeyStore& keys() override { return *this; }
   absl::Status Flush() override;
 
   // AccountStore
@@ -735,6 +784,18 @@ class RocksDbStorage final : public Storage,
       const std::string& token_hash) override;
   absl::StatusOr<std::vector<AdminTokenRecord>> ListAdminTokens() override;
 
+  // KeyStore
+  absl::Status SetDeviceKeys(const DeviceKeysRecord& keys) override;
+  absl::Status AddOneTimePreKeys(const std::string& account_id,
+                                 uint32_t device_id,
+                                 const std::vector<PreKeyRecord>& keys) override;
+  absl::StatusOr<size_t> CountOneTimePreKeys(const std::string& account_id,
+                                             uint32_t device_id) override;
+  absl::StatusOr<DeviceKeysRecord> GetDeviceKeys(const std::string& account_id,
+                                                 uint32_t device_id) override;
+  absl::StatusOr<PreKeyRecord> TakeOneTimePreKey(const std::string& account_id,
+                                                 uint32_t device_id) override;
+
   // MessageStore
   absl::StatusOr<AppendResult> Append(const AppendRequest& req) override;
   absl::StatusOr<std::vector<QueueEntry>> ReadQueue(
@@ -790,6 +851,13 @@ class RocksDbStorage final : public Storage,
   absl::StatusOr<std::optional<uint64_t>> LoadCounter(DeviceStripe& stripe,
                                                       const std::string& scope)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+  // OK if the device of `scope` exists, NotFound otherwise.
+  absl::Status CheckDeviceExists(DeviceStripe& stripe, const std::string& scope,
+                                 uint32_t device_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+  // Ids of the device's stored one-time pre-keys, ascending.
+  absl::StatusOr<std::vector<uint32_t>> ListPreKeyIds(
+      const std::string& scope) const;
 
   const RocksDbOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
@@ -1255,6 +1323,9 @@ absl::Status RocksDbStorage::RemoveDevice(const std::string& account_id,
   // Idempotency records of a removed device can never be hit again (device
   // ids are not reused).
   batch.DeleteRange(cf(kIdempotencyCf), scope, PrefixSuccessor(scope));
+  // Its keys (identity, signed and one-time pre-keys): nobody may start a
+  // session with a removed device.
+  batch.DeleteRange(cf(kKeysCf), scope, PrefixSuccessor(scope));
   PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "remove device"));
   stripe.last_delivery.erase(scope);
   return absl::OkStatus();
@@ -1657,6 +1728,166 @@ RocksDbStorage::ListAdminTokens() {
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "list admin tokens"));
   return out;
+}
+
+// ---------------------------------------------------------------- keys
+
+absl::Status RocksDbStorage::CheckDeviceExists(DeviceStripe& stripe,
+                                               const std::string& scope,
+                                               uint32_t device_id) {
+  // The delivery counter key exists exactly while the device does, and is
+  // deleted by RemoveDevice under this stripe.
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<uint64_t> counter,
+                                  LoadCounter(stripe, scope));
+  if (!counter.has_value()) {
+    return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint32_t>> RocksDbStorage::ListPreKeyIds(
+    const std::string& scope) const {
+  const std::string prefix = PreKeyPrefix(scope);
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kKeysCf)));
+  std::vector<uint32_t> ids;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.size() != prefix.size() + 4) {
+      return absl::DataLossError("storage: malformed one-time pre-key key");
+    }
+    ids.push_back(static_cast<uint32_t>(GetBE(key.substr(prefix.size()))));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      FromRocks(it->status(), "list one-time pre-keys"));
+  return ids;
+}
+
+absl::Status RocksDbStorage::SetDeviceKeys(const DeviceKeysRecord& keys) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", keys.account_id));
+  const std::string scope = DeviceScope(keys.account_id, keys.device_id);
+  DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+  absl::MutexLock lock(&stripe.mu);
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      CheckDeviceExists(stripe, scope, keys.device_id));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> old_raw,
+                                  MaybeGet(kKeysCf, DeviceKeysKey(scope)));
+  bool same_identity = false;
+  if (old_raw.has_value()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::DeviceKeys old, Parse<pb::DeviceKeys>(*old_raw, "device keys"));
+    same_identity = old.identity_key() == keys.identity_key;
+  }
+  rocksdb::WriteBatch batch;
+  if (!same_identity) {
+    // One-time pre-keys belong to the identity they were uploaded under.
+    const std::string prefix = PreKeyPrefix(scope);
+    batch.DeleteRange(cf(kKeysCf), prefix, PrefixSuccessor(prefix));
+  }
+  batch.Put(cf(kKeysCf), DeviceKeysKey(scope), Encode(keys));
+  return Write(&batch, "set device keys");
+}
+
+absl::Status RocksDbStorage::AddOneTimePreKeys(
+    const std::string& account_id, uint32_t device_id,
+    const std::vector<PreKeyRecord>& keys) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("account_id", account_id));
+  absl::flat_hash_set<uint32_t> new_ids;
+  for (const PreKeyRecord& k : keys) {
+    if (!new_ids.insert(k.key_id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("duplicate one-time pre-key id ", k.key_id));
+    }
+  }
+  const std::string scope = DeviceScope(account_id, device_id);
+  DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+  absl::MutexLock lock(&stripe.mu);
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckDeviceExists(stripe, scope, device_id));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> device_keys,
+                                  MaybeGet(kKeysCf, DeviceKeysKey(scope)));
+  if (!device_keys.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device ", device_id, " has no identity key; set its keys first"));
+  }
+  if (keys.empty()) return absl::OkStatus();
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::vector<uint32_t> stored,
+                                  ListPreKeyIds(scope));
+  size_t added = new_ids.size();
+  for (uint32_t id : stored) {
+    if (new_ids.contains(id)) --added;  // replaced, not added
+  }
+  if (stored.size() + added > kMaxOneTimePreKeys) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "device ", device_id, " stores ", stored.size(),
+        " one-time pre-keys; adding ", added, " would exceed the limit of ",
+        kMaxOneTimePreKeys));
+  }
+  rocksdb::WriteBatch batch;
+  for (const PreKeyRecord& k : keys) {
+    pb::OneTimePreKey p;
+    p.set_public_key(k.public_key);
+    batch.Put(cf(kKeysCf), PreKeyKey(scope, k.key_id), p.SerializeAsString());
+  }
+  return Write(&batch, "add one-time pre-keys");
+}
+
+absl::StatusOr<size_t> RocksDbStorage::CountOneTimePreKeys(
+    const std::string& account_id, uint32_t device_id) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::vector<uint32_t> ids,
+      ListPreKeyIds(DeviceScope(account_id, device_id)));
+  return ids.size();
+}
+
+absl::StatusOr<DeviceKeysRecord> RocksDbStorage::GetDeviceKeys(
+    const std::string& account_id, uint32_t device_id) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string v,
+      Get(kKeysCf, DeviceKeysKey(DeviceScope(account_id, device_id)),
+          absl::StrCat("keys of device ", device_id)));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::DeviceKeys p,
+                                  Parse<pb::DeviceKeys>(v, "device keys"));
+  return FromProto(p, account_id, device_id);
+}
+
+absl::StatusOr<PreKeyRecord> RocksDbStorage::TakeOneTimePreKey(
+    const std::string& account_id, uint32_t device_id) {
+  const std::string scope = DeviceScope(account_id, device_id);
+  const std::string prefix = PreKeyPrefix(scope);
+  const std::string upper = PrefixSuccessor(prefix);
+  // Held across the read and the delete: the next taker's iterator is
+  // created after this delete is written, so it cannot see the same key.
+  DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+  absl::MutexLock lock(&stripe.mu);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kKeysCf)));
+  it->Seek(prefix);
+  if (!it->Valid()) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(
+        FromRocks(it->status(), "take one-time pre-key"));
+    return absl::NotFoundError(absl::StrCat(
+        "no one-time pre-key left for device ", device_id));
+  }
+  const std::string key = it->key().ToString();
+  if (key.size() != prefix.size() + 4) {
+    return absl::DataLossError("storage: malformed one-time pre-key key");
+  }
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      pb::OneTimePreKey p,
+      Parse<pb::OneTimePreKey>(View(it->value()), "one-time pre-key"));
+  it.reset();
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf(kKeysCf), key);
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "take one-time pre-key"));
+  return PreKeyRecord{
+      .key_id = static_cast<uint32_t>(
+          GetBE(absl::string_view(key).substr(prefix.size()))),
+      .public_key = std::move(*p.mutable_public_key())};
 }
 
 // ------------------------------------------------------------ messages

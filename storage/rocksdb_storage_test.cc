@@ -86,6 +86,7 @@ class StorageTest : public ::testing::Test {
   PolicyStore& policies() { return storage_->policies(); }
   AuditStore& audit() { return storage_->audit(); }
   AdminTokenStore& tokens() { return storage_->admin_tokens(); }
+  KeyStore& keys() { return storage_->keys(); }
 
   DeviceRecord MakeAccount(const std::string& id) {
     AccountRecord a;
@@ -171,6 +172,36 @@ class StorageTest : public ::testing::Test {
     t.created_by = "parleyd";
     t.created_at_ms = 42;
     return t;
+  }
+
+  static DeviceKeysRecord Keys(const std::string& account, uint32_t device,
+                               const std::string& identity = "identity-1",
+                               uint32_t signed_id = 1) {
+    DeviceKeysRecord k;
+    k.account_id = account;
+    k.device_id = device;
+    k.identity_key = identity;
+    k.registration_id = 4242;
+    k.signed_pre_key = {.key_id = signed_id,
+                        .public_key = absl::StrCat("spk-", signed_id),
+                        .signature = absl::StrCat("sig-", signed_id)};
+    return k;
+  }
+
+  // One-time pre-keys with the given ids; the public key names the id.
+  static std::vector<PreKeyRecord> PreKeys(const std::vector<uint32_t>& ids,
+                                           const std::string& tag = "pk") {
+    std::vector<PreKeyRecord> out;
+    for (uint32_t id : ids) {
+      out.push_back({.key_id = id, .public_key = absl::StrCat(tag, "-", id)});
+    }
+    return out;
+  }
+
+  static std::vector<uint32_t> Range(uint32_t first, uint32_t count) {
+    std::vector<uint32_t> ids;
+    for (uint32_t i = 0; i < count; ++i) ids.push_back(first + i);
+    return ids;
   }
 
   std::string dir_;
@@ -595,7 +626,7 @@ TEST_F(StorageTest, OpensDatabaseFromBeforeNewStores) {
     std::unique_ptr<rocksdb::DB> db(raw);
     for (size_t i = 0; i < names.size(); ++i) {
       if (names[i] == "policies" || names[i] == "audit" ||
-          names[i] == "admin_tokens") {
+          names[i] == "admin_tokens" || names[i] == "keys") {
         ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
       } else if (names[i] == "meta") {
         ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i],
@@ -618,6 +649,8 @@ TEST_F(StorageTest, OpensDatabaseFromBeforeNewStores) {
             absl::StatusCode::kNotFound);
   EXPECT_EQ(audit().LastAudit().status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(VALUE(tokens().ListAdminTokens()).empty());
+  EXPECT_EQ(keys().GetDeviceKeys("a", 1).status().code(),
+            absl::StatusCode::kNotFound);
   EXPECT_EQ(VALUE(convs().GetConversation("g2")).last_seq, 1u);
   ASSERT_OK(policies().AppendRevision(Revision(1)));
   MakeGroup("g4", {"a"});
@@ -1174,6 +1207,161 @@ TEST_F(StorageTest, RemoveDeviceDeletesQueue) {
   EXPECT_TRUE(Queue("a", d2).empty());
 }
 
+// ---------------------------------------------------------------- keys
+
+TEST_F(StorageTest, DeviceKeysSetGetReplace) {
+  MakeAccount("a");
+  EXPECT_EQ(keys().GetDeviceKeys("a", 1).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1)));
+  DeviceKeysRecord got = VALUE(keys().GetDeviceKeys("a", 1));
+  EXPECT_EQ(got.account_id, "a");
+  EXPECT_EQ(got.device_id, 1u);
+  EXPECT_EQ(got.identity_key, "identity-1");
+  EXPECT_EQ(got.registration_id, 4242u);
+  EXPECT_EQ(got.signed_pre_key.key_id, 1u);
+  EXPECT_EQ(got.signed_pre_key.public_key, "spk-1");
+  EXPECT_EQ(got.signed_pre_key.signature, "sig-1");
+
+  // A new signed pre-key replaces the old one.
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1, "identity-1", 2)));
+  got = VALUE(keys().GetDeviceKeys("a", 1));
+  EXPECT_EQ(got.signed_pre_key.key_id, 2u);
+  EXPECT_EQ(got.signed_pre_key.public_key, "spk-2");
+
+  // Only existing devices have keys.
+  EXPECT_EQ(keys().SetDeviceKeys(Keys("a", 2)).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(keys().SetDeviceKeys(Keys("nobody", 1)).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(keys().SetDeviceKeys(Keys("", 1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(keys().GetDeviceKeys("a", 2).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(StorageTest, OneTimePreKeysAddCountTakeLowestFirst) {
+  MakeAccount("a");
+  EXPECT_EQ(keys().AddOneTimePreKeys("a", 1, PreKeys({1})).code(),
+            absl::StatusCode::kFailedPrecondition);  // no identity yet
+  EXPECT_EQ(keys().AddOneTimePreKeys("a", 7, PreKeys({1})).code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1)));
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 0u);
+  EXPECT_EQ(keys().TakeOneTimePreKey("a", 1).status().code(),
+            absl::StatusCode::kNotFound);
+
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys({5, 300, 3, 70000})));
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, {}));
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 4u);
+  // Duplicate ids within one batch: nothing is stored.
+  EXPECT_EQ(keys().AddOneTimePreKeys("a", 1, PreKeys({8, 9, 8})).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 4u);
+  // The same id replaces the stored key.
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys({5}, "new")));
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 4u);
+
+  std::vector<uint32_t> taken;
+  std::vector<std::string> publics;
+  for (int i = 0; i < 4; ++i) {
+    PreKeyRecord k = VALUE(keys().TakeOneTimePreKey("a", 1));
+    taken.push_back(k.key_id);
+    publics.push_back(k.public_key);
+  }
+  EXPECT_THAT(taken, ElementsAre(3u, 5u, 300u, 70000u));  // numeric order
+  EXPECT_THAT(publics, ElementsAre("pk-3", "new-5", "pk-300", "pk-70000"));
+  EXPECT_EQ(keys().TakeOneTimePreKey("a", 1).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 0u);
+  // The identity keys are not consumed.
+  EXPECT_TRUE(keys().GetDeviceKeys("a", 1).ok());
+}
+
+TEST_F(StorageTest, OneTimePreKeysAreCappedPerDevice) {
+  MakeAccount("a");
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1)));
+  for (uint32_t first = 1; first <= KeyStore::kMaxOneTimePreKeys;
+       first += 100) {
+    ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys(Range(first, 100))));
+  }
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)),
+            KeyStore::kMaxOneTimePreKeys);
+  // One more (in a batch that also replaces one): refused as a whole.
+  absl::Status s = keys().AddOneTimePreKeys("a", 1, PreKeys({1, 5000}, "x"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)),
+            KeyStore::kMaxOneTimePreKeys);
+  EXPECT_EQ(VALUE(keys().TakeOneTimePreKey("a", 1)).public_key, "pk-1");
+  // Replacing stored ids does not grow the set; after a take there is room.
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys({2, 3, 5000}, "x")));
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)),
+            KeyStore::kMaxOneTimePreKeys);
+  EXPECT_EQ(VALUE(keys().TakeOneTimePreKey("a", 1)).public_key, "x-2");
+}
+
+TEST_F(StorageTest, NewIdentityKeyClearsOneTimePreKeys) {
+  MakeAccount("a");
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1, "identity-1", 1)));
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys({1, 2, 3})));
+  // Same identity, new signed pre-key: the one-time pre-keys stay.
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1, "identity-1", 2)));
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 3u);
+  // A new identity (reinstall): they belonged to the old one.
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1, "identity-2", 1)));
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 0u);
+  EXPECT_EQ(keys().TakeOneTimePreKey("a", 1).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(keys().GetDeviceKeys("a", 1)).identity_key, "identity-2");
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys({2}, "b")));
+  EXPECT_EQ(VALUE(keys().TakeOneTimePreKey("a", 1)).public_key, "b-2");
+}
+
+TEST_F(StorageTest, RemoveDeviceDeletesKeys) {
+  MakeAccount("a");
+  MakeAccount("ab");  // shares a byte prefix with "a"
+  uint32_t d2 = AddDevice("a", "t2");
+  for (const auto& [account, device] :
+       std::vector<std::pair<std::string, uint32_t>>{
+           {"a", 1}, {"a", d2}, {"ab", 1}}) {
+    ASSERT_OK(keys().SetDeviceKeys(Keys(account, device)));
+    ASSERT_OK(keys().AddOneTimePreKeys(account, device, PreKeys({1, 2, 3})));
+  }
+  ASSERT_OK(accounts().RemoveDevice("a", d2));
+  EXPECT_EQ(keys().GetDeviceKeys("a", d2).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", d2)), 0u);
+  EXPECT_EQ(keys().TakeOneTimePreKey("a", d2).status().code(),
+            absl::StatusCode::kNotFound);
+  // Nothing can be written for the removed device afterwards.
+  EXPECT_EQ(keys().SetDeviceKeys(Keys("a", d2)).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(keys().AddOneTimePreKeys("a", d2, PreKeys({9})).code(),
+            absl::StatusCode::kNotFound);
+  // Other devices keep theirs.
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 3u);
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("ab", 1)), 3u);
+  Reopen();
+  EXPECT_EQ(keys().GetDeviceKeys("a", d2).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(keys().GetDeviceKeys("a", 1)).identity_key, "identity-1");
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 3u);
+}
+
+TEST_F(StorageTest, KeysSurviveReopen) {
+  MakeAccount("a");
+  ASSERT_OK(keys().SetDeviceKeys(Keys("a", 1, "identity-1", 7)));
+  ASSERT_OK(keys().AddOneTimePreKeys("a", 1, PreKeys({10, 11})));
+  EXPECT_EQ(VALUE(keys().TakeOneTimePreKey("a", 1)).key_id, 10u);
+  Reopen();
+  DeviceKeysRecord got = VALUE(keys().GetDeviceKeys("a", 1));
+  EXPECT_EQ(got.signed_pre_key.key_id, 7u);
+  EXPECT_EQ(got.signed_pre_key.signature, "sig-7");
+  EXPECT_EQ(VALUE(keys().TakeOneTimePreKey("a", 1)).key_id, 11u);
+  EXPECT_EQ(keys().TakeOneTimePreKey("a", 1).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(StorageTest, ReopenKeepsEverythingAndCountersContinue) {
   MakeAccount("a");
   MakeAccount("b");
@@ -1272,6 +1460,64 @@ TEST_F(StorageTest, ConcurrentAppendsToOneConversation) {
 // Appends to different conversations sharing one device: a reader that
 // follows the delivery cursor must never skip an entry (ids become visible
 // in increasing order) and each conversation's messages arrive in seq order.
+// N threads take one-time pre-keys of one device (and of a second device)
+// until none is left: every stored key is handed out exactly once.
+TEST_F(StorageTest, ConcurrentTakeOneTimePreKeyHandsOutEachKeyOnce) {
+  constexpr int kThreads = 8;
+  constexpr uint32_t kKeys = 1000;
+  MakeAccount("a");
+  uint32_t d2 = AddDevice("a", "t2");
+  for (uint32_t device : {1u, d2}) {
+    ASSERT_OK(keys().SetDeviceKeys(Keys("a", device)));
+    for (uint32_t first = 1; first <= kKeys; first += 100) {
+      ASSERT_OK(
+          keys().AddOneTimePreKeys("a", device, PreKeys(Range(first, 100))));
+    }
+  }
+  std::vector<std::vector<uint32_t>> taken(kThreads);
+  std::vector<std::vector<uint32_t>> taken2(kThreads);
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      bool more1 = true, more2 = true;
+      while (more1 || more2) {
+        for (uint32_t device : {1u, d2}) {
+          bool& more = device == 1 ? more1 : more2;
+          if (!more) continue;
+          absl::StatusOr<PreKeyRecord> k = keys().TakeOneTimePreKey("a", device);
+          if (absl::IsNotFound(k.status())) {
+            more = false;
+          } else if (!k.ok()) {
+            ++errors;
+            more = false;
+          } else {
+            if (k->public_key != absl::StrCat("pk-", k->key_id)) ++errors;
+            (device == 1 ? taken : taken2)[t].push_back(k->key_id);
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  for (const auto* per_thread : {&taken, &taken2}) {
+    std::vector<uint32_t> all;
+    for (const auto& v : *per_thread) all.insert(all.end(), v.begin(), v.end());
+    EXPECT_EQ(all.size(), kKeys);
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end())
+        << "a key was handed out twice";
+    EXPECT_EQ(all, Range(1, kKeys));
+    // Each thread saw its keys in increasing order (lowest id first).
+    for (const auto& v : *per_thread) {
+      EXPECT_TRUE(std::is_sorted(v.begin(), v.end()));
+    }
+  }
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", 1)), 0u);
+  EXPECT_EQ(VALUE(keys().CountOneTimePreKeys("a", d2)), 0u);
+}
+
 TEST_F(StorageTest, CrossConversationDeliveryOrder) {
   constexpr int kConvs = 6;
   constexpr int kPerConv = 150;

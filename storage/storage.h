@@ -127,7 +127,8 @@ class AccountStore {
   virtual absl::StatusOr<std::vector<DeviceRecord>> ListDevices(
       const std::string& account_id) = 0;
   virtual absl::Status UpdateDevice(const DeviceRecord& device) = 0;
-  // Removes the device, its token and its delivery queue atomically.
+  // Removes the device, its token, its delivery queue and its keys
+  // (KeyStore) atomically.
   virtual absl::Status RemoveDevice(const std::string& account_id,
                                     uint32_t device_id) = 0;
   // Looks a device up by the SHA-256 of its bearer token.
@@ -340,6 +341,74 @@ class MessageStore {
   virtual absl::StatusOr<size_t> PurgeHistoryBefore(int64_t cutoff_ms) = 0;
 };
 
+// --------------------------------------------------------------------- keys
+// The Signal-protocol key directory: per device, the public keys others need
+// to start an end-to-end encrypted session with it (X3DH). Keys are opaque
+// bytes to the store; validation (lengths, signatures) is the caller's job.
+
+struct SignedPreKeyRecord {
+  uint32_t key_id = 0;
+  std::string public_key;  // serialized Curve25519 public key (33 bytes)
+  std::string signature;   // by the identity key over public_key (64 bytes)
+};
+
+struct PreKeyRecord {
+  uint32_t key_id = 0;
+  std::string public_key;  // serialized Curve25519 public key (33 bytes)
+};
+
+// The long-lived keys of one device.
+struct DeviceKeysRecord {
+  std::string account_id;
+  uint32_t device_id = 0;
+  std::string identity_key;  // serialized Curve25519 public key (33 bytes)
+  uint32_t registration_id = 0;
+  SignedPreKeyRecord signed_pre_key;
+};
+
+// Keys exist only for existing devices: every mutating method returns
+// NotFound for a device that does not exist (or was removed), and
+// AccountStore::RemoveDevice deletes the device's keys in its own atomic
+// write. One-time pre-keys belong to the identity key they were uploaded
+// under (see SetDeviceKeys).
+class KeyStore {
+ public:
+  // Upper bound of the one-time pre-keys stored per device.
+  static constexpr size_t kMaxOneTimePreKeys = 1000;
+
+  virtual ~KeyStore() = default;
+
+  // Creates or replaces the device's identity key, registration id and signed
+  // pre-key. When the identity key differs from the stored one (a reinstall)
+  // the device's one-time pre-keys are deleted in the same atomic write, so a
+  // fetcher never gets a new identity key together with an old pre-key.
+  // NotFound if the device does not exist.
+  virtual absl::Status SetDeviceKeys(const DeviceKeysRecord& keys) = 0;
+
+  // Adds one-time pre-keys; a key with the id of a stored one replaces it.
+  // All or nothing: ResourceExhausted (nothing stored) when the device would
+  // then hold more than kMaxOneTimePreKeys; InvalidArgument on duplicate ids
+  // within `keys`; FailedPrecondition when the device has no keys yet
+  // (SetDeviceKeys first); NotFound if the device does not exist.
+  virtual absl::Status AddOneTimePreKeys(const std::string& account_id,
+                                         uint32_t device_id,
+                                         const std::vector<PreKeyRecord>& keys) = 0;
+
+  // Number of stored one-time pre-keys (0 for an unknown device).
+  virtual absl::StatusOr<size_t> CountOneTimePreKeys(
+      const std::string& account_id, uint32_t device_id) = 0;
+
+  // NotFound when the device has not set keys (or does not exist).
+  virtual absl::StatusOr<DeviceKeysRecord> GetDeviceKeys(
+      const std::string& account_id, uint32_t device_id) = 0;
+
+  // Atomically removes and returns the device's one-time pre-key with the
+  // lowest id. Concurrent callers never get the same key: every stored key is
+  // handed out at most once. NotFound when none is left.
+  virtual absl::StatusOr<PreKeyRecord> TakeOneTimePreKey(
+      const std::string& account_id, uint32_t device_id) = 0;
+};
+
 // All stores of one backend, opened together.
 class Storage {
  public:
@@ -350,6 +419,7 @@ class Storage {
   virtual PolicyStore& policies() = 0;
   virtual AuditStore& audit() = 0;
   virtual AdminTokenStore& admin_tokens() = 0;
+  virtual KeyStore& keys() = 0;
   // Flushes buffered writes to durable storage (used at shutdown).
   virtual absl::Status Flush() = 0;
 };

@@ -946,8 +946,9 @@ absl::StatusOr<SendResult> Client::Send(
     const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
     if (!engine) {
       return absl::UnimplementedError(
-          "end-to-end encrypted conversations need the E2EE client (not "
-          "built yet)");
+          "this conversation is end-to-end encrypted: plaintext is never "
+          "sent into it, and this client cannot encrypt yet (the E2EE client "
+          "is not built)");
     }
     // Extension point: the E2EE issue plugs the Signal layer in here.
     auto conv = GetConversation(conversation_id);

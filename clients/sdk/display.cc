@@ -138,10 +138,32 @@ std::string FormatSecurityChange(const v1::Message& m, NameFn names) {
       old_state.epoch() != 0 && old_state.epoch() != new_state.epoch()
           ? absl::StrCat(old_state.epoch(), " ", kArrow, " ", new_state.epoch())
           : absl::StrCat(new_state.epoch());
-  lines.push_back(absl::StrCat(
-      "*** SECURITY CHANGE in ", SanitizeForTerminal(m.conversation_id()),
-      " (epoch ", epoch, "): ", SecurityModeName(old_state.mode()), " ",
-      kArrow, " ", ModeHeadline(new_state.mode())));
+  const bool same_mode = old_state.mode() == new_state.mode() && old_state.mode() != 0;
+  if (same_mode) {
+    // The protection stays; what changed is said below (an announced or a
+    // cancelled change, the lock, the rule or its reason).
+    lines.push_back(absl::StrCat(
+        "*** SECURITY UPDATE in ", SanitizeForTerminal(m.conversation_id()),
+        " (epoch ", epoch, "): still ", ModeHeadline(new_state.mode())));
+  } else {
+    lines.push_back(absl::StrCat(
+        "*** SECURITY CHANGE in ", SanitizeForTerminal(m.conversation_id()),
+        " (epoch ", epoch, "): ", SecurityModeName(old_state.mode()), " ",
+        kArrow, " ", ModeHeadline(new_state.mode())));
+  }
+  if (HasPending(old_state) && !HasPending(new_state) && same_mode) {
+    lines.push_back(absl::StrCat(
+        kIndent, "cancelled: the scheduled change to ",
+        SecurityModeName(old_state.pending().new_mode()), " on ",
+        FormatTimeMs(old_state.pending().effective_at_ms()),
+        " will not happen"));
+  }
+  if (old_state.locked() != new_state.locked() && old_state.epoch() != 0) {
+    lines.push_back(absl::StrCat(
+        kIndent, new_state.locked()
+                     ? "locked: participants can no longer change the protection"
+                     : "unlocked: participants may change the protection as the policy allows"));
+  }
   if (IsSecurityDowngrade(sc)) {
     lines.push_back(absl::StrCat("!!! ", kDowngradeWarning));
   }

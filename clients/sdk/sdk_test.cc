@@ -33,6 +33,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string TempDir() {
   std::string tmpl = absl::StrCat(
@@ -302,6 +303,22 @@ v1::Message SecurityChangeMessage(v1::SecurityMode from, v1::SecurityMode to) {
   sc->mutable_new_state()->set_mode(to);
   sc->mutable_new_state()->set_epoch(4);
   return m;
+}
+
+TEST(DisplayTest, SameModeUpdateSaysWhatChangedNotAnUpgrade) {
+  v1::Message m = SecurityChangeMessage(v1::SECURITY_MODE_E2EE,
+                                        v1::SECURITY_MODE_E2EE);
+  auto* p = m.mutable_security_change()->mutable_old_state()->mutable_pending();
+  p->set_new_mode(v1::SECURITY_MODE_TRANSPORT);
+  p->set_effective_at_ms(1767225600000);  // 2026-01-01T00:00:00Z
+  m.mutable_security_change()->mutable_new_state()->set_locked(true);
+  std::string block = FormatSecurityChange(m, NameOf);
+  EXPECT_THAT(block, HasSubstr("*** SECURITY UPDATE in c_ab12"));
+  EXPECT_THAT(block, HasSubstr("still END-TO-END ENCRYPTED"));
+  EXPECT_THAT(block, Not(HasSubstr("SECURITY CHANGE")));
+  EXPECT_THAT(block, HasSubstr("cancelled: the scheduled change to transport on 2026-01-01"));
+  EXPECT_THAT(block, HasSubstr("locked: participants can no longer change"));
+  EXPECT_THAT(block, Not(HasSubstr("WARNING")));
 }
 
 TEST(DisplayTest, SecurityChangeIsProminent) {
@@ -893,8 +910,9 @@ TEST_F(FakeServerTest, NeverSendsPlaintextIntoE2ee) {
     auto sent = client->Send("c_e", "secret");
     EXPECT_TRUE(absl::IsUnimplemented(sent.status())) << sent.status();
     EXPECT_EQ(sent.status().message(),
-              "end-to-end encrypted conversations need the E2EE client (not "
-              "built yet)");
+              "this conversation is end-to-end encrypted: plaintext is never "
+              "sent into it, and this client cannot encrypt yet (the E2EE "
+              "client is not built)");
     EXPECT_TRUE(client->SeenAsE2ee("c_e"));
   }
   // The server now claims transport mode: this profile saw E2EE, so a new

@@ -142,7 +142,7 @@ constexpr char kBrokenPolicy[] =
     "name: broken\n"
     "rules:\n"
     "  - id: default\n"
-    "    description: bad\n"
+    "    reason: a test document\n"
     "    mode: sometimes\n";
 
 TEST_F(ParleyctlTest, InspectValidateAndConnectionErrors) {
@@ -419,7 +419,12 @@ TEST_F(ParleyctlTest, PlanApplyDiffRollback) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("rules added: direct-opt-in"));
 
-  // Refused applies leave no revision: no -m, a blank -m, a broken file.
+  // Refused applies leave no revision: the current document again, no -m,
+  // a blank -m, a broken file.
+  r = Ctl({"policy", "apply", Preset("signal"), "-m", "again"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[ALREADY_EXISTS]"));
+  EXPECT_THAT(r.err, HasSubstr(r2));
   const std::string broken = WriteFile("broken.yaml", kBrokenPolicy);
   r = Ctl({"policy", "apply", Preset("tiktok")});
   EXPECT_EQ(r.code, 2) << r.err;
@@ -465,6 +470,10 @@ TEST_F(ParleyctlTest, PlanApplyDiffRollback) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("back (rollback of r1)"));
   EXPECT_THAT(r.out, HasSubstr("go e2ee"));
+  r = Ctl({"policy", "rollback", "r3", "-m", "same again"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[ALREADY_EXISTS]"));
+  EXPECT_EQ(CtlJson({"policy", "history"})["revisions"].size(), 3u);
   // The once-E2EE chat stays E2EE (messenger-2016: never turned off).
   j = CtlJson({"policy", "explain", conv});
   EXPECT_EQ(j["current"]["mode"], "e2ee") << j.dump();
@@ -536,7 +545,7 @@ TEST_F(ParleyctlTest, PlanApplyDiffRollback) {
   EXPECT_EQ(policy_apply, 2) << j.dump();  // parleyd's first revision + r2
   EXPECT_EQ(rollbacks, 1);
   EXPECT_EQ(admin_apply_ok, 1);
-  EXPECT_EQ(admin_apply_refused, 0);  // the refused applies never reached the server
+  EXPECT_EQ(admin_apply_refused, 1);  // "again"; the invalid ones never reached the server
   r = Ctl({"audit", "tail", "-n", "3"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, StartsWith("SEQ"));
@@ -576,6 +585,13 @@ TEST_F(ParleyctlTest, TokensAndRoles) {
   r = Ctl({"tokens", "create", "--role", "auditor", "--name", "x", "--out", dir_ + "/no/such/dir/t"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("cannot create"));
+
+  // A live token with that name exists: the server refuses (exit 1) and the
+  // new secret file is not left behind.
+  r = Ctl({"tokens", "create", "--role", "auditor", "--name", "audit-bot", "--out", dir_ + "/dup.token"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[ALREADY_EXISTS]"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/dup.token"));
 
   // Without --out the secret is printed once, with a warning on stderr.
   r = Ctl({"tokens", "create", "--role", "moderator", "--name", "mod"});
@@ -643,7 +659,9 @@ TEST_F(ParleyctlTest, TokensAndRoles) {
   }
   EXPECT_TRUE(found) << j.dump();
   r = Ctl({"tokens", "revoke", "t_nosuchtoken"});
-  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("[NOT_FOUND]"));
+  EXPECT_EQ(Ctl({"tokens", "revoke", ""}).code, 2);
   // The operator still works.
   EXPECT_EQ(Ctl({"whoami"}).code, 0);
 }

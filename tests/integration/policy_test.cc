@@ -226,10 +226,20 @@ TEST_F(PolicyTest, ApplyWhileStreamsAreOpenDeliversEventsInOrderWithMessages) {
 
   // Back to transport (tiktok): a weakening rule with existing_e2ee: keep
   // (the default) keeps the conversation E2EE.
+  // Its members are told why it stays E2EE (same mode, new reason: an event).
   ASSERT_TRUE(Apply(Preset("tiktok"), &applied).ok());
-  EXPECT_EQ(applied.conversations_changed(), 0u);
+  EXPECT_EQ(applied.conversations_changed(), 1u);
   EXPECT_EQ(applied.result().e2ee_kept(), 1u);
-  EXPECT_EQ(Get(a, dm.conversation_id()).security().mode(), v1::SECURITY_MODE_E2EE);
+  EXPECT_EQ(applied.result().transitions_size(), 0);
+  EXPECT_EQ(applied.result().other_changes(), 1u);
+  v1::SecurityState kept = Get(a, dm.conversation_id()).security();
+  EXPECT_EQ(kept.mode(), v1::SECURITY_MODE_E2EE);
+  EXPECT_THAT(kept.reason(), HasSubstr("existing E2EE is kept"));
+  EXPECT_EQ(kept.policy_revision(), RevisionFor(3));
+  // The same decision again (a new revision deciding the same): no change.
+  ASSERT_TRUE(Apply(Preset("tiktok") + "# comment only\n", &applied).ok());
+  EXPECT_EQ(applied.conversations_changed(), 0u);
+  EXPECT_EQ(applied.result().unchanged(), 1u);
 
   v1::Message m1 = NextEvent(sb);
   EXPECT_EQ(m1.plain().content(), "before");
@@ -251,9 +261,10 @@ TEST_F(PolicyTest, ApplyWhileStreamsAreOpenDeliversEventsInOrderWithMessages) {
   v1::GetHistoryResponse hist;
   auto ctx = client_->Ctx(a);
   ASSERT_TRUE(client_->messaging->GetHistory(ctx.get(), hr, &hist).ok());
-  ASSERT_EQ(hist.messages_size(), 2);
+  ASSERT_EQ(hist.messages_size(), 3);  // newest first: kept (tiktok), E2EE on (signal), message
   EXPECT_TRUE(hist.messages(0).has_security_change());
-  EXPECT_EQ(hist.messages(1).plain().content(), "before");
+  EXPECT_TRUE(hist.messages(1).has_security_change());
+  EXPECT_EQ(hist.messages(2).plain().content(), "before");
 }
 
 TEST_F(PolicyTest, DowngradeIsAnnouncedAndWaitsForItsNoticePeriod) {

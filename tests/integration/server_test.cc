@@ -663,15 +663,6 @@ TEST_F(ServerTest, GroupFanOutAndMembershipEvents) {
 TEST_F(ServerTest, ReservedRpcsAreUnimplemented) {
   Device a = Reg("alice"), b = Reg("bob");
   std::string dm = DirectId(a, b);
-  v1::UploadKeysResponse ur;
-  auto c1 = client_->Ctx(a);
-  EXPECT_EQ(client_->keys->UploadKeys(c1.get(), {}, &ur).error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  v1::GetPreKeyCountResponse pr;
-  auto c2 = client_->Ctx(a);
-  EXPECT_EQ(client_->keys->GetPreKeyCount(c2.get(), {}, &pr).error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  v1::FetchBundlesResponse fr;
-  auto c3 = client_->Ctx(a);
-  EXPECT_EQ(client_->keys->FetchBundles(c3.get(), {}, &fr).error_code(), grpc::StatusCode::UNIMPLEMENTED);
   v1::ReportMessageRequest rq;
   rq.set_conversation_id(dm);
   v1::ReportMessageResponse rr;

@@ -118,10 +118,16 @@ int RequireComment(const Env& env, const std::string& comment) {
 // Human output of ApplyPolicy / RollbackPolicy.
 std::string ApplyText(const std::string& headline,
                       const v1::ApplyPolicyResponse& r) {
-  return headline + "\n" + std::to_string(r.conversations_changed()) +
-         " conversations changed (each got epoch + 1 and a security-change "
-         "event)\n\n" +
-         FormatPlan(r.result());
+  const uint64_t n = r.conversations_changed();
+  std::string out = headline + "\n";
+  if (n == 0) {
+    out += "no conversation changed\n\n";
+  } else {
+    out += std::to_string(n) + (n == 1 ? " conversation" : " conversations") +
+           " changed (epoch + 1 and a security event to every member "
+           "device)\n\n";
+  }
+  return out + FormatPlan(r.result());
 }
 
 nlohmann::json ApplyJson(const v1::ApplyPolicyResponse& r) {

@@ -306,6 +306,11 @@ std::string FormatPlan(const v1::PolicyPlan& plan) {
   std::string out = std::to_string(plan.conversations()) +
                     " conversations evaluated\n\n" + FormatTransitions(plan);
   out += "\nunchanged: " + std::to_string(plan.unchanged()) + "\n";
+  if (plan.other_changes() > 0) {
+    out += "same mode, updated (lock, reason or notice changed, or an "
+           "announced change cancelled): " +
+           std::to_string(plan.other_changes()) + "\n";
+  }
 
   struct Day {
     uint64_t count = 0;
@@ -442,6 +447,7 @@ nlohmann::json PlanJson(const v1::PolicyPlan& plan) {
           {"downgrades", downgrades},
           {"e2ee_kept", plan.e2ee_kept()},
           {"e2ee_kept_by_participants", plan.e2ee_kept_by_participants()},
+          {"other_changes", plan.other_changes()},
           {"kept_sample_ids", Samples(plan.kept_sample_conversation_ids())},
           {"rules", rules},
           {"evaluated_at_ms", plan.evaluated_at_ms()},
