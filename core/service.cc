@@ -2,6 +2,7 @@
 #include "core/service.h"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/string_view.h"
@@ -21,6 +22,8 @@ constexpr size_t kMaxTitle = 100;
 constexpr size_t kMaxContentType = 100;
 constexpr int kDirect = v1::CONVERSATION_KIND_DIRECT;
 constexpr int kGroup = v1::CONVERSATION_KIND_GROUP;
+// Signal framing around a message body (version byte, MAC, pre-key header).
+constexpr size_t kCiphertextOverhead = 4096;
 
 bool IsMember(const storage::ConversationRecord& c, const std::string& account_id) {
   for (const auto& m : c.members) {
@@ -635,9 +638,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
         conv.security.rule_id, ", policy revision ", conv.security.policy_revision,
         "): bodies must be server-readable"));
   }
-  if (e2ee) {
-    return absl::UnimplementedError("end-to-end encrypted sends are not built yet");
-  }
+  if (e2ee) return SendEncrypted(c, req, conv);
 
   PARLEY_ASSIGN_OR_RETURN(auto targets, Targets(conv, &c));
   storage::AppendRequest a;
@@ -674,6 +675,121 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   resp.set_seq(r.seq);
   resp.set_server_time_ms(r.server_time_ms);
   resp.set_duplicate(r.duplicate);
+  return resp;
+}
+
+absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, const v1::SendRequest& req,
+                                                               const storage::ConversationRecord& conv) {
+  const v1::EncryptedBody& body = req.body().encrypted();
+  // The devices that must get a ciphertext: every device of every member
+  // that has published keys (a device without keys cannot decrypt), except
+  // the sending device. Registration ids come from the key directory.
+  struct Expected {
+    uint32_t registration_id;
+    int index;  // into body.ciphertexts, -1 until matched
+  };
+  std::map<std::pair<std::string, uint32_t>, Expected> expected;
+  for (const auto& m : conv.members) {
+    PARLEY_ASSIGN_OR_RETURN(std::vector<uint32_t> ids, DeviceIds(m.account_id));
+    for (uint32_t id : ids) {
+      if (m.account_id == c.account_id && id == c.device_id) continue;
+      auto keys = d_.storage->keys().GetDeviceKeys(m.account_id, id);
+      if (absl::IsNotFound(keys.status())) continue;
+      if (!keys.ok()) return keys.status();
+      expected[{m.account_id, id}] = {keys->registration_id, -1};
+    }
+  }
+  v1::DeviceMismatch mismatch;
+  for (int i = 0; i < body.ciphertexts_size(); ++i) {
+    const v1::DeviceCiphertext& ct = body.ciphertexts(i);
+    const std::string field = absl::StrCat("body.encrypted.ciphertexts[", i, "]");
+    PARLEY_RETURN_IF_ERROR(ValidateAccountId(ct.account_id(), absl::StrCat(field, ".account_id")));
+    if (ct.device_id() == 0) return absl::InvalidArgumentError(absl::StrCat(field, ".device_id: is required"));
+    if (ct.type() < 2 || ct.type() > 5) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".type: ", ct.type(), " is not a Signal message type (2 whisper, 3 pre-key, 4/5 sender key)"));
+    }
+    if (ct.ciphertext().empty()) return absl::InvalidArgumentError(absl::StrCat(field, ".ciphertext: is empty"));
+    if (ct.ciphertext().size() > d_.limits.max_body_bytes + kCiphertextOverhead) {
+      return absl::ResourceExhaustedError(absl::StrCat(field, ".ciphertext: ", ct.ciphertext().size(),
+                                                       " bytes exceeds the limit of ",
+                                                       d_.limits.max_body_bytes + kCiphertextOverhead));
+    }
+    auto it = expected.find({ct.account_id(), ct.device_id()});
+    if (it == expected.end()) {
+      auto* x = mismatch.add_extra();
+      x->set_account_id(ct.account_id());
+      x->set_device_id(ct.device_id());
+      continue;
+    }
+    if (it->second.index != -1) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": a second ciphertext for device ", ct.account_id(),
+                                                     "/", ct.device_id()));
+    }
+    it->second.index = i;
+    if (ct.registration_id() != it->second.registration_id) {
+      auto* x = mismatch.add_stale();
+      x->set_account_id(ct.account_id());
+      x->set_device_id(ct.device_id());
+    }
+  }
+  for (const auto& [dev, e] : expected) {
+    if (e.index != -1) continue;
+    auto* x = mismatch.add_missing();
+    x->set_account_id(dev.first);
+    x->set_device_id(dev.second);
+  }
+  if (mismatch.missing_size() + mismatch.extra_size() + mismatch.stale_size() > 0) {
+    absl::Status st = absl::FailedPreconditionError(absl::StrCat(
+        "body.encrypted.ciphertexts do not match the devices of conversation ", conv.conversation_id, ": ",
+        mismatch.missing_size(), " missing, ", mismatch.extra_size(), " extra, ", mismatch.stale_size(),
+        " stale (the status details carry a parley.v1.DeviceMismatch); update sessions and retry"));
+    st.SetPayload(kDeviceMismatchTypeUrl, absl::Cord(mismatch.SerializeAsString()));
+    return st;
+  }
+  if (expected.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no other device in conversation ", conv.conversation_id,
+        " has published end-to-end encryption keys; nothing can be delivered"));
+  }
+
+  std::vector<storage::QueueTarget> targets;
+  targets.reserve(expected.size());
+  for (const auto& [dev, e] : expected) targets.push_back({dev.first, dev.second});
+  storage::AppendRequest a;
+  a.conversation_id = conv.conversation_id;
+  a.sender_account_id = c.account_id;
+  a.sender_device_id = c.device_id;
+  a.client_message_id = req.client_message_id();
+  a.server_time_ms = Now();
+  a.targets = targets;
+  a.keep_history = false;  // the server keeps no readable content of E2EE conversations
+  a.expect_epoch = conv.security.epoch;
+  const uint64_t epoch = conv.security.epoch;
+  a.make_target_payload = [&](uint64_t seq, const storage::QueueTarget& t) {
+    v1::Message m;
+    m.set_conversation_id(conv.conversation_id);
+    m.set_seq(seq);
+    m.set_sender_account_id(c.account_id);
+    m.set_sender_device_id(c.device_id);
+    m.set_client_message_id(req.client_message_id());
+    m.set_server_time_ms(a.server_time_ms);
+    m.set_security_epoch(epoch);
+    *m.mutable_ciphertext() = body.ciphertexts(expected.at({t.account_id, t.device_id}).index);
+    if (!body.franking_commitment().empty()) m.set_franking_commitment(body.franking_commitment());
+    return m.SerializeAsString();
+  };
+  auto appended = d_.storage->messages().Append(a);
+  if (absl::IsFailedPrecondition(appended.status())) {
+    return absl::AbortedError(absl::StrCat("conversation ", conv.conversation_id,
+                                           ": security state changed during the send; retry"));
+  }
+  if (!appended.ok()) return appended.status();
+  if (!appended->duplicate) d_.hub->Notify(targets);
+  v1::SendResponse resp;
+  resp.set_seq(appended->seq);
+  resp.set_server_time_ms(appended->server_time_ms);
+  resp.set_duplicate(appended->duplicate);
   return resp;
 }
 

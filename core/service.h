@@ -29,6 +29,9 @@
 
 namespace parley::core {
 
+// Type URL of the DeviceMismatch payload on a refused E2EE Send's status.
+inline constexpr char kDeviceMismatchTypeUrl[] = "type.googleapis.com/parley.v1.DeviceMismatch";
+
 // The authenticated device making a call.
 struct Caller {
   std::string account_id;
@@ -104,6 +107,8 @@ class ParleyService {
  private:
   int64_t Now() const { return d_.now_ms(); }
   absl::StatusOr<v1::SendResponse> SendOnce(const Caller& c, const v1::SendRequest& req);
+  absl::StatusOr<v1::SendResponse> SendEncrypted(const Caller& c, const v1::SendRequest& req,
+                                                 const storage::ConversationRecord& conv);
   absl::StatusOr<v1::Conversation> ConversationToProto(const storage::ConversationRecord& r);
   absl::StatusOr<storage::ConversationRecord> LoadMemberConversation(const Caller& c,
                                                                      const std::string& id,
