@@ -23,6 +23,7 @@
 #include "core/policy_engine.h"
 #include "core/presets.h"
 #include "core/service.h"
+#include "core/statement.h"
 #include "core/status_macros.h"
 #include "core/tls.h"
 #include "spdlog/spdlog.h"
@@ -173,6 +174,10 @@ class ServerImpl final : public Server {
               .status());
     }
     deps.policy = policy_.get();
+    PARLEY_ASSIGN_OR_RETURN(signer_,
+                            StatementSigner::LoadOrCreate(o.data_dir + "/" + kDefaultStatementKeyFile));
+    spdlog::info("event=statement_key key_id={} file={}", signer_->key_id(), signer_->path());
+    deps.signer = signer_.get();
     service_ = std::make_unique<ParleyService>(deps);
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
@@ -314,6 +319,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<AdminTokens> tokens_;
   std::unique_ptr<PolicyEngine> policy_;
+  std::unique_ptr<StatementSigner> signer_;
   std::unique_ptr<ParleyService> service_;
   std::unique_ptr<Admin> admin_;
   std::unique_ptr<AdminGrpc> admin_grpc_;

@@ -105,7 +105,8 @@ void ToProto(const storage::SecurityStateRecord& r, v1::SecurityState* out) {
 }
 
 ParleyService::ParleyService(Deps deps) : d_(std::move(deps)) {
-  if (d_.storage == nullptr || d_.hub == nullptr || !d_.now_ms || d_.policy == nullptr) {
+  if (d_.storage == nullptr || d_.hub == nullptr || !d_.now_ms || d_.policy == nullptr ||
+      d_.signer == nullptr) {
     std::abort();  // wiring bug: fail loudly
   }
 }
@@ -176,6 +177,8 @@ absl::StatusOr<v1::CreateAccountResponse> ParleyService::CreateAccount(
   ToProto(acct, resp.mutable_account());
   ToProto(*created, resp.mutable_device());
   resp.set_device_token(token);
+  resp.set_server_signing_key(d_.signer->public_key());
+  resp.set_server_key_id(d_.signer->key_id());
   return resp;
 }
 
@@ -251,6 +254,8 @@ absl::StatusOr<v1::LinkDeviceResponse> ParleyService::LinkDevice(const v1::LinkD
   ToProto(acct, resp.mutable_account());
   ToProto(added, resp.mutable_device());
   resp.set_device_token(token);
+  resp.set_server_signing_key(d_.signer->public_key());
+  resp.set_server_key_id(d_.signer->key_id());
   return resp;
 }
 
@@ -319,7 +324,7 @@ absl::StatusOr<v1::Conversation> ParleyService::ConversationToProto(
     pm->set_admin(m.admin);
     pm->set_joined_at_ms(m.joined_at_ms);
   }
-  ToProto(r.security, out.mutable_security());
+  PARLEY_RETURN_IF_ERROR(SignedState(r.conversation_id, r.security, out.mutable_security()));
   out.set_created_at_ms(r.created_at_ms);
   out.set_last_message_seq(r.last_seq);
   return out;
@@ -851,6 +856,13 @@ absl::StatusOr<uint64_t> ParleyService::LastDeliveryId(const Caller& c) {
 
 // ----------------------------------------------------------- security
 
+absl::Status ParleyService::SignedState(const std::string& conversation_id,
+                                        const storage::SecurityStateRecord& r,
+                                        v1::SecurityState* out) const {
+  ToProto(r, out);
+  return d_.signer->Sign(conversation_id, out);
+}
+
 absl::StatusOr<storage::SecurityStateRecord> ParleyService::InitialSecurity(
     const storage::ConversationRecord& conv, const std::vector<storage::AccountRecord>& members) {
   auto v = d_.policy->current();
@@ -865,13 +877,15 @@ absl::StatusOr<storage::SecurityStateRecord> ParleyService::InitialSecurity(
 absl::Status ParleyService::ApplySecurity(const storage::ConversationRecord& conv,
                                           const storage::SecurityStateRecord& next,
                                           const Caller* by) {
-  const storage::SecurityStateRecord old = conv.security;
+  v1::SecurityState old_state, new_state;
+  PARLEY_RETURN_IF_ERROR(SignedState(conv.conversation_id, conv.security, &old_state));
+  PARLEY_RETURN_IF_ERROR(SignedState(conv.conversation_id, next, &new_state));
   PARLEY_RETURN_IF_ERROR(AppendEvent(
       conv, by,
       [&](v1::Message* m) {
         auto* sc = m->mutable_security_change();
-        ToProto(old, sc->mutable_old_state());
-        ToProto(next, sc->mutable_new_state());
+        *sc->mutable_old_state() = old_state;
+        *sc->mutable_new_state() = new_state;
         sc->set_reason(next.reason);
         sc->set_effective_at_ms(next.effective_at_ms);
       },
@@ -998,11 +1012,11 @@ absl::StatusOr<v1::RequestSecurityChangeResponse> ParleyService::RequestSecurity
   resp.set_consents(static_cast<uint32_t>(mine.size()));
   if (e.changed) {
     PARLEY_RETURN_IF_ERROR(ApplySecurity(conv, e.state, &c));
-    ToProto(e.state, resp.mutable_state());
+    PARLEY_RETURN_IF_ERROR(SignedState(conv.conversation_id, e.state, resp.mutable_state()));
     resp.set_pending_consent(e.state.mode != v1::SECURITY_MODE_E2EE ? enable : !enable);
   } else {
     PARLEY_RETURN_IF_ERROR(d_.storage->conversations().UpdateConversation(conv));
-    ToProto(conv.security, resp.mutable_state());
+    PARLEY_RETURN_IF_ERROR(SignedState(conv.conversation_id, conv.security, resp.mutable_state()));
     resp.set_pending_consent(true);
   }
   return resp;

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/delivery.h"
 #include "core/policy_engine.h"
+#include "core/statement.h"
 #include "core/server.h"
 #include "parley/v1/parley.pb.h"
 #include "storage/storage.h"
@@ -48,6 +49,8 @@ class ParleyService {
     std::function<int64_t()> now_ms;  // Unix epoch milliseconds
     // Decides every conversation's security state (required).
     PolicyEngine* policy = nullptr;
+    // Signs every security state handed to clients (required).
+    const StatementSigner* signer = nullptr;
     Limits limits;
     int64_t history_retention_days = 90;
   };
@@ -106,6 +109,9 @@ class ParleyService {
 
  private:
   int64_t Now() const { return d_.now_ms(); }
+  // ToProto of a conversation's security state, signed.
+  absl::Status SignedState(const std::string& conversation_id, const storage::SecurityStateRecord& r,
+                           v1::SecurityState* out) const;
   absl::StatusOr<v1::SendResponse> SendOnce(const Caller& c, const v1::SendRequest& req);
   absl::StatusOr<v1::SendResponse> SendEncrypted(const Caller& c, const v1::SendRequest& req,
                                                  const storage::ConversationRecord& conv);
