@@ -140,6 +140,46 @@ std::string PendingLine(const SecurityChangeResult& r, absl::string_view what) {
                       " asked", what, "; waiting for the others");
 }
 
+// Warns (stderr, also in JSON mode) when the E2EE keys of a new device could
+// not be published.
+void KeysNote(const Registration& r) {
+  if (r.keys_status.ok()) return;
+  std::cerr << "parley: warning: the end-to-end encryption keys of this "
+               "device could not be published ("
+            << r.keys_status.message()
+            << "); they are published on the next send or listen"
+            << std::endl;
+}
+
+// "WARNING: the safety number with bob changed ..." (stderr, every mode).
+void WarnIdentityChange(Context& ctx, const IdentityChangeNotice& n,
+                        absl::string_view when) {
+  const std::string name = SanitizeForTerminal(ctx.Name(n.account_id));
+  std::cerr << "parley: WARNING: " << when << "the safety number with "
+            << name << " changed: device " << n.device_id
+            << " has a new identity key (a reinstall, or someone else). ";
+  if (n.blocked) {
+    std::cerr << "You had verified " << name
+              << ", so its messages are refused until you compare the new "
+                 "number (`parley verify "
+              << name << "`) and accept it (`parley verify " << name
+              << " --unmark`, then `--mark` once it matches).";
+  } else {
+    std::cerr << "Compare the new number with them: `parley verify " << name
+              << "`.";
+  }
+  std::cerr << std::endl;
+}
+
+// Splits a 60-digit safety number into 12 groups of 5.
+std::string GroupDigits(absl::string_view digits) {
+  std::vector<std::string> groups;
+  for (size_t i = 0; i < digits.size(); i += 5) {
+    groups.emplace_back(digits.substr(i, 5));
+  }
+  return absl::StrJoin(groups, " ");
+}
+
 }  // namespace
 
 int CmdRegister(Context& ctx, const RegisterArgs& a) {
@@ -170,6 +210,7 @@ int CmdRegister(Context& ctx, const RegisterArgs& a) {
   auto reg = client->Register(a.username, a.display_name, attributes,
                               a.device_name);
   if (!reg.ok()) return ctx.Fail("register", reg.status());
+  KeysNote(*reg);
   const Profile p = client->profile();
   ctx.Emit(absl::StrCat("registered ", reg->account.username(), " (account ",
                         reg->account.account_id(), ", device ",
@@ -192,6 +233,7 @@ int CmdLink(Context& ctx, const std::string& code,
   if (client == nullptr) return rc;
   auto reg = client->LinkDevice(code, device_name);
   if (!reg.ok()) return ctx.Fail("link", reg.status());
+  KeysNote(*reg);
   const Profile p = client->profile();
   nlohmann::json j = RegistrationJson(ctx, *reg, p);
   j["type"] = "linked";
@@ -514,8 +556,8 @@ int CmdSecure(Context& ctx, const std::string& conversation_arg) {
   if (result->in_effect) {
     ctx.Note(absl::StrCat(
         "(every later message in ", label,
-        " must be end-to-end encrypted; this client cannot send those yet: "
-        "the E2EE client is not built)"));
+        " must be end-to-end encrypted: this client encrypts them for every "
+        "member device)"));
   }
   return kExitOk;
 }
@@ -612,9 +654,39 @@ int CmdSend(Context& ctx, const std::string& conversation_arg,
   }
   std::optional<std::string> cmid;
   if (!client_message_id.empty()) cmid = client_message_id;
+  // Safety numbers that changed since the user last heard of it (seen by
+  // `listen` or an earlier send): warn before sending, as Signal does.
+  SignalEngine* engine = ctx.engine();
+  std::vector<IdentityChangeNotice> pending;
+  if (engine != nullptr) pending = engine->PendingIdentityChanges();
+  if (!pending.empty()) {
+    auto conv = client->GetConversation(*id);
+    if (conv.ok()) {
+      ctx.LearnConversation(*conv);
+      for (const v1::Member& m : conv->members()) {
+        bool warned = false;
+        for (const IdentityChangeNotice& n : pending) {
+          if (n.account_id != m.account_id()) continue;
+          WarnIdentityChange(ctx, n, "");
+          warned = true;
+        }
+        if (warned) engine->AcknowledgeIdentityChanges(m.account_id());
+      }
+    }
+  }
   auto sent = client->Send(*id, text, cmid);
   if (!sent.ok()) {
+    // A refused identity change (verified contact) is why, most likely.
+    if (engine != nullptr) {
+      for (const IdentityChangeNotice& n : engine->PendingIdentityChanges()) {
+        if (n.blocked) WarnIdentityChange(ctx, n, "");
+      }
+    }
     return ctx.Fail(absl::StrCat("sending to ", *id), sent.status());
+  }
+  for (const IdentityChangeNotice& n : sent->identity_changes) {
+    WarnIdentityChange(ctx, n, "while sending: ");
+    if (engine != nullptr) engine->AcknowledgeIdentityChanges(n.account_id);
   }
   ctx.Emit(
       absl::StrCat("sent [", *id, " #", sent->seq, "]",
@@ -627,6 +699,7 @@ int CmdSend(Context& ctx, const std::string& conversation_arg,
        {"client_message_id", sent->client_message_id},
        {"duplicate", sent->duplicate},
        {"attempts", sent->attempts},
+       {"session_repairs", sent->session_repairs},
        {"e2ee", sent->protection == Protection::kEndToEnd},
        {"protection", ProtectionJsonName(sent->protection)}});
   return kExitOk;
@@ -680,6 +753,31 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
     const Event& ev = **next;
     if (ev.kind == Event::Kind::kBacklogDrained) continue;
     last_activity = absl::Now();
+    if (ev.kind == Event::Kind::kIdentityChange && ev.identity_change) {
+      const IdentityChangeNotice& n = *ev.identity_change;
+      const std::string name = ctx.Name(n.account_id);
+      std::string human = absl::StrCat(
+          "*** SAFETY NUMBER CHANGED: ", SanitizeForTerminal(name),
+          " (device ", n.device_id, ") has a new identity key");
+      absl::StrAppend(
+          &human, n.blocked
+                      ? absl::StrCat(" \xe2\x80\x94 REFUSED: you had verified ",
+                                     SanitizeForTerminal(name),
+                                     "; compare `parley verify ",
+                                     SanitizeForTerminal(name), "`")
+                      : absl::StrCat(" \xe2\x80\x94 compare it: `parley verify ",
+                                     SanitizeForTerminal(name), "`"));
+      ctx.Emit(human, {{"type", "identity_change"},
+                       {"conversation_id", ev.message.conversation_id()},
+                       {"account_id", n.account_id},
+                       {"username", name},
+                       {"device_id", n.device_id},
+                       {"was_verified", n.was_verified},
+                       {"blocked", n.blocked}});
+      ++handled;
+      if (args.count > 0 && handled >= args.count) break;
+      continue;
+    }
     ctx.EnsureConversationNames(ev.message.conversation_id());
     if (ev.kind == Event::Kind::kMembershipChange) {
       // Membership changed: refresh names (new members).
@@ -691,7 +789,15 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
     if (ev.message.has_ciphertext()) decrypted = ev.text;
     nlohmann::json j = MessageJson(ev.message, names, decrypted);
     j["delivery_id"] = ev.delivery_id;
-    ctx.Emit(FormatMessageLine(ev.message, names, decrypted), j);
+    std::string line = FormatMessageLine(ev.message, names, decrypted);
+    if (ev.message.has_ciphertext() && !decrypted) {
+      j["decrypt_error"] = ev.decrypt_error;
+      if (!ev.decrypt_error.empty()) {
+        absl::StrAppend(&line, " [", SanitizeForTerminal(ev.decrypt_error),
+                        "]");
+      }
+    }
+    ctx.Emit(line, j);
     ++handled;
     if (args.count > 0 && handled >= args.count) break;
   }
@@ -727,12 +833,93 @@ int CmdHistory(Context& ctx, const std::string& conversation_arg,
     ctx.Emit(FormatMessageLine(*it, names), MessageJson(*it, names));
   }
   if (page->messages.empty()) ctx.EmitHuman("(no messages)");
+  if (client->SeenAsE2ee(*id)) {
+    ctx.Note(
+        "(end-to-end encrypted messages are not kept by the server, so they "
+        "are not in this history: `parley listen` shows them as they arrive)");
+  }
   if (page->more && !page->messages.empty()) {
     const uint64_t oldest = page->messages.back().seq();
     ctx.Emit(absl::StrCat("(older messages: --before ", oldest, ")"),
              {{"type", "history_more"},
               {"conversation_id", *id},
               {"next_before", oldest}});
+  }
+  return kExitOk;
+}
+
+int CmdVerify(Context& ctx, const std::string& user_arg, bool mark,
+              bool unmark) {
+  if (mark && unmark) return ctx.Usage("--mark and --unmark exclude each other");
+  const std::string username =
+      !user_arg.empty() && user_arg[0] == '@' ? user_arg.substr(1) : user_arg;
+  if (absl::Status s = ValidateUsername(username); !s.ok()) {
+    return ctx.Usage(s.message());
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  SignalEngine* engine = ctx.engine();
+  auto account = client->GetAccountByUsername(username);
+  if (!account.ok()) {
+    return ctx.Fail(absl::StrCat("looking up ", username), account.status());
+  }
+  const std::string& account_id = account->account_id();
+  const std::string shown = SanitizeForTerminal(username);
+  if (unmark) {
+    // Also accepts a changed identity key of a verified contact.
+    if (absl::Status s = engine->MarkUnverified(account_id); !s.ok()) {
+      return ctx.Fail(absl::StrCat("unmarking ", username), s);
+    }
+  }
+  auto numbers = engine->SafetyNumbers(client->e2ee_host(), account_id);
+  if (!numbers.ok()) {
+    return ctx.Fail(absl::StrCat("computing the safety number with ", username),
+                    numbers.status());
+  }
+  if (numbers->empty()) {
+    std::cerr << "parley: no identity key of " << shown << " is known yet"
+              << std::endl;
+    return kExitFailed;
+  }
+  if (mark) {
+    if (absl::Status s = engine->MarkVerified(account_id); !s.ok()) {
+      return ctx.Fail(absl::StrCat("marking ", username, " verified"), s);
+    }
+  }
+  // The user is looking at the current numbers now.
+  engine->AcknowledgeIdentityChanges(account_id);
+  auto verified = engine->IsVerified(account_id);
+  const bool is_verified = verified.ok() && *verified;
+  for (const SafetyNumberInfo& n : *numbers) {
+    ctx.Emit(absl::StrCat("safety number with ", shown, " (their device ",
+                          n.device_id, ", this device ",
+                          ctx.profile().device_id, "): ",
+                          GroupDigits(n.digits),
+                          n.refused ? "   [NEW KEY, REFUSED: you had "
+                                      "verified them; --unmark accepts it]"
+                                    : ""),
+             {{"type", "safety_number"},
+              {"username", username},
+              {"account_id", account_id},
+              {"device_id", n.device_id},
+              {"this_device_id", ctx.profile().device_id},
+              {"safety_number", n.digits},
+              {"refused", n.refused},
+              {"verified", is_verified}});
+  }
+  ctx.Emit(absl::StrCat(shown, " is ", is_verified ? "VERIFIED" : "not verified",
+                        mark ? " (marked now)" : "",
+                        unmark ? " (unmarked now)" : ""),
+           {{"type", "verification"},
+            {"username", username},
+            {"account_id", account_id},
+            {"verified", is_verified}});
+  if (!is_verified) {
+    ctx.Note(absl::StrCat(
+        "(compare these digits with ", shown,
+        " in person or over another trusted channel; if they match, run "
+        "`parley verify ", shown, " --mark`)"));
   }
   return kExitOk;
 }

@@ -57,6 +57,11 @@ int CmdListen(Context& ctx, const ListenArgs& args);
 int CmdHistory(Context& ctx, const std::string& conversation, uint32_t limit,
                uint64_t before);
 
+// Shows the safety numbers with USER's devices; `mark`: marks USER verified
+// (after comparing), `unmark`: clears it (also accepts a changed identity
+// key of a verified contact).
+int CmdVerify(Context& ctx, const std::string& user, bool mark, bool unmark);
+
 }  // namespace parley::cli
 
 #endif  // PARLEY_CLIENTS_CLI_COMMANDS_H_

@@ -90,6 +90,19 @@ Client* Context::Connect(bool need_registered, int* exit_code) {
     *exit_code = Usage(msg);
     return nullptr;
   }
+  // End-to-end encryption: the keys live in <profile>/e2ee. The key store
+  // is opened per operation so that several parley processes can use the
+  // profile at once (e.g. `listen` in one terminal, `send` in another).
+  SignalEngineOptions engine_options;
+  engine_options.keep_open = false;
+  auto engine = SignalEngine::Create(absl::StrCat(profile_dir_, "/e2ee"),
+                                     engine_options);
+  if (!engine.ok()) {
+    *exit_code = Fail("setting up end-to-end encryption", engine.status());
+    return nullptr;
+  }
+  engine_ = *std::move(engine);
+  options.e2ee = engine_;
   auto client = Client::Create(profile_, std::move(options));
   if (!client.ok()) {
     *exit_code = Fail("connecting", client.status());

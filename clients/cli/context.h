@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "clients/sdk/client.h"
+#include "clients/sdk/signal_engine.h"
 #include "nlohmann/json.hpp"
 
 namespace parley::cli {
@@ -47,6 +48,9 @@ class Context {
   // credentials. On failure prints and returns nullptr with *exit_code set.
   Client* Connect(bool need_registered, int* exit_code);
   Client* client() { return client_.get(); }
+  // The profile's end-to-end encryption engine (<profile>/e2ee); null
+  // before Connect.
+  SignalEngine* engine() { return engine_.get(); }
 
   // Output: one line to stdout (flushed), human text or a JSON object.
   void Emit(absl::string_view human, const nlohmann::json& json) const;
@@ -71,6 +75,7 @@ class Context {
   GlobalFlags flags_;
   std::string profile_dir_;
   Profile profile_;
+  std::shared_ptr<SignalEngine> engine_;
   std::unique_ptr<Client> client_;
   std::map<std::string, std::string, std::less<>> names_;
   std::map<std::string, bool, std::less<>> fetched_conversations_;

@@ -182,6 +182,19 @@ int Run(int argc, char** argv) {
   history->add_option("--before", history_before,
                       "only messages with seq < SEQ");
 
+  // verify USER [--mark | --unmark]
+  std::string verify_user;
+  bool verify_mark = false;
+  bool verify_unmark = false;
+  CLI::App* verify = app.add_subcommand(
+      "verify",
+      "show the safety number with USER (compare it with them); --mark once "
+      "it matches");
+  verify->add_option("user", verify_user, "username")->required();
+  verify->add_flag("--mark", verify_mark, "mark USER as verified");
+  verify->add_flag("--unmark", verify_unmark,
+                   "clear the verified mark (also accepts a changed key)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -214,6 +227,7 @@ int Run(int argc, char** argv) {
   if (*history) {
     return CmdHistory(ctx, history_conv, history_limit, history_before);
   }
+  if (*verify) return CmdVerify(ctx, verify_user, verify_mark, verify_unmark);
   std::cerr << "parley: no command given (see --help)" << std::endl;
   return kExitUsage;
 }

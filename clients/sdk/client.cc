@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <fstream>
@@ -16,8 +17,10 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "clients/sdk/e2ee_format.h"
 #include "clients/sdk/parse.h"
 #include "grpcpp/grpcpp.h"
 #include "parley/v1/parley.grpc.pb.h"
@@ -66,8 +69,9 @@ absl::Status ValidateClientMessageId(absl::string_view id) {
 
 }  // namespace
 
-// Connection state shared by a Client and its ReceiveStreams.
-class Core {
+// Connection state shared by a Client and its ReceiveStreams. It is also
+// the E2eeHost of the Client's E2eeEngine.
+class Core final : public E2eeHost {
  public:
   Core(Profile profile, ConnectOptions options,
        std::shared_ptr<grpc::Channel> channel)
@@ -76,7 +80,62 @@ class Core {
         accounts_(v1::AccountService::NewStub(channel_)),
         conversations_(v1::ConversationService::NewStub(channel_)),
         messaging_(v1::MessagingService::NewStub(channel_)),
+        keys_(v1::KeyService::NewStub(channel_)),
         profile_(std::move(profile)) {}
+
+  // ------------------------------------------------------------ E2eeHost
+  std::string account_id() const override {
+    absl::MutexLock l(&mu_);
+    return profile_.account_id;
+  }
+  uint32_t device_id() const override {
+    absl::MutexLock l(&mu_);
+    return profile_.device_id;
+  }
+  absl::Status UploadKeys(const v1::UploadKeysRequest& req) override {
+    return Unary<v1::UploadKeysResponse>(
+               "UploadKeys", true,
+               [&](grpc::ClientContext* c, v1::UploadKeysResponse* r) {
+                 return keys_->UploadKeys(c, req, r);
+               })
+        .status();
+  }
+  absl::StatusOr<uint32_t> PreKeyCount() override {
+    auto resp = Unary<v1::GetPreKeyCountResponse>(
+        "GetPreKeyCount", true,
+        [&](grpc::ClientContext* c, v1::GetPreKeyCountResponse* r) {
+          return keys_->GetPreKeyCount(c, v1::GetPreKeyCountRequest(), r);
+        });
+    if (!resp.ok()) return resp.status();
+    return resp->count();
+  }
+  absl::StatusOr<std::vector<v1::PreKeyBundle>> FetchBundles(
+      const std::string& account_id) override {
+    v1::FetchBundlesRequest req;
+    req.set_account_id(account_id);
+    auto resp = Unary<v1::FetchBundlesResponse>(
+        "FetchBundles", true,
+        [&](grpc::ClientContext* c, v1::FetchBundlesResponse* r) {
+          return keys_->FetchBundles(c, req, r);
+        });
+    // FAILED_PRECONDITION: no (other) device of the account has keys.
+    if (absl::IsFailedPrecondition(resp.status())) {
+      return std::vector<v1::PreKeyBundle>();
+    }
+    if (!resp.ok()) return resp.status();
+    return std::vector<v1::PreKeyBundle>(resp->bundles().begin(),
+                                         resp->bundles().end());
+  }
+
+  // MaintainKeys once per Client before the first E2EE send (best effort:
+  // a failure is retried next time).
+  void MaintainKeysOnce() {
+    const std::shared_ptr<E2eeEngine>& engine = options_.e2ee;
+    if (!engine || keys_maintained_.load()) return;
+    if (engine->MaintainKeys(*this, /*force=*/false).ok()) {
+      keys_maintained_ = true;
+    }
+  }
 
   const ConnectOptions& options() const { return options_; }
   v1::AccountService::Stub* accounts() { return accounts_.get(); }
@@ -246,6 +305,8 @@ class Core {
   const std::unique_ptr<v1::AccountService::Stub> accounts_;
   const std::unique_ptr<v1::ConversationService::Stub> conversations_;
   const std::unique_ptr<v1::MessagingService::Stub> messaging_;
+  const std::unique_ptr<v1::KeyService::Stub> keys_;
+  std::atomic<bool> keys_maintained_{false};
 
   mutable absl::Mutex mu_;
   Profile profile_;
@@ -367,13 +428,45 @@ class StreamState {
         ev.kind = Event::Kind::kMessage;
         ev.text = PlainText(ev.message);
         break;
-      case v1::Message::kCiphertext:
+      case v1::Message::kCiphertext: {
         ev.kind = Event::Kind::kMessage;
-        if (core_->options().e2ee) {
-          auto text = core_->options().e2ee->Decrypt(ev.message);
-          if (text.ok()) ev.text = *std::move(text);
+        const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
+        if (!engine) {
+          ev.decrypt_error =
+              "this client has no end-to-end encryption engine";
+          break;
+        }
+        absl::StatusOr<E2eeContent> content =
+            engine->Decrypt(*core_, ev.message);
+        // Identity changes come before the message that revealed them.
+        for (IdentityChangeNotice& n : engine->TakeIdentityChanges()) {
+          Event notice;
+          notice.kind = Event::Kind::kIdentityChange;
+          notice.message.set_conversation_id(ev.message.conversation_id());
+          notice.identity_change = std::move(n);
+          if (!Enqueue(std::move(notice))) return false;
+        }
+        if (absl::IsAlreadyExists(content.status())) {
+          // A replay the ratchet already consumed: nothing to show. Acked
+          // here (whatever auto_ack says) so it is not delivered again.
+          if (id != 0) {
+            absl::MutexLock l(&mu_);
+            pending_acks_.push_back(id);
+            last_enqueued_ = id;
+          }
+          return true;
+        }
+        if (!content.ok()) {
+          ev.decrypt_error = std::string(content.status().message());
+        } else if (content->content_type.empty() ||
+                   absl::StartsWith(content->content_type, "text/plain")) {
+          ev.text = std::move(content->content);
+        } else {
+          ev.decrypt_error = absl::StrCat("unsupported content type ",
+                                          content->content_type);
         }
         break;
+      }
       case v1::Message::kSecurityChange:
         ev.kind = Event::Kind::kSecurityChange;
         break;
@@ -391,6 +484,11 @@ class StreamState {
   }
 
   void ReaderLoop() {
+    // Publish / replenish this device's keys (best effort) so that others
+    // can start sessions with it.
+    if (const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee) {
+      (void)engine->MaintainKeys(*core_, /*force=*/false);
+    }
     int failures = 0;
     absl::Duration backoff = options_.initial_backoff;
     for (;;) {
@@ -691,7 +789,9 @@ absl::StatusOr<Registration> Client::Register(
       !s.ok()) {
     return s;
   }
-  return Registration{resp->account(), resp->device()};
+  Registration reg{resp->account(), resp->device(), absl::OkStatus()};
+  if (core_->options().e2ee) reg.keys_status = MaintainE2eeKeys(true);
+  return reg;
 }
 
 absl::StatusOr<Registration> Client::LinkDevice(const std::string& link_code,
@@ -722,7 +822,9 @@ absl::StatusOr<Registration> Client::LinkDevice(const std::string& link_code,
       !s.ok()) {
     return s;
   }
-  return Registration{resp->account(), resp->device()};
+  Registration reg{resp->account(), resp->device(), absl::OkStatus()};
+  if (core_->options().e2ee) reg.keys_status = MaintainE2eeKeys(true);
+  return reg;
 }
 
 absl::StatusOr<DeviceLink> Client::CreateDeviceLink() {
@@ -919,6 +1021,21 @@ bool Client::SeenAsE2ee(const std::string& conversation_id) const {
   return core_->SeenE2ee(conversation_id);
 }
 
+absl::Status Client::MaintainE2eeKeys(bool force) {
+  const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
+  if (!engine) {
+    return absl::FailedPreconditionError(
+        "this client has no end-to-end encryption engine");
+  }
+  if (!core_->profile().registered()) {
+    grpc::ClientContext probe;
+    if (absl::Status s = core_->Authorize(&probe); !s.ok()) return s;
+  }
+  return engine->MaintainKeys(*core_, force);
+}
+
+E2eeHost& Client::e2ee_host() { return *core_; }
+
 absl::StatusOr<SendResult> Client::Send(
     const std::string& conversation_id, const std::string& text,
     std::optional<std::string> client_message_id) {
@@ -942,15 +1059,13 @@ absl::StatusOr<SendResult> Client::Send(
   req.set_conversation_id(conversation_id);
   req.set_client_message_id(id);
   Protection protection = Protection::kTransport;
-  if (state->mode() == v1::SECURITY_MODE_E2EE) {
-    const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
-    if (!engine) {
-      return absl::UnimplementedError(
-          "this conversation is end-to-end encrypted: plaintext is never "
-          "sent into it, and this client cannot encrypt yet (the E2EE client "
-          "is not built)");
-    }
-    // Extension point: the E2EE issue plugs the Signal layer in here.
+  const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
+  const bool e2ee = state->mode() == v1::SECURITY_MODE_E2EE;
+  E2eeContent content;
+  content.content_type = "text/plain";
+  v1::Conversation conversation;
+  // (Re)reads the conversation (members, mode) and encrypts for it.
+  auto encrypt = [&]() -> absl::Status {
     auto conv = GetConversation(conversation_id);
     if (!conv.ok()) return conv.status();
     if (conv->security().mode() != v1::SECURITY_MODE_E2EE) {
@@ -958,9 +1073,26 @@ absl::StatusOr<SendResult> Client::Send(
           "Send: security state of ", conversation_id,
           " changed while sending; refusing to send"));
     }
-    auto body = engine->Encrypt(*conv, text);
-    if (!body.ok()) return body.status();
+    conversation = *std::move(conv);
+    auto body = engine->Encrypt(*core_, conversation, content);
+    if (!body.ok()) {
+      return absl::Status(body.status().code(),
+                          absl::StrCat("Send: encrypting for ", conversation_id,
+                                       ": ", body.status().message()));
+    }
     *req.mutable_body()->mutable_encrypted() = *std::move(body);
+    return absl::OkStatus();
+  };
+  if (e2ee) {
+    if (!engine) {
+      return absl::UnimplementedError(
+          "this conversation is end-to-end encrypted: plaintext is never "
+          "sent into it, and this client cannot encrypt (it has no end-to-end "
+          "encryption engine)");
+    }
+    core_->MaintainKeysOnce();
+    content.content = text;
+    if (absl::Status s = encrypt(); !s.ok()) return s;
     protection = Protection::kEndToEnd;
   } else {
     if (core_->SeenE2ee(conversation_id)) {
@@ -983,13 +1115,45 @@ absl::StatusOr<SendResult> Client::Send(
   }
 
   const ConnectOptions& o = core_->options();
-  absl::Duration backoff = o.send_initial_backoff;
-  absl::Status last;
-  for (int attempt = 1; attempt <= o.send_max_attempts; ++attempt) {
-    auto resp = core_->Unary<v1::SendResponse>(
-        "Send", true, [&](grpc::ClientContext* c, v1::SendResponse* r) {
-          return core_->messaging()->Send(c, req, r);
-        });
+  // One Send with the bounded retries of transient failures. `details`
+  // receives the error's structured details (grpc-status-details-bin).
+  auto send_with_retries = [&](int* attempts, std::string* details)
+      -> absl::StatusOr<v1::SendResponse> {
+    absl::Duration backoff = o.send_initial_backoff;
+    absl::Status last;
+    for (int attempt = 1; attempt <= o.send_max_attempts; ++attempt) {
+      *attempts = attempt;
+      details->clear();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoNanoseconds(o.deadline));
+      if (absl::Status s = core_->Authorize(&ctx); !s.ok()) return s;
+      v1::SendResponse resp;
+      const grpc::Status st = core_->messaging()->Send(&ctx, req, &resp);
+      if (st.ok()) return resp;
+      last = core_->GrpcError("Send", st);
+      *details = st.error_details();
+      if (!internal::IsTransient(last) || attempt == o.send_max_attempts) {
+        break;
+      }
+      absl::SleepFor(internal::Jitter(backoff));
+      backoff = std::min(backoff * 2, o.send_max_backoff);
+    }
+    if (internal::IsTransient(last) && o.send_max_attempts > 1) {
+      return absl::Status(
+          last.code(),
+          absl::StrCat(last.message(), " (after ", o.send_max_attempts,
+                       " attempts; client_message_id ", id, ")"));
+    }
+    return last;
+  };
+
+  int repairs = 0;
+  for (;;) {
+    int attempts = 1;
+    std::string details;
+    absl::StatusOr<v1::SendResponse> resp =
+        send_with_retries(&attempts, &details);
     if (resp.ok()) {
       SendResult result;
       result.conversation_id = conversation_id;
@@ -997,22 +1161,34 @@ absl::StatusOr<SendResult> Client::Send(
       result.seq = resp->seq();
       result.server_time_ms = resp->server_time_ms();
       result.duplicate = resp->duplicate();
-      result.attempts = attempt;
+      result.attempts = attempts;
       result.protection = protection;
+      result.session_repairs = repairs;
+      if (e2ee) {
+        engine->Sent(conversation, req.body().encrypted());
+        result.identity_changes = engine->TakeIdentityChanges();
+      }
       return result;
     }
-    last = resp.status();
-    if (!internal::IsTransient(last) || attempt == o.send_max_attempts) break;
-    absl::SleepFor(internal::Jitter(backoff));
-    backoff = std::min(backoff * 2, o.send_max_backoff);
+    if (!e2ee || !absl::IsFailedPrecondition(resp.status())) {
+      return resp.status();
+    }
+    std::optional<v1::DeviceMismatch> mismatch = ParseDeviceMismatch(details);
+    if (!mismatch) return resp.status();
+    if (repairs >= o.max_session_repairs) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          resp.status().message(), " (still mismatched after ", repairs,
+          " session repairs; client_message_id ", id, ")"));
+    }
+    ++repairs;
+    if (absl::Status s = engine->RepairSessions(*core_, *mismatch); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("Send: repairing sessions for ",
+                                       conversation_id, ": ", s.message()));
+    }
+    // Same client_message_id, fresh ciphertexts for the current members.
+    if (absl::Status s = encrypt(); !s.ok()) return s;
   }
-  if (internal::IsTransient(last) && o.send_max_attempts > 1) {
-    return absl::Status(
-        last.code(), absl::StrCat(last.message(), " (after ",
-                                  o.send_max_attempts,
-                                  " attempts; client_message_id ", id, ")"));
-  }
-  return last;
 }
 
 absl::StatusOr<uint32_t> Client::Ack(const std::vector<uint64_t>& ids) {

@@ -26,7 +26,9 @@
 // -> end-to-end encrypted. Send never sends plaintext into a conversation
 // whose mode is E2EE, nor into one this profile has ever seen as E2EE
 // (sticky, persisted in the profile directory) unless a SecurityVerifier
-// accepts the downgrade. Without an E2eeEngine, sending to an E2EE
+// accepts the downgrade. With an E2eeEngine (ConnectOptions::e2ee; the CLI
+// uses SignalEngine) sends into E2EE conversations are encrypted per device
+// and received ciphertexts are decrypted; without one, sending to an E2EE
 // conversation returns UNIMPLEMENTED.
 #ifndef PARLEY_CLIENTS_SDK_CLIENT_H_
 #define PARLEY_CLIENTS_SDK_CLIENT_H_
@@ -46,25 +48,85 @@
 #include "clients/sdk/display.h"
 #include "clients/sdk/profile.h"
 #include "parley/v1/common.pb.h"
+#include "parley/v1/parley.pb.h"
 
 namespace parley {
 
 // ------------------------------------------------------ extension points
-// Interfaces for work that comes later (E2EE issue). Nothing implements them
-// yet; a Client without them refuses E2EE sends and shows ciphertexts as
-// undecryptable.
+// E2eeEngine: the end-to-end encryption layer (SignalEngine in
+// clients/sdk/signal_engine.h implements it over clients/crypto). A Client
+// without one refuses E2EE sends and shows ciphertexts as undecryptable.
+// SecurityVerifier: verifies signed security statements (downgrades).
 
-// Encrypts/decrypts message bodies with the Signal protocol (clients/crypto).
-// Called from the thread that calls Send / the stream's reader thread; an
-// implementation must be thread-safe.
+// What an E2eeEngine may ask of the Client it works for: who this device is
+// and the KeyService RPCs, authorized as this device. Each call is a
+// blocking RPC bounded by ConnectOptions::deadline. Thread-safe.
+class E2eeHost {
+ public:
+  virtual ~E2eeHost() = default;
+  virtual std::string account_id() const = 0;
+  virtual uint32_t device_id() const = 0;
+  // KeyService.UploadKeys (at most 100 one-time pre-keys per call).
+  virtual absl::Status UploadKeys(const v1::UploadKeysRequest& request) = 0;
+  // KeyService.GetPreKeyCount: one-time pre-keys left on the server.
+  virtual absl::StatusOr<uint32_t> PreKeyCount() = 0;
+  // KeyService.FetchBundles: one bundle per device of `account_id` with
+  // published keys (this device excluded), each consuming one one-time
+  // pre-key. Empty (not an error) when the account has no such device.
+  virtual absl::StatusOr<std::vector<v1::PreKeyBundle>> FetchBundles(
+      const std::string& account_id) = 0;
+};
+
+// A contact device presented a different identity key than the one stored
+// ("safety number changed"). See clients/crypto/crypto.h, Identity policy.
+struct IdentityChangeNotice {
+  std::string account_id;
+  uint32_t device_id = 0;
+  bool was_verified = false;  // the contact had been marked verified
+  // The new key was refused (verified contact): its messages cannot be
+  // exchanged until the user accepted the new safety number.
+  bool blocked = false;
+};
+
+// The content of an end-to-end encrypted message (what is inside the
+// ciphertext; wire format: InnerEnvelope in clients/sdk/e2ee_format.h).
+struct E2eeContent {
+  std::string content_type = "text/plain";
+  std::string content;
+};
+
+// Encrypts/decrypts message bodies with the Signal protocol. Called from
+// the threads that call Send / the streams' reader threads; an
+// implementation must be thread-safe. Never logs content or keys.
 class E2eeEngine {
  public:
   virtual ~E2eeEngine() = default;
-  // One ciphertext per member device of `conversation` (E2EE mode).
+  // Publishes this device's keys when needed: everything on first use (or
+  // with `force`, after Register / LinkDevice), a new signed pre-key when
+  // the current one is due for rotation, and new one-time pre-keys when the
+  // server holds few. Cheap when nothing is due.
+  virtual absl::Status MaintainKeys(E2eeHost& host, bool force) = 0;
+  // One ciphertext for every device of every member of `conversation` this
+  // engine knows (this device excluded), creating sessions as needed.
   virtual absl::StatusOr<v1::EncryptedBody> Encrypt(
-      const v1::Conversation& conversation, absl::string_view plaintext) = 0;
+      E2eeHost& host, const v1::Conversation& conversation,
+      const E2eeContent& content) = 0;
+  // The server refused a body with `mismatch`: drop sessions of extra and
+  // stale devices, build sessions with missing and stale ones. Encrypt is
+  // called again afterwards.
+  virtual absl::Status RepairSessions(E2eeHost& host,
+                                      const v1::DeviceMismatch& mismatch) = 0;
+  // The server accepted `body` (from Encrypt) for `conversation`.
+  virtual void Sent(const v1::Conversation& /*conversation*/,
+                    const v1::EncryptedBody& /*body*/) {}
   // Decrypts a received ciphertext payload addressed to this device.
-  virtual absl::StatusOr<std::string> Decrypt(const v1::Message& message) = 0;
+  // AlreadyExists: a replay of a message already decrypted (drop it).
+  virtual absl::StatusOr<E2eeContent> Decrypt(E2eeHost& host,
+                                              const v1::Message& message) = 0;
+  // Identity changes observed since the last call, oldest first.
+  virtual std::vector<IdentityChangeNotice> TakeIdentityChanges() {
+    return {};
+  }
 };
 
 // Verifies server-signed security statements (SecurityState.signed_statement)
@@ -96,8 +158,12 @@ struct ConnectOptions {
   int send_max_attempts = 5;
   absl::Duration send_initial_backoff = absl::Milliseconds(200);
   absl::Duration send_max_backoff = absl::Seconds(3);
-  // Extension points; null until the E2EE client exists.
+  // End-to-end encryption (e.g. SignalEngine::Create(<profile>/e2ee)).
+  // Null: E2EE sends are refused, ciphertexts are shown undecryptable.
   std::shared_ptr<E2eeEngine> e2ee;
+  // Session repairs (DeviceMismatch: re-encrypt and retry with the same
+  // client_message_id) allowed per E2EE Send.
+  int max_session_repairs = 3;
   std::shared_ptr<SecurityVerifier> verifier;
 };
 
@@ -113,6 +179,9 @@ std::string NewClientMessageId();
 struct Registration {
   v1::Account account;
   v1::Device device;
+  // With an E2eeEngine: whether this device's E2EE keys were published. The
+  // registration stands either way; keys are published again on first use.
+  absl::Status keys_status;
 };
 
 struct DeviceLink {
@@ -133,6 +202,10 @@ struct SendResult {
   bool duplicate = false;  // the server had already accepted this id
   int attempts = 1;
   Protection protection = Protection::kTransport;
+  // E2EE: DeviceMismatch repairs needed before the server accepted it.
+  int session_repairs = 0;
+  // E2EE: identity changes of recipients noticed while sending.
+  std::vector<IdentityChangeNotice> identity_changes;
 };
 
 // Outcome of Client::RequestSecurityChange / EnableE2ee.
@@ -166,6 +239,9 @@ struct Event {
     kMembershipChange,  // message.membership_change()
     kBacklogDrained,    // the backlog present at (re)connect was delivered
     kUnknown,           // payload type this SDK does not know
+    // A contact device's identity key changed (identity_change); comes
+    // before the message that revealed it. delivery_id 0, not acked.
+    kIdentityChange,
   };
   Kind kind = Kind::kUnknown;
   uint64_t delivery_id = 0;  // 0 for kBacklogDrained
@@ -176,6 +252,11 @@ struct Event {
   // Readable text: a plain text body, or a ciphertext the E2eeEngine
   // decrypted. nullopt otherwise.
   std::optional<std::string> text;
+  // A ciphertext that could not be decrypted: why (never contains content
+  // or keys). Empty otherwise.
+  std::string decrypt_error;
+  // kIdentityChange only.
+  std::optional<IdentityChangeNotice> identity_change;
   // kBacklogDrained: last delivery id of the backlog.
   uint64_t last_delivery_id = 0;
 
@@ -310,9 +391,9 @@ class Client {
   // RequestSecurityChange(conversation_id, SECURITY_MODE_E2EE): asks to turn
   // end-to-end encryption on. Once the conversation has switched
   // (result.in_effect), every later message in it must be end-to-end
-  // encrypted: this Client then never sends plaintext there. Sending still
-  // needs the E2eeEngine (ConnectOptions::e2ee, which comes with the E2EE
-  // client); without it Send returns UNIMPLEMENTED for the conversation.
+  // encrypted: this Client then never sends plaintext there. Sending needs
+  // an E2eeEngine (ConnectOptions::e2ee); without it Send returns
+  // UNIMPLEMENTED for the conversation.
   absl::StatusOr<SecurityChangeResult> EnableE2ee(
       const std::string& conversation_id);
 
@@ -321,9 +402,15 @@ class Client {
   // same id is retried on UNAVAILABLE / DEADLINE_EXCEEDED (bounded, with
   // backoff). Checks the conversation's security state first (fetched once
   // per Client, then kept current from the responses and events this Client
-  // sees): E2EE -> UNIMPLEMENTED (no E2eeEngine yet); seen as E2EE before but
-  // now server-readable -> FAILED_PRECONDITION unless the SecurityVerifier
+  // sees): E2EE -> encrypted by the E2eeEngine for every member device
+  // (UNIMPLEMENTED without one); seen as E2EE before but now
+  // server-readable -> FAILED_PRECONDITION unless the SecurityVerifier
   // accepts the downgrade. Never sends plaintext into E2EE.
+  // E2EE sends: when the server refuses the ciphertexts with a
+  // DeviceMismatch (a member linked, removed or reinstalled a device), the
+  // sessions are repaired and the message re-encrypted and sent again with
+  // the same client_message_id, at most ConnectOptions::max_session_repairs
+  // times, invisibly to the app (SendResult::session_repairs).
   absl::StatusOr<SendResult> Send(
       const std::string& conversation_id, const std::string& text,
       std::optional<std::string> client_message_id = std::nullopt);
@@ -336,10 +423,23 @@ class Client {
   // Whether this profile has ever seen the conversation as E2EE.
   bool SeenAsE2ee(const std::string& conversation_id) const;
 
+  // ------------------------------------------------------------------ e2ee
+  // E2eeEngine::MaintainKeys: publishes / replenishes this device's keys.
+  // FailedPrecondition without an engine.
+  absl::Status MaintainE2eeKeys(bool force = false);
+  // The KeyService access the engine uses (for engine-specific calls such
+  // as SignalEngine::SafetyNumbers). Valid while the Client lives.
+  E2eeHost& e2ee_host();
+
   // --------------------------------------------------------------- receive
   // Opens the device's stream (backlog first, then live). The stream's
   // network thread starts at once; a single Receive per device is expected
   // (a second one ends the first with ABORTED).
+  // With an E2eeEngine, ciphertexts are decrypted on the stream's thread
+  // (Event::text, or Event::decrypt_error: the stream goes on); replays the
+  // ratchet already consumed are acked and dropped; this device's keys are
+  // maintained (MaintainKeys) when the stream starts and after pre-key
+  // messages.
   absl::StatusOr<std::unique_ptr<ReceiveStream>> Receive(
       ReceiveOptions options = {});
 

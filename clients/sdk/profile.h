@@ -6,6 +6,8 @@
 //       "account_id", "username", "device_id", "device_token"}
 //   e2ee-seen/<hex(conversation id)>: conversations this profile has seen as
 //       end-to-end encrypted (sticky E2EE, see client.h).
+//   e2ee/: the end-to-end encryption keys and state of SignalEngine (see
+//       signal_engine.h), when the app uses it there (the CLI does).
 //
 // The device token is a secret: it is never logged, never part of a Status
 // message and redacted by DebugString().

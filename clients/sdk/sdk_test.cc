@@ -911,8 +911,8 @@ TEST_F(FakeServerTest, NeverSendsPlaintextIntoE2ee) {
     EXPECT_TRUE(absl::IsUnimplemented(sent.status())) << sent.status();
     EXPECT_EQ(sent.status().message(),
               "this conversation is end-to-end encrypted: plaintext is never "
-              "sent into it, and this client cannot encrypt yet (the E2EE "
-              "client is not built)");
+              "sent into it, and this client cannot encrypt (it has no "
+              "end-to-end encryption engine)");
     EXPECT_TRUE(client->SeenAsE2ee("c_e"));
   }
   // The server now claims transport mode: this profile saw E2EE, so a new

@@ -210,14 +210,15 @@ TEST_F(CliChatTest, SecureTurnsOnE2eeOnlyWhereThePolicyAllows) {
   EXPECT_THAT(r.out, HasSubstr("decided by: rule direct-opt-in"));
   EXPECT_LT(r.out.find("before the switch"), r.out.find("*** SECURITY CHANGE"));
 
-  // Plaintext is refused now, for both of them; nothing reaches bob.
+  // Plaintext is never sent now: both of them send end-to-end encrypted
+  // (tests/e2e/e2ee_test.cc covers the encryption itself).
   r = Parley("alice", {"send", conv, "after the switch"});
-  EXPECT_NE(r.code, 0) << r.out;
-  EXPECT_THAT(r.err, HasSubstr("end-to-end"));
-  EXPECT_THAT(r.out, Not(HasSubstr("sent [")));
-  r = Parley("bob", {"send", "@alice", "reply in plaintext"});
-  EXPECT_NE(r.code, 0) << r.out;
-  EXPECT_THAT(r.err, HasSubstr("end-to-end"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("(end-to-end encrypted)"));
+  EXPECT_THAT(r.out, Not(HasSubstr("server can read")));
+  r = Parley("bob", {"--json", "send", "@alice", "encrypted reply"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(JsonLines(r.out).at(0)["e2ee"], true) << r.out;
 
   // Turning it off is refused by the policy (disable: never).
   r = Parley("alice", {"insecure", "--yes", "@bob"});
@@ -233,9 +234,15 @@ TEST_F(CliChatTest, SecureTurnsOnE2eeOnlyWhereThePolicyAllows) {
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("aborted; nothing was changed"));
 
+  // bob gets alice's message decrypted, marked end-to-end encrypted.
   r = Parley("bob", {"--json", "listen", "--count", "3", "--timeout", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_TRUE(Texts(JsonLines(r.out)).empty()) << r.out;
+  EXPECT_THAT(Texts(JsonLines(r.out)), ::testing::ElementsAre("after the switch")) << r.out;
+  for (const auto& j : JsonLines(r.out)) {
+    if (j.value("type", "") == "message") {
+      EXPECT_EQ(j["e2ee"], true) << j.dump();
+    }
+  }
 
   // A group is transport-only under this policy: secure is refused.
   r = Parley("alice", {"--json", "group", "create", "friends", "--members", "bob,carol"});
