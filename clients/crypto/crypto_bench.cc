@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "clients/crypto/crypto.h"
+#include "parley/v1/parley.pb.h"
 
 namespace parley::crypto {
 namespace {
@@ -161,6 +162,100 @@ void BM_GroupDecrypt100B(benchmark::State& state) {
   Drop(bob);
 }
 BENCHMARK(BM_GroupDecrypt100B)->Unit(benchmark::kMicrosecond);
+
+// One 100 B message to a group of N member devices as the SDK sends it
+// (clients/sdk/signal_engine.cc): sender keys — one GroupEncrypt, the same
+// type-4 ciphertext in every device's DeviceCiphertext — or pairwise — one
+// Double Ratchet encryption per device (direct chats, and devices that do
+// not hold the sender key yet). Counter: bytes of the SendRequest on the wire.
+v1::SendRequest FanOutRequest(const std::string& ct, int devices, int type) {
+  v1::SendRequest req;
+  req.set_conversation_id("c_0123456789abcdef01234567");
+  req.set_client_message_id("0123456789abcdef0123456789abcdef");
+  for (int i = 0; i < devices; ++i) {
+    auto* d = req.mutable_body()->mutable_encrypted()->add_ciphertexts();
+    d->set_account_id("a_0123456789abcdef01234567");
+    d->set_device_id(static_cast<uint32_t>(i + 1));
+    d->set_registration_id(12345);
+    d->set_type(static_cast<uint32_t>(type));
+    d->set_ciphertext(ct);
+  }
+  return req;
+}
+
+void BM_GroupFanOutSenderKey100B(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  Peer alice = MakePeer("alice");
+  if (!alice.crypto->CreateSenderKeyDistribution("g").ok()) std::abort();
+  size_t bytes = 0;
+  for (auto _ : state) {
+    auto ct = alice.crypto->GroupEncrypt("g", kMessage);
+    if (!ct.ok()) std::abort();
+    v1::SendRequest req = FanOutRequest(*ct, n, 4);
+    bytes = req.ByteSizeLong();
+    benchmark::DoNotOptimize(req);
+  }
+  state.counters["wire_bytes"] = static_cast<double>(bytes);
+  state.counters["bytes_per_device"] = static_cast<double>(bytes) / n;
+  Drop(alice);
+}
+BENCHMARK(BM_GroupFanOutSenderKey100B)->Arg(10)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+void BM_GroupFanOutPairwise100B(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  Peer alice = MakePeer("alice");
+  std::vector<Peer> peers;
+  for (int i = 0; i < n; ++i) {
+    peers.push_back(MakePeer("p" + std::to_string(i)));
+    Establish(alice, peers.back());
+  }
+  size_t bytes = 0;
+  for (auto _ : state) {
+    v1::SendRequest req;
+    for (auto& p : peers) {
+      auto ct = alice.crypto->Encrypt(p.address, kMessage);
+      if (!ct.ok()) std::abort();
+      auto* d = req.mutable_body()->mutable_encrypted()->add_ciphertexts();
+      d->set_account_id("a_0123456789abcdef01234567");
+      d->set_device_id(1);
+      d->set_registration_id(ct->remote_registration_id);
+      d->set_type(static_cast<uint32_t>(ct->type));
+      d->set_ciphertext(ct->bytes);
+    }
+    bytes = req.ByteSizeLong();
+    benchmark::DoNotOptimize(req);
+  }
+  state.counters["wire_bytes"] = static_cast<double>(bytes);
+  state.counters["bytes_per_device"] = static_cast<double>(bytes) / n;
+  for (auto& p : peers) Drop(p);
+  Drop(alice);
+}
+BENCHMARK(BM_GroupFanOutPairwise100B)->Arg(10)->Arg(100)->Unit(benchmark::kMicrosecond);
+
+// Bytes on the wire of one 100 B message to one device, per mode.
+void BM_WireBytes100B(benchmark::State& state) {
+  Peer alice = MakePeer("alice");
+  Peer bob = MakePeer("bob");
+  if (!alice.crypto->ProcessBundle(bob.address, BundleOf(bob)).ok()) std::abort();
+  auto prekey = alice.crypto->Encrypt(bob.address, kMessage);  // type 3
+  if (!prekey.ok() || !bob.crypto->Decrypt(alice.address, *prekey).ok()) std::abort();
+  auto reply = bob.crypto->Encrypt(alice.address, "ok");
+  if (!reply.ok() || !alice.crypto->Decrypt(bob.address, *reply).ok()) std::abort();
+  auto whisper = alice.crypto->Encrypt(bob.address, kMessage);  // type 2
+  if (!whisper.ok()) std::abort();
+  v1::SendRequest plain;
+  plain.set_conversation_id("c_0123456789abcdef01234567");
+  plain.set_client_message_id("0123456789abcdef0123456789abcdef");
+  plain.mutable_body()->mutable_plain()->set_content(kMessage);
+  for (auto _ : state) benchmark::DoNotOptimize(plain.ByteSizeLong());
+  state.counters["transport_send"] = static_cast<double>(plain.ByteSizeLong());
+  state.counters["e2ee_prekey_send"] =
+      static_cast<double>(FanOutRequest(prekey->bytes, 1, 3).ByteSizeLong());
+  state.counters["e2ee_send"] = static_cast<double>(FanOutRequest(whisper->bytes, 1, 2).ByteSizeLong());
+  Drop(alice);
+  Drop(bob);
+}
+BENCHMARK(BM_WireBytes100B)->Iterations(1);
 
 void BM_SafetyNumber(benchmark::State& state) {
   Peer alice = MakePeer("alice");
