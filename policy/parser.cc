@@ -13,6 +13,7 @@
 #include <iterator>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "policy/policy_internal.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace parley::policy::internal {
@@ -943,10 +945,49 @@ class Compiler {
   std::vector<std::string> errors_;
 };
 
+namespace {
+
+// Records where documents start; ignores everything else.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+}  // namespace
+
 std::vector<std::string> Compiler::Run(std::string_view text) {
+  // yaml-cpp 0.7.0 (Debian 12) loops forever in YAML::LoadAll on some inputs
+  // (e.g. a lone ","; upstream issue #1040): documents are counted with a
+  // bounded loop, and only the first is loaded.
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+    }
+    if (counter.starts.size() > 1) {
+      const YAML::Mark& first = counter.starts[0];
+      const YAML::Mark& second = counter.starts[1];
+      if (second.pos == first.pos) {
+        Error(second.line + 1, "", "invalid YAML: the document cannot be parsed here");
+      } else {
+        Error(second.line + 1, "", "more than one YAML document (expected exactly one)");
+      }
+      return errors_;
+    }
+    docs.push_back(YAML::Load(std::string(text)));
   } catch (const YAML::Exception& e) {
     const int line = e.mark.line >= 0 ? e.mark.line + 1 : 1;
     Error(line, "", Cat("invalid YAML: ", e.msg));
@@ -955,13 +996,8 @@ std::vector<std::string> Compiler::Run(std::string_view text) {
     Error(1, "", Cat("invalid YAML: ", e.what()));
     return errors_;
   }
-  if (docs.empty() || docs[0].IsNull()) {
+  if (docs.empty() || !docs[0].IsDefined() || docs[0].IsNull()) {
     Error(1, "", "empty document (expected a mapping with version and rules)");
-    return errors_;
-  }
-  if (docs.size() > 1) {
-    Error(LineOf(docs[1], 1), "",
-          "more than one YAML document (expected exactly one)");
     return errors_;
   }
   try {

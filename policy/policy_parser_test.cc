@@ -236,9 +236,13 @@ TEST(policy_parse, YamlSyntaxErrorsHaveLines) {
             "version and rules)");
   EXPECT_EQ(ErrorOf("- a\n- b\n"),
             "policies/x.yaml:1: expected a mapping, got a list");
-  EXPECT_EQ(ErrorOf("version: 1\n---\nversion: 1\n"),
-            "policies/x.yaml:3: more than one YAML document (expected exactly "
+  EXPECT_EQ(ErrorOf("version: 1\n---\nversion: 1\n"),  // the "---" line
+            "policies/x.yaml:2: more than one YAML document (expected exactly "
             "one)");
+  // yaml-cpp 0.7.0's LoadAll never returns on these (found by
+  // policy_parser_fuzz); the parser must answer with an error.
+  EXPECT_THAT(ErrorOf(","), StartsWith("policies/x.yaml:1: invalid YAML"));
+  EXPECT_THAT(ErrorOf("\n,\n    "), StartsWith("policies/x.yaml:"));
 }
 
 TEST(policy_parse, ModeAndTransitionConsistency) {

@@ -3,6 +3,10 @@
 #   1. the normal build (RelWithDebInfo, warnings are errors) in ./build;
 #   2. the same suite built with AddressSanitizer + UndefinedBehaviorSanitizer
 #      in ./build-asan (skip with PARLEY_SANITIZE_STAGE=0).
+#   3. the libFuzzer targets (tests/fuzz) built with clang in ./build-fuzz,
+#      each run for PARLEY_FUZZ_SECONDS (default 20) seconds, and their
+#      regression inputs replayed (scripts/fuzz.sh; skip with
+#      PARLEY_FUZZ_STAGE=0).
 # This is the README's test command and what .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +21,9 @@ if [ "${PARLEY_SANITIZE_STAGE:-1}" = "1" ]; then
   PARLEY_BUILD_DIR=build-asan ./scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON \
     -DPARLEY_BUILD_BENCHMARKS=OFF -DPARLEY_WERROR=ON
   (cd build-asan && ctest --output-on-failure -j2 --timeout 900)
+fi
+
+if [ "${PARLEY_FUZZ_STAGE:-1}" = "1" ]; then
+  echo "== stage 3: fuzz (libFuzzer + ASan + UBSan, ${PARLEY_FUZZ_SECONDS:-20}s per target)"
+  ./scripts/fuzz.sh "${PARLEY_FUZZ_SECONDS:-20}"
 fi

@@ -211,7 +211,19 @@ int CmdRegister(Context& ctx, const RegisterArgs& a) {
                               a.device_name);
   if (!reg.ok()) return ctx.Fail("register", reg.status());
   KeysNote(*reg);
-  const Profile p = client->profile();
+  Profile p = client->profile();
+  if (p.server_signing_key.empty()) {
+    std::cerr << "parley: note: the server sent no statement signing key; "
+                 "security states cannot be verified (no downgrade "
+                 "protection)"
+              << std::endl;
+  }
+  if (a.refuse_downgrade) {
+    p.refuse_downgrade = true;
+    if (absl::Status s = p.Save(); !s.ok()) {
+      return ctx.Fail("saving refuse-downgrade", s);
+    }
+  }
   ctx.Emit(absl::StrCat("registered ", reg->account.username(), " (account ",
                         reg->account.account_id(), ", device ",
                         reg->device.device_id(), ") on ", p.server,
@@ -688,6 +700,11 @@ int CmdSend(Context& ctx, const std::string& conversation_arg,
     WarnIdentityChange(ctx, n, "while sending: ");
     if (engine != nullptr) engine->AcknowledgeIdentityChanges(n.account_id);
   }
+  if (sent->downgrade_warning) {
+    std::cerr << "parley: WARNING: this conversation is no longer end-to-end "
+                 "encrypted; the server can read this message"
+              << std::endl;
+  }
   ctx.Emit(
       absl::StrCat("sent [", *id, " #", sent->seq, "]",
                    sent->duplicate ? " (duplicate: already accepted)" : "",
@@ -698,6 +715,7 @@ int CmdSend(Context& ctx, const std::string& conversation_arg,
        {"server_time_ms", sent->server_time_ms},
        {"client_message_id", sent->client_message_id},
        {"duplicate", sent->duplicate},
+       {"downgrade_warning", sent->downgrade_warning},
        {"attempts", sent->attempts},
        {"session_repairs", sent->session_repairs},
        {"e2ee", sent->protection == Protection::kEndToEnd},
@@ -753,6 +771,15 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
     const Event& ev = **next;
     if (ev.kind == Event::Kind::kBacklogDrained) continue;
     last_activity = absl::Now();
+    if (ev.unverifiable_state) {
+      ctx.Emit(absl::StrCat("*** WARNING: the server sent an unverifiable "
+                            "security state for ",
+                            SanitizeForTerminal(ev.message.conversation_id()),
+                            "; ignored"),
+               {{"type", "unverifiable_security_state"},
+                {"conversation_id", ev.message.conversation_id()},
+                {"detail", ev.security_warning}});
+    }
     if (ev.kind == Event::Kind::kIdentityChange && ev.identity_change) {
       const IdentityChangeNotice& n = *ev.identity_change;
       const std::string name = ctx.Name(n.account_id);

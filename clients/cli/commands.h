@@ -18,6 +18,9 @@ struct RegisterArgs {
   std::string age_band;  // empty: unspecified (server: unknown)
   std::string region;
   std::string device_name;
+  // Never send plaintext into a conversation once verified as E2EE, even
+  // after a verified downgrade (saved in the profile).
+  bool refuse_downgrade = false;
 };
 int CmdRegister(Context& ctx, const RegisterArgs& args);
 

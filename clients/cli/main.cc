@@ -57,6 +57,10 @@ int Run(int argc, char** argv) {
   reg->add_option("--age-band", reg_args.age_band, "minor|adult|unknown");
   reg->add_option("--region", reg_args.region, "ISO 3166-1 alpha-2 code");
   reg->add_option("--device-name", reg_args.device_name, "name of this device");
+  reg->add_flag("--refuse-downgrade", reg_args.refuse_downgrade,
+                "never send plaintext into a conversation once it was "
+                "verified end-to-end encrypted, even after a verified "
+                "downgrade");
 
   // devices [link-code | remove ID]
   CLI::App* devices = app.add_subcommand("devices", "list this account's "

@@ -208,8 +208,17 @@ class Core final : public E2eeHost {
   // Credentials after CreateAccount / LinkDevice.
   absl::Status SaveCredentials(const v1::Account& account,
                                const v1::Device& device,
-                               const std::string& token) {
+                               const std::string& token,
+                               const std::string& signing_key,
+                               const std::string& key_id) {
     absl::MutexLock l(&mu_);
+    // Pin the server's statement key (none from an older server: no
+    // pinning). A malformed key is not pinned either.
+    if (signing_key.size() == 32) {
+      profile_.server_signing_key = signing_key;
+      profile_.server_key_id =
+          key_id.empty() ? SecurityStatementKeyId(signing_key) : key_id;
+    }
     profile_.server = options_.server;
     profile_.ca_file = options_.ca_file;
     profile_.insecure = options_.insecure;
@@ -230,30 +239,118 @@ class Core final : public E2eeHost {
 
   // ------------------------------------------------ security bookkeeping
 
-  void ObserveConversation(const v1::Conversation& c) {
-    ObserveState(c.conversation_id(), c.security());
+  // Creates the StatementVerifier when the profile pins a key and the app
+  // gave no verifier of its own. Idempotent.
+  absl::Status InitStatementVerifier() {
+    if (options_.verifier) return absl::OkStatus();
+    std::string key;
+    std::string dir;
+    bool refuse = false;
+    {
+      absl::MutexLock l(&mu_);
+      if (statement_verifier_ || profile_.server_signing_key.empty()) {
+        return absl::OkStatus();
+      }
+      key = profile_.server_signing_key;
+      dir = profile_.dir;
+      refuse = profile_.refuse_downgrade;
+    }
+    StatementVerifierOptions vo;
+    vo.refuse_downgrade = refuse;
+    auto v = StatementVerifier::Create(std::move(key), std::move(dir),
+                                       std::move(vo));
+    if (!v.ok()) {
+      return absl::Status(
+          v.status().code(),
+          absl::StrCat("downgrade protection: ", v.status().message()));
+    }
+    absl::MutexLock l(&mu_);
+    if (!statement_verifier_) statement_verifier_ = *std::move(v);
+    return absl::OkStatus();
   }
 
-  void ObserveState(const std::string& conversation_id,
-                    const v1::SecurityState& state) {
+  std::shared_ptr<StatementVerifier> statement_verifier() const {
+    absl::MutexLock l(&mu_);
+    return statement_verifier_;
+  }
+
+  absl::Status ObserveConversation(absl::string_view rpc,
+                                   const v1::Conversation& c) {
+    absl::Status s = ObserveState(c.conversation_id(), c.security());
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat(rpc, ": ", s.message()));
+  }
+
+  // Verifies `state` (with the StatementVerifier, if any) and updates the
+  // view. PERMISSION_DENIED (naming the conversation) when it is
+  // unverifiable: the view is left alone. Replays are ignored (OK).
+  absl::Status ObserveState(const std::string& conversation_id,
+                            const v1::SecurityState& state) {
+    if (std::shared_ptr<StatementVerifier> sv = statement_verifier()) {
+      absl::Status s = sv->Observe(conversation_id, state);
+      if (absl::IsPermissionDenied(s)) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "the server sent an unverifiable security state for ",
+            conversation_id, "; ignored (", s.message(), ")"));
+      }
+      if (absl::IsFailedPrecondition(s)) {
+        // A replay / history: not used for the view (a verified E2EE one
+        // still counts as E2EE evidence, done by the verifier).
+        if (state.mode() == v1::SECURITY_MODE_E2EE) {
+          MarkSeenE2ee(conversation_id);
+        }
+        return absl::OkStatus();
+      }
+      // OK, or INTERNAL (not persisted, remembered in memory): go on.
+    }
     if (state.mode() == v1::SECURITY_MODE_E2EE) MarkSeenE2ee(conversation_id);
     absl::MutexLock l(&mu_);
     auto it = states_.find(conversation_id);
     if (it == states_.end() || state.epoch() >= it->second.epoch()) {
       states_[conversation_id] = state;
     }
+    return absl::OkStatus();
   }
 
-  // Called for each received message before the app sees it.
-  void ObserveMessage(const v1::Message& m) {
-    if (m.has_ciphertext()) MarkSeenE2ee(m.conversation_id());
+  // Called for each received message before the app sees it. Returns a
+  // warning (empty: none) when a security state in it was unverifiable.
+  std::string ObserveMessage(const v1::Message& m) {
+    if (m.has_ciphertext()) {
+      MarkSeenE2ee(m.conversation_id());
+      if (std::shared_ptr<StatementVerifier> sv = statement_verifier()) {
+        (void)sv->NoteE2eeEvidence(m.conversation_id(), m.security_epoch());
+      }
+    }
+    std::string warning;
     if (m.has_security_change()) {
       const v1::SecurityChange& sc = m.security_change();
-      if (sc.old_state().mode() == v1::SECURITY_MODE_E2EE) {
+      if (std::shared_ptr<StatementVerifier> sv = statement_verifier()) {
+        // History: an authentic old state is usually older than what is
+        // remembered (FAILED_PRECONDITION, fine); a forged one is reported.
+        // An unsigned old state (absent, or from an older server) is only
+        // E2EE evidence, never used for the view.
+        absl::Status s;
+        if (!sc.old_state().signature().empty()) {
+          s = sv->Observe(m.conversation_id(), sc.old_state());
+        } else if (sc.old_state().mode() == v1::SECURITY_MODE_E2EE) {
+          s = sv->NoteE2eeEvidence(m.conversation_id(),
+                                   sc.old_state().epoch());
+        }
+        if (absl::IsPermissionDenied(s)) {
+          warning = absl::StrCat(
+              "the server sent an unverifiable security state for ",
+              m.conversation_id(), "; ignored (old state: ", s.message(),
+              ")");
+        } else if (sc.old_state().mode() == v1::SECURITY_MODE_E2EE) {
+          MarkSeenE2ee(m.conversation_id());
+        }
+      } else if (sc.old_state().mode() == v1::SECURITY_MODE_E2EE) {
         MarkSeenE2ee(m.conversation_id());
       }
-      ObserveState(m.conversation_id(), sc.new_state());
+      absl::Status s = ObserveState(m.conversation_id(), sc.new_state());
+      if (!s.ok()) warning = std::string(s.message());
     }
+    return warning;
   }
 
   std::optional<v1::SecurityState> CachedState(const std::string& id) const {
@@ -312,6 +409,7 @@ class Core final : public E2eeHost {
   Profile profile_;
   std::map<std::string, v1::SecurityState> states_;
   std::set<std::string> seen_e2ee_;
+  std::shared_ptr<StatementVerifier> statement_verifier_;
 };
 
 // ------------------------------------------------------------ streaming
@@ -422,7 +520,10 @@ class StreamState {
     Event ev;
     ev.delivery_id = id;
     ev.message = env.message();
-    core_->ObserveMessage(ev.message);
+    if (std::string w = core_->ObserveMessage(ev.message); !w.empty()) {
+      ev.unverifiable_state = true;
+      ev.security_warning = std::move(w);
+    }
     switch (ev.message.payload_case()) {
       case v1::Message::kPlain:
         ev.kind = Event::Kind::kMessage;
@@ -748,6 +849,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(Profile profile,
   auto channel = grpc::CreateCustomChannel(options.server, creds, args);
   auto core = std::make_shared<internal::Core>(std::move(profile),
                                                std::move(options), channel);
+  if (absl::Status s = core->InitStatementVerifier(); !s.ok()) return s;
   return std::unique_ptr<Client>(new Client(std::move(core)));
 }
 
@@ -784,11 +886,13 @@ absl::StatusOr<Registration> Client::Register(
   if (resp->device_token().empty()) {
     return absl::InternalError("CreateAccount: server returned no token");
   }
-  if (absl::Status s = core_->SaveCredentials(resp->account(), resp->device(),
-                                              resp->device_token());
+  if (absl::Status s = core_->SaveCredentials(
+          resp->account(), resp->device(), resp->device_token(),
+          resp->server_signing_key(), resp->server_key_id());
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = core_->InitStatementVerifier(); !s.ok()) return s;
   Registration reg{resp->account(), resp->device(), absl::OkStatus()};
   if (core_->options().e2ee) reg.keys_status = MaintainE2eeKeys(true);
   return reg;
@@ -817,11 +921,13 @@ absl::StatusOr<Registration> Client::LinkDevice(const std::string& link_code,
   if (resp->device_token().empty()) {
     return absl::InternalError("LinkDevice: server returned no token");
   }
-  if (absl::Status s = core_->SaveCredentials(resp->account(), resp->device(),
-                                              resp->device_token());
+  if (absl::Status s = core_->SaveCredentials(
+          resp->account(), resp->device(), resp->device_token(),
+          resp->server_signing_key(), resp->server_key_id());
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = core_->InitStatementVerifier(); !s.ok()) return s;
   Registration reg{resp->account(), resp->device(), absl::OkStatus()};
   if (core_->options().e2ee) reg.keys_status = MaintainE2eeKeys(true);
   return reg;
@@ -897,7 +1003,11 @@ absl::StatusOr<DirectConversation> Client::CreateDirect(
         return core_->conversations()->CreateDirect(c, req, r);
       });
   if (!resp.ok()) return resp.status();
-  core_->ObserveConversation(resp->conversation());
+  if (absl::Status s =
+          core_->ObserveConversation("CreateDirect", resp->conversation());
+      !s.ok()) {
+    return s;
+  }
   return DirectConversation{resp->conversation(), resp->created()};
 }
 
@@ -912,7 +1022,11 @@ absl::StatusOr<v1::Conversation> Client::CreateGroup(
         return core_->conversations()->CreateGroup(c, req, r);
       });
   if (!resp.ok()) return resp.status();
-  core_->ObserveConversation(resp->conversation());
+  if (absl::Status s =
+          core_->ObserveConversation("CreateGroup", resp->conversation());
+      !s.ok()) {
+    return s;
+  }
   return resp->conversation();
 }
 
@@ -926,7 +1040,11 @@ absl::StatusOr<v1::Conversation> Client::GetConversation(
         return core_->conversations()->GetConversation(c, req, r);
       });
   if (!resp.ok()) return resp.status();
-  core_->ObserveConversation(resp->conversation());
+  if (absl::Status s =
+          core_->ObserveConversation("GetConversation", resp->conversation());
+      !s.ok()) {
+    return s;
+  }
   return resp->conversation();
 }
 
@@ -938,9 +1056,12 @@ absl::StatusOr<std::vector<v1::Conversation>> Client::ListConversations() {
             c, v1::ListConversationsRequest(), r);
       });
   if (!resp.ok()) return resp.status();
+  absl::Status first_error;
   for (const v1::Conversation& c : resp->conversations()) {
-    core_->ObserveConversation(c);
+    absl::Status s = core_->ObserveConversation("ListConversations", c);
+    if (!s.ok() && first_error.ok()) first_error = s;
   }
+  if (!first_error.ok()) return first_error;
   return std::vector<v1::Conversation>(resp->conversations().begin(),
                                        resp->conversations().end());
 }
@@ -957,7 +1078,11 @@ absl::StatusOr<v1::Conversation> Client::AddMembers(
         return core_->conversations()->AddMembers(c, req, r);
       });
   if (!resp.ok()) return resp.status();
-  core_->ObserveConversation(resp->conversation());
+  if (absl::Status s =
+          core_->ObserveConversation("AddMembers", resp->conversation());
+      !s.ok()) {
+    return s;
+  }
   return resp->conversation();
 }
 
@@ -997,7 +1122,11 @@ absl::StatusOr<SecurityChangeResult> Client::RequestSecurityChange(
       });
   if (!resp.ok()) return resp.status();
   // Sticky bookkeeping: records E2EE when the state says so.
-  core_->ObserveState(conversation_id, resp->state());
+  if (absl::Status s = core_->ObserveState(conversation_id, resp->state());
+      !s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("RequestSecurityChange: ", s.message()));
+  }
   SecurityChangeResult result;
   result.conversation_id = conversation_id;
   result.requested_mode = mode;
@@ -1019,6 +1148,10 @@ absl::StatusOr<SecurityChangeResult> Client::EnableE2ee(
 
 bool Client::SeenAsE2ee(const std::string& conversation_id) const {
   return core_->SeenE2ee(conversation_id);
+}
+
+std::shared_ptr<StatementVerifier> Client::statement_verifier() const {
+  return core_->statement_verifier();
 }
 
 absl::Status Client::MaintainE2eeKeys(bool force) {
@@ -1053,12 +1186,15 @@ absl::StatusOr<SendResult> Client::Send(
   if (!state) {
     auto conv = GetConversation(conversation_id);
     if (!conv.ok()) return conv.status();
-    state = conv->security();
+    // A replayed (ignored) state is not the view: prefer the cached one.
+    state = core_->CachedState(conversation_id);
+    if (!state) state = conv->security();
   }
   v1::SendRequest req;
   req.set_conversation_id(conversation_id);
   req.set_client_message_id(id);
   Protection protection = Protection::kTransport;
+  bool downgrade_warning = false;
   const std::shared_ptr<E2eeEngine>& engine = core_->options().e2ee;
   const bool e2ee = state->mode() == v1::SECURITY_MODE_E2EE;
   E2eeContent content;
@@ -1094,8 +1230,29 @@ absl::StatusOr<SendResult> Client::Send(
     content.content = text;
     if (absl::Status s = encrypt(); !s.ok()) return s;
     protection = Protection::kEndToEnd;
+  } else if (std::shared_ptr<StatementVerifier> sv =
+                 core_->statement_verifier()) {
+    // Downgrade protection with the pinned key: plaintext only where no
+    // verified E2EE statement (or E2EE evidence) exists, or after a verified
+    // newer downgrade (then the app is warned).
+    const bool seen = core_->SeenE2ee(conversation_id);
+    absl::Status allowed =
+        seen ? sv->VerifyDowngrade(conversation_id, *state)
+             : sv->CheckPlaintextAllowed(conversation_id, *state);
+    if (!allowed.ok()) {
+      return absl::Status(
+          allowed.code(),
+          absl::StrCat("Send: refusing to send plaintext into ",
+                       conversation_id, ": ", allowed.message()));
+    }
+    std::optional<RememberedSecurity> rem = sv->Remembered(conversation_id);
+    downgrade_warning = seen || (rem && rem->e2ee_threshold() > 0);
+    v1::PlainBody* plain = req.mutable_body()->mutable_plain();
+    plain->set_content_type("text/plain");
+    plain->set_content(text);
   } else {
     if (core_->SeenE2ee(conversation_id)) {
+      downgrade_warning = true;
       const std::shared_ptr<SecurityVerifier>& verifier =
           core_->options().verifier;
       absl::Status verified =
@@ -1164,6 +1321,7 @@ absl::StatusOr<SendResult> Client::Send(
       result.attempts = attempts;
       result.protection = protection;
       result.session_repairs = repairs;
+      result.downgrade_warning = downgrade_warning;
       if (e2ee) {
         engine->Sent(conversation, req.body().encrypted());
         result.identity_changes = engine->TakeIdentityChanges();
@@ -1210,7 +1368,7 @@ absl::StatusOr<HistoryPage> Client::GetHistory(
   HistoryPage page;
   page.messages.assign(resp->messages().begin(), resp->messages().end());
   page.more = resp->more();
-  for (const v1::Message& m : page.messages) core_->ObserveMessage(m);
+  for (const v1::Message& m : page.messages) (void)core_->ObserveMessage(m);
   return page;
 }
 

@@ -30,6 +30,25 @@
 // uses SignalEngine) sends into E2EE conversations are encrypted per device
 // and received ciphertexts are decrypted; without one, sending to an E2EE
 // conversation returns UNIMPLEMENTED.
+//
+// Downgrade protection: when the profile has a pinned server statement key
+// (Profile::server_signing_key, saved by Register / LinkDevice; older
+// profiles have none and are not protected this way) and ConnectOptions::
+// verifier is null, the Client creates a StatementVerifier over the profile
+// directory (statement_verifier()). Every SecurityState received
+// (GetConversation, ListConversations, CreateDirect/Group, AddMembers,
+// RequestSecurityChange, SecurityChange old/new states on the stream) is
+// Observe'd first:
+//   - forged / unverifiable (PERMISSION_DENIED): not used to update the
+//     Client's view; unary calls fail with PERMISSION_DENIED naming the
+//     conversation; on a stream the event carries unverifiable_state and
+//     security_warning;
+//   - replays (FAILED_PRECONDITION, an older epoch): ignored silently.
+// Ciphertext messages are E2EE evidence (NoteE2eeEvidence). Plaintext Sends
+// need CheckPlaintextAllowed: into a conversation once E2EE only after a
+// verified newer non-E2EE statement (SendResult::downgrade_warning is then
+// set: the app must tell the user the server can read the message), and
+// never with Profile::refuse_downgrade.
 #ifndef PARLEY_CLIENTS_SDK_CLIENT_H_
 #define PARLEY_CLIENTS_SDK_CLIENT_H_
 
@@ -47,6 +66,7 @@
 #include "absl/time/time.h"
 #include "clients/sdk/display.h"
 #include "clients/sdk/profile.h"
+#include "clients/sdk/statement_verifier.h"
 #include "parley/v1/common.pb.h"
 #include "parley/v1/parley.pb.h"
 
@@ -164,6 +184,9 @@ struct ConnectOptions {
   // Session repairs (DeviceMismatch: re-encrypt and retry with the same
   // client_message_id) allowed per E2EE Send.
   int max_session_repairs = 3;
+  // Verifies downgrades. Null: with a pinned key in the profile, the Client
+  // uses its own StatementVerifier (see the top of this file); without one,
+  // plaintext into a conversation seen as E2EE is refused.
   std::shared_ptr<SecurityVerifier> verifier;
 };
 
@@ -206,6 +229,10 @@ struct SendResult {
   int session_repairs = 0;
   // E2EE: identity changes of recipients noticed while sending.
   std::vector<IdentityChangeNotice> identity_changes;
+  // Plaintext sent into a conversation that was end-to-end encrypted before
+  // (a verified downgrade): the server can read this message. Apps must
+  // show this prominently.
+  bool downgrade_warning = false;
 };
 
 // Outcome of Client::RequestSecurityChange / EnableE2ee.
@@ -259,6 +286,12 @@ struct Event {
   std::optional<IdentityChangeNotice> identity_change;
   // kBacklogDrained: last delivery id of the backlog.
   uint64_t last_delivery_id = 0;
+  // A security state in this message (SecurityChange old/new state) failed
+  // verification against the pinned server key: it was ignored (the
+  // Client's view of the conversation is unchanged). security_warning says
+  // why. Apps must show it.
+  bool unverifiable_state = false;
+  std::string security_warning;
 
   bool e2ee() const { return protection == Protection::kEndToEnd; }
 };
@@ -422,6 +455,10 @@ class Client {
 
   // Whether this profile has ever seen the conversation as E2EE.
   bool SeenAsE2ee(const std::string& conversation_id) const;
+
+  // The Client's own StatementVerifier (pinned key in the profile and no
+  // ConnectOptions::verifier); null otherwise.
+  std::shared_ptr<StatementVerifier> statement_verifier() const;
 
   // ------------------------------------------------------------------ e2ee
   // E2eeEngine::MaintainKeys: publishes / replenishes this device's keys.

@@ -9,6 +9,7 @@
 #include <cstring>
 #include "absl/strings/string_view.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
@@ -131,7 +132,8 @@ absl::StatusOr<Profile> Profile::Load(const std::string& dir) {
                           std::pair{"ca_file", &p.ca_file},
                           std::pair{"account_id", &p.account_id},
                           std::pair{"username", &p.username},
-                          std::pair{"device_token", &p.device_token}}) {
+                          std::pair{"device_token", &p.device_token},
+                          std::pair{"server_key_id", &p.server_key_id}}) {
     if (absl::Status s = get_string(key, out); !s.ok()) return s;
   }
   if (auto it = j.find("insecure"); it != j.end() && !it->is_null()) {
@@ -140,6 +142,26 @@ absl::StatusOr<Profile> Profile::Load(const std::string& dir) {
           absl::StrCat(path, ": field \"insecure\" must be a boolean"));
     }
     p.insecure = it->get<bool>();
+  }
+  if (auto it = j.find("refuse_downgrade"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": field \"refuse_downgrade\" must be a boolean"));
+    }
+    p.refuse_downgrade = it->get<bool>();
+  }
+  {
+    std::string b64;
+    if (absl::Status s = get_string("server_signing_key", &b64); !s.ok()) {
+      return s;
+    }
+    if (!b64.empty() &&
+        (!absl::Base64Unescape(b64, &p.server_signing_key) ||
+         p.server_signing_key.size() != 32)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": field \"server_signing_key\" must be a base64 32-byte "
+                "Ed25519 public key"));
+    }
   }
   if (auto it = j.find("device_id"); it != j.end() && !it->is_null()) {
     if (!it->is_number_unsigned() || it->get<uint64_t>() > UINT32_MAX) {
@@ -160,6 +182,11 @@ absl::Status Profile::Save() const {
                       {"insecure", insecure},   {"account_id", account_id},
                       {"username", username},   {"device_id", device_id},
                       {"device_token", device_token}};
+  if (!server_signing_key.empty()) {
+    j["server_signing_key"] = absl::Base64Escape(server_signing_key);
+    j["server_key_id"] = server_key_id;
+  }
+  if (refuse_downgrade) j["refuse_downgrade"] = true;
   const std::string data =
       j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   const std::string path = credentials_path();
@@ -185,7 +212,9 @@ std::string Profile::DebugString() const {
   return absl::StrCat("Profile{dir=", dir, " server=", server,
                       " ca_file=", ca_file, " insecure=", insecure,
                       " account_id=", account_id, " username=", username,
-                      " device_id=", device_id, " device_token=",
+                      " device_id=", device_id, " server_key_id=",
+                      server_key_id.empty() ? "<none>" : server_key_id,
+                      " refuse_downgrade=", refuse_downgrade, " device_token=",
                       device_token.empty() ? "<none>" : "<redacted>", "}");
 }
 

@@ -3,7 +3,10 @@
 //
 // Layout: <dir>/ (mode 0700)
 //   credentials.json (mode 0600): {"server", "ca_file", "insecure",
-//       "account_id", "username", "device_id", "device_token"}
+//       "account_id", "username", "device_id", "device_token",
+//       "server_signing_key" (base64), "server_key_id", "refuse_downgrade"}
+//   security_states.json: the StatementVerifier's memory (downgrade
+//       protection, see statement_verifier.h), when a key is pinned.
 //   e2ee-seen/<hex(conversation id)>: conversations this profile has seen as
 //       end-to-end encrypted (sticky E2EE, see client.h).
 //   e2ee/: the end-to-end encryption keys and state of SignalEngine (see
@@ -41,6 +44,19 @@ struct Profile {
   std::string username;
   uint32_t device_id = 0;
   std::string device_token;  // secret
+
+  // Downgrade protection. The server's raw 32-byte Ed25519 statement key,
+  // pinned at Register / LinkDevice (CreateAccountResponse /
+  // LinkDeviceResponse.server_signing_key), and its key id. Profiles written
+  // before pinning existed (or registered with a server that sent no key)
+  // have none: then no statement is verified (no pinning; trust on first
+  // use is deliberately not done later, as the server could substitute a
+  // key at that point).
+  std::string server_signing_key;
+  std::string server_key_id;
+  // Never send plaintext into a conversation once verified as E2EE, even
+  // after a verified downgrade (StatementVerifierOptions::refuse_downgrade).
+  bool refuse_downgrade = false;
 
   static constexpr char kCredentialsFile[] = "credentials.json";
 

@@ -132,6 +132,31 @@ TEST(ProfileTest, DebugStringRedactsToken) {
   EXPECT_THAT(s, ::testing::Not(HasSubstr("0123456789abcdef")));
 }
 
+TEST(ProfileTest, PinnedKeyAndRefuseDowngradeRoundTrip) {
+  Profile p;
+  p.dir = TempDir() + "/pinned";
+  p.device_token = "t";
+  ASSERT_TRUE(p.Save().ok());
+  auto old = Profile::Load(p.dir);  // no key: no pinning
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_TRUE(old->server_signing_key.empty());
+  EXPECT_FALSE(old->refuse_downgrade);
+  p.server_signing_key = std::string(32, '\x07');
+  p.server_key_id = "0123456789abcdef";
+  p.refuse_downgrade = true;
+  ASSERT_TRUE(p.Save().ok());
+  auto loaded = Profile::Load(p.dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->server_signing_key, p.server_signing_key);
+  EXPECT_EQ(loaded->server_key_id, "0123456789abcdef");
+  EXPECT_TRUE(loaded->refuse_downgrade);
+  {
+    std::ofstream out(p.credentials_path());
+    out << "{\"server_signing_key\": \"c2hvcnQ=\"}";
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument(Profile::Load(p.dir).status()));
+}
+
 // ------------------------------------------------------ connect options
 
 TEST(ConnectOptionsTest, InsecureOnlyForLoopback) {
