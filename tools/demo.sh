@@ -34,4 +34,9 @@ run --profile alice-laptop listen --count 3 --timeout 5
 say "Conversations and history"
 run --profile bob conversations
 run --profile alice history "$CONV"
+say "Alice turns on end-to-end encryption (the default policy lets either participant of a 1:1 chat do so)"
+run --profile alice secure "$CONV"
+run --profile alice send "$CONV" "From now on only our devices can read this."
+say "Bob sees the security change, then the message, decrypted on his device"
+run --profile bob listen --count 2 --timeout 5
 say "Done. Every message line says whether it is end-to-end encrypted or readable by the server."

@@ -156,11 +156,13 @@ as alice conversations
 say "kim's client receives the group (her backlog)"
 as kim listen --count 1 --timeout 5
 
-say "alice tries to send a plaintext message into her E2EE chat with bob"
-explain "The client refuses before anything leaves the device: plaintext never goes into an" \
-        "E2EE conversation (parleyd would refuse it too). Sending encrypted messages needs" \
-        "the E2EE client, which is not built yet, so E2EE chats are read-only from this CLI."
-refused as alice send @bob "hi bob, plaintext?"
+say "alice writes to bob in their E2EE chat"
+explain "The client encrypts for each of bob's devices (Signal protocol); parleyd only routes" \
+        "ciphertext and would refuse a plaintext body here. bob's client decrypts it."
+as alice send @bob "hi bob, only your devices can read this"
+as bob listen --count 2 --timeout 5
+say "alice asks to turn end-to-end encryption off: the signal policy locks it"
+refused as alice insecure @bob --yes
 
 # ----------------------------------------------------------------- instagram
 banner "Switch to instagram-2026: E2EE is withdrawn, with 30 days' notice"
@@ -177,8 +179,8 @@ say "What kim sees: a SECURITY CHANGE event in the group, with the notice and a 
 as kim listen --count 1 --timeout 5
 explain "This demo cannot wait 30 days. On the effective date parleyd would switch these" \
         "conversations to transport mode (server-readable) and every member would get another" \
-        "SECURITY CHANGE with a WARNING. Until then they stay E2EE:"
-refused as alice send @bob "can the server read this yet?"
+        "SECURITY CHANGE with a WARNING. Until then they stay E2EE (encrypted):"
+as alice send @bob "can the server read this yet? (no: still encrypted)"
 
 # ----------------------------------------------------------------- tiktok
 banner "Switch to tiktok: server-readable messages, moderation and scanning"
@@ -208,8 +210,8 @@ ctl policy rollback 1 -m "Back to Signal-style: end-to-end encryption everywhere
 say "kim is told that her chat with bob is now end-to-end encrypted"
 as kim listen --count 1 --timeout 5
 as kim conversations
-explain "From now on kim's client sends no plaintext into that chat:"
-refused as kim send @bob "still readable?"
+explain "From now on kim's client encrypts in that chat:"
+as kim send @bob "this one is end-to-end encrypted"
 
 # ----------------------------------------------------------------- protect-minors
 banner "Switch to protect-minors: E2EE, except minors with adult strangers"
