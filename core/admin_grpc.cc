@@ -34,7 +34,13 @@ absl::Status Take(absl::StatusOr<T> r, T* out) {
 
 std::vector<v1::AdminRole> AllowedRoles(const std::string& method) {
   if (method == "WhoAmI") return {kOperator, kAuditor, kModerator, kLawful};
-  if (method == "TailAudit") return {kOperator, kAuditor};
+  if (method == "TailAudit" || method == "VerifyAudit") return {kOperator, kAuditor};
+  if (method == "ListReports") return {kModerator, kOperator};
+  if (method == "GetReport" || method == "ResolveReport" || method == "SetAccountSuspended") {
+    return {kModerator};
+  }
+  if (method == "ExportConversation") return {kLawful};
+  if (method == "GetRetentionStatus" || method == "RunRetention") return {kOperator};
   if (method == "ValidatePolicy" || method == "GetPolicy" || method == "ListPolicyRevisions" ||
       method == "PlanPolicy" || method == "ApplyPolicy" || method == "RollbackPolicy" ||
       method == "ExplainConversation" || method == "ListConversations" || method == "CreateToken" ||
@@ -169,6 +175,57 @@ grpc::Status AdminGrpc::RevokeToken(grpc::ServerContext* ctx, const v1::RevokeTo
                                     v1::RevokeTokenResponse* resp) {
   return Call(ctx, "RevokeToken", req->token_id(),
               [&](const AdminPrincipal& p) { return Take(admin_->RevokeToken(p, *req), resp); });
+}
+
+grpc::Status AdminGrpc::VerifyAudit(grpc::ServerContext* ctx, const v1::VerifyAuditRequest*,
+                                    v1::VerifyAuditResponse* resp) {
+  return Call(ctx, "VerifyAudit", "", [&](const AdminPrincipal&) { return Take(safety_->VerifyAudit(), resp); });
+}
+
+grpc::Status AdminGrpc::ListReports(grpc::ServerContext* ctx, const v1::ListReportsRequest* req,
+                                    v1::ListReportsResponse* resp) {
+  return Call(ctx, "ListReports", "",
+              [&](const AdminPrincipal&) { return Take(safety_->ListReports(*req), resp); });
+}
+
+grpc::Status AdminGrpc::GetReport(grpc::ServerContext* ctx, const v1::GetReportRequest* req,
+                                  v1::GetReportResponse* resp) {
+  return Call(ctx, "GetReport", req->report_id(),
+              [&](const AdminPrincipal& p) { return Take(safety_->GetReport(p, *req), resp); });
+}
+
+grpc::Status AdminGrpc::ResolveReport(grpc::ServerContext* ctx, const v1::ResolveReportRequest* req,
+                                      v1::ResolveReportResponse* resp) {
+  return Call(ctx, "ResolveReport", req->report_id(),
+              [&](const AdminPrincipal& p) { return Take(safety_->ResolveReport(p, *req), resp); });
+}
+
+grpc::Status AdminGrpc::SetAccountSuspended(grpc::ServerContext* ctx, const v1::SetAccountSuspendedRequest* req,
+                                            v1::SetAccountSuspendedResponse* resp) {
+  return Call(ctx, "SetAccountSuspended", req->account_id(),
+              [&](const AdminPrincipal& p) { return Take(safety_->SetAccountSuspended(p, *req), resp); });
+}
+
+grpc::Status AdminGrpc::ExportConversation(grpc::ServerContext* ctx, const v1::ExportConversationRequest* req,
+                                           v1::ExportConversationResponse* resp) {
+  return Call(ctx, "ExportConversation", req->conversation_id(),
+              [&](const AdminPrincipal& p) { return Take(safety_->ExportConversation(p, *req), resp); });
+}
+
+grpc::Status AdminGrpc::GetRetentionStatus(grpc::ServerContext* ctx, const v1::GetRetentionStatusRequest*,
+                                           v1::GetRetentionStatusResponse* resp) {
+  return Call(ctx, "GetRetentionStatus", "",
+              [&](const AdminPrincipal&) { return Take(safety_->GetRetentionStatus(), resp); });
+}
+
+grpc::Status AdminGrpc::RunRetention(grpc::ServerContext* ctx, const v1::RunRetentionRequest*,
+                                     v1::RunRetentionResponse* resp) {
+  return Call(ctx, "RunRetention", "", [&](const AdminPrincipal&) -> absl::Status {
+    auto run = safety_->RunRetention();
+    if (!run.ok()) return run.status();
+    *resp->mutable_run() = *run;
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace parley::core

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/admin.h"
+#include "core/safety.h"
 #include "parley/v1/admin.grpc.pb.h"
 
 namespace parley::core {
@@ -21,8 +22,8 @@ std::vector<v1::AdminRole> AllowedRoles(const std::string& method);
 
 class AdminGrpc final : public v1::AdminService::Service {
  public:
-  AdminGrpc(Admin* admin, AdminTokens* tokens, AuditLog* audit)
-      : admin_(admin), tokens_(tokens), audit_(audit) {}
+  AdminGrpc(Admin* admin, AdminTokens* tokens, AuditLog* audit, Safety* safety)
+      : admin_(admin), tokens_(tokens), audit_(audit), safety_(safety) {}
 
   grpc::Status WhoAmI(grpc::ServerContext*, const v1::WhoAmIRequest*, v1::WhoAmIResponse*) override;
   grpc::Status ValidatePolicy(grpc::ServerContext*, const v1::ValidatePolicyRequest*,
@@ -49,6 +50,21 @@ class AdminGrpc final : public v1::AdminService::Service {
                           v1::ListTokensResponse*) override;
   grpc::Status RevokeToken(grpc::ServerContext*, const v1::RevokeTokenRequest*,
                            v1::RevokeTokenResponse*) override;
+  grpc::Status VerifyAudit(grpc::ServerContext*, const v1::VerifyAuditRequest*,
+                           v1::VerifyAuditResponse*) override;
+  grpc::Status ListReports(grpc::ServerContext*, const v1::ListReportsRequest*,
+                           v1::ListReportsResponse*) override;
+  grpc::Status GetReport(grpc::ServerContext*, const v1::GetReportRequest*, v1::GetReportResponse*) override;
+  grpc::Status ResolveReport(grpc::ServerContext*, const v1::ResolveReportRequest*,
+                             v1::ResolveReportResponse*) override;
+  grpc::Status SetAccountSuspended(grpc::ServerContext*, const v1::SetAccountSuspendedRequest*,
+                                   v1::SetAccountSuspendedResponse*) override;
+  grpc::Status ExportConversation(grpc::ServerContext*, const v1::ExportConversationRequest*,
+                                  v1::ExportConversationResponse*) override;
+  grpc::Status GetRetentionStatus(grpc::ServerContext*, const v1::GetRetentionStatusRequest*,
+                                  v1::GetRetentionStatusResponse*) override;
+  grpc::Status RunRetention(grpc::ServerContext*, const v1::RunRetentionRequest*,
+                            v1::RunRetentionResponse*) override;
 
  private:
   // Authenticates and authorizes; on success runs fn(principal) and audits.
@@ -58,6 +74,7 @@ class AdminGrpc final : public v1::AdminService::Service {
   Admin* const admin_;
   AdminTokens* const tokens_;
   AuditLog* const audit_;
+  Safety* const safety_;
 };
 
 }  // namespace parley::core

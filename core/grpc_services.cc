@@ -58,9 +58,6 @@ grpc::ServerUnaryReactor* Unauthed(grpc::CallbackServerContext* ctx, Resp* out, 
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* Unimplemented(grpc::CallbackServerContext* ctx, absl::string_view what) {
-  return Done(ctx, absl::UnimplementedError(absl::StrCat(what, " is not built yet")));
-}
 
 // One Receive stream. Owned by gRPC until OnDone and by shared_ptrs held by
 // the hub and by itself (self_) until then; deleted when the last goes.
@@ -332,11 +329,9 @@ grpc::ServerUnaryReactor* MessagingGrpc::GetHistory(grpc::CallbackServerContext*
   return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->GetHistory(c, *req); });
 }
 grpc::ServerUnaryReactor* MessagingGrpc::ReportMessage(grpc::CallbackServerContext* ctx,
-                                                       const v1::ReportMessageRequest*,
-                                                       v1::ReportMessageResponse*) {
-  auto caller = Auth(s_, ctx);
-  if (!caller.ok()) return Done(ctx, caller.status());
-  return Unimplemented(ctx, "ReportMessage (safety and compliance)");
+                                                       const v1::ReportMessageRequest* req,
+                                                       v1::ReportMessageResponse* resp) {
+  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->ReportMessage(c, *req); });
 }
 
 // -------------------------------------------------------------------- keys

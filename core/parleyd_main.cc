@@ -70,6 +70,7 @@ absl::Status ApplyConfig(const std::string& path, CLI::App& app) {
 
 int main(int argc, char** argv) {
   parley::core::ServerOptions o;
+  int64_t retention_interval_s = o.retention_interval_ms / 1000;
   std::string config, log_level = "info", port_file;
   CLI::App app{"parleyd: the Parley messaging server"};
   app.add_option("--config", config, "YAML config file (keys = flag names)")->check(CLI::ExistingFile);
@@ -92,8 +93,18 @@ int main(int argc, char** argv) {
                  "where the initial operator token is written on first start (default: "
                  "<data-dir>/admin/operator.token)");
   app.add_flag("--sync", o.sync, "fsync every acknowledged write (power-loss durability, group commit)");
-  app.add_option("--history-retention-days", o.history_retention_days, "days of readable history kept")
+  app.add_option("--history-retention-days", o.history_retention_days,
+                 "cap on readable history (days); the policy's transport.retention_days applies per conversation")
       ->capture_default_str()->check(CLI::Range(1, 36500));
+  app.add_option("--queue-retention-days", o.queue_retention_days,
+                 "undelivered queue entries older than this are purged (0: never)")
+      ->capture_default_str()->check(CLI::Range(0, 36500));
+  app.add_option("--retention-interval-seconds", retention_interval_s, "how often the retention task runs")
+      ->capture_default_str()->check(CLI::Range(1, 7 * 24 * 3600));
+  app.add_option("--scan-patterns", o.scan_patterns_file,
+                 "pattern file of the built-in content scanner (transport conversations whose policy enables "
+                 "automated_scanning)")
+      ->check(CLI::ExistingFile);
   app.add_option("--max-body-bytes", o.limits.max_body_bytes, "largest message content")
       ->capture_default_str()->check(CLI::Range(1, 4 << 20));
   app.add_option("--max-group-members", o.limits.max_group_members, "largest group")
@@ -130,6 +141,7 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  o.retention_interval_ms = retention_interval_s * 1000;
   auto server = parley::core::Server::Start(o);
   if (!server.ok()) {
     std::cerr << "parleyd: " << server.status().message() << "\n";

@@ -16,6 +16,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/delivery.h"
+#include "core/franker.h"
+#include "core/safety.h"
+#include "core/scanner.h"
 #include "core/grpc_services.h"
 #include "core/admin.h"
 #include "core/admin_grpc.h"
@@ -178,6 +181,29 @@ class ServerImpl final : public Server {
                             StatementSigner::LoadOrCreate(o.data_dir + "/" + kDefaultStatementKeyFile));
     spdlog::info("event=statement_key key_id={} file={}", signer_->key_id(), signer_->path());
     deps.signer = signer_.get();
+    PARLEY_ASSIGN_OR_RETURN(franker_, Franker::Open(o.data_dir + "/keys/franking.key"));
+    deps.franker = franker_.get();
+    if (!o.scan_patterns_file.empty()) {
+      PARLEY_ASSIGN_OR_RETURN(scanner_, PatternScanner::Load(o.scan_patterns_file));
+      spdlog::info("event=scanner name=patterns file={} patterns={}", o.scan_patterns_file, scanner_->size());
+    }
+    Safety::Deps sd;
+    sd.storage = storage_.get();
+    sd.policy = policy_.get();
+    sd.audit = audit_.get();
+    sd.hub = &hub_;
+    sd.scanner = scanner_.get();
+    sd.now_ms = now_ms_;
+    sd.post_event = [this](const std::string& conversation_id, const std::function<void(v1::Message*)>& fill,
+                           const std::vector<std::string>& only) {
+      return service_->PostEvent(conversation_id, fill, only);
+    };
+    Safety::Options so;
+    so.history_retention_days = static_cast<int32_t>(o.history_retention_days);
+    so.queue_retention_days = static_cast<int32_t>(o.queue_retention_days);
+    so.retention_interval_ms = std::max<int64_t>(o.retention_interval_ms, 1000);
+    safety_ = std::make_unique<Safety>(sd, so);
+    deps.safety = safety_.get();
     service_ = std::make_unique<ParleyService>(deps);
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
@@ -201,9 +227,12 @@ class ServerImpl final : public Server {
     ad.tokens = tokens_.get();
     ad.storage = storage_.get();
     admin_ = std::make_unique<Admin>(ad);
-    admin_grpc_ = std::make_unique<AdminGrpc>(admin_.get(), tokens_.get(), audit_.get());
+    admin_grpc_ = std::make_unique<AdminGrpc>(admin_.get(), tokens_.get(), audit_.get(), safety_.get());
 
-    PurgeOnce();  // before serving: nothing past retention is ever served after a restart
+    // Before serving: nothing past retention is ever served after a restart.
+    if (auto run = safety_->RunRetention(); !run.ok()) {
+      spdlog::warn("event=retention error=\"{}\"", std::string(run.status().message()));
+    }
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder b;
@@ -273,25 +302,16 @@ class ServerImpl final : public Server {
   }
 
  private:
-  // Purges readable history past its retention.
-  void PurgeOnce() {
-    const int64_t cutoff = now_ms_() - options_.history_retention_days * 24 * 3600 * 1000;
-    auto purged = storage_->messages().PurgeHistoryBefore(cutoff);
-    if (!purged.ok()) {
-      spdlog::warn("event=retention error=\"{}\"", std::string(purged.status().message()));
-    } else if (*purged > 0) {
-      spdlog::info("event=retention purged_history={}", *purged);
-    }
-  }
-
-  // After the pass at start, purges once an hour until shutdown.
+  // Runs the retention task every retention_interval_ms until shutdown.
   void RetentionLoop() {
+    const absl::Duration interval = absl::Milliseconds(std::max<int64_t>(options_.retention_interval_ms, 1000));
     while (true) {
       {
         absl::MutexLock lock(&mu_);
-        if (mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), absl::Hours(1))) return;
+        if (mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), interval)) return;
       }
-      PurgeOnce();
+      auto run = safety_->RunRetention();
+      if (!run.ok()) spdlog::warn("event=retention error=\"{}\"", std::string(run.status().message()));
     }
   }
 
@@ -320,6 +340,9 @@ class ServerImpl final : public Server {
   std::unique_ptr<AdminTokens> tokens_;
   std::unique_ptr<PolicyEngine> policy_;
   std::unique_ptr<StatementSigner> signer_;
+  std::unique_ptr<Franker> franker_;
+  std::unique_ptr<PatternScanner> scanner_;
+  std::unique_ptr<Safety> safety_;
   std::unique_ptr<ParleyService> service_;
   std::unique_ptr<Admin> admin_;
   std::unique_ptr<AdminGrpc> admin_grpc_;

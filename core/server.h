@@ -55,8 +55,19 @@ struct ServerOptions {
   // How often announced security changes (downgrades after their notice
   // period) are checked for being due.
   int64_t scheduler_interval_ms = 1000;
-  // Readable history of transport-mode conversations is kept this long.
+  // Cap on readable history of every conversation (per-conversation
+  // retention comes from the policy's transport.retention_days), and the
+  // retention of history kept from before a conversation became E2EE.
+  // 0: no cap.
   int64_t history_retention_days = 90;
+  // Undelivered queue entries older than this are purged (0: never).
+  int64_t queue_retention_days = 30;
+  // How often the retention task runs (also once at every start).
+  int64_t retention_interval_ms = 3600 * 1000;
+  // Pattern file of the built-in content scanner (core/scanner.h) for
+  // conversations whose policy enables automated_scanning. Empty (default):
+  // no scanner.
+  std::string scan_patterns_file;
   Limits limits;
   // Wall clock in Unix epoch milliseconds. Empty (default): the system
   // clock. Tests substitute a controllable clock.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/service.h"
 
+#include "core/safety.h"
+
 #include <algorithm>
 #include <map>
 #include <utility>
@@ -676,6 +678,10 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   if (!appended.ok()) return appended.status();
   const storage::AppendResult& r = *appended;
   if (!r.duplicate) d_.hub->Notify(targets);
+  if (!r.duplicate && d_.safety != nullptr && d_.safety->scanning_configured()) {
+    v1::Message m;
+    if (m.ParseFromString(a.make_payload(r.seq))) d_.safety->ScanMessage(conv, m);
+  }
   v1::SendResponse resp;
   resp.set_seq(r.seq);
   resp.set_server_time_ms(r.server_time_ms);
@@ -752,6 +758,12 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
     st.SetPayload(kDeviceMismatchTypeUrl, absl::Cord(mismatch.SerializeAsString()));
     return st;
   }
+  if (!body.franking_commitment().empty() &&
+      body.franking_commitment().size() != franking::kCommitmentBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("body.encrypted.franking_commitment: ",
+                                                   body.franking_commitment().size(), " bytes, expected ",
+                                                   franking::kCommitmentBytes, " (HMAC-SHA256)"));
+  }
   if (expected.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "no other device in conversation ", conv.conversation_id,
@@ -771,7 +783,25 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
   a.keep_history = false;  // the server keeps no readable content of E2EE conversations
   a.expect_epoch = conv.security.epoch;
   const uint64_t epoch = conv.security.epoch;
+  // The franking stamp binds the sender's commitment to this message's
+  // metadata (computed once, when the seq is known).
+  std::string stamp;
+  absl::Status stamp_status;
+  uint64_t stamped_seq = 0;
   a.make_target_payload = [&](uint64_t seq, const storage::QueueTarget& t) {
+    if (!body.franking_commitment().empty() && stamped_seq != seq) {
+      stamped_seq = seq;
+      franking::StampInput si;
+      si.commitment = body.franking_commitment();
+      si.conversation_id = conv.conversation_id;
+      si.sender_account_id = c.account_id;
+      si.sender_device_id = c.device_id;
+      si.client_message_id = req.client_message_id();
+      si.seq = seq;
+      si.server_time_ms = a.server_time_ms;
+      auto st = d_.franker->Stamp(si);
+      if (st.ok()) stamp = *std::move(st); else stamp_status = st.status();
+    }
     v1::Message m;
     m.set_conversation_id(conv.conversation_id);
     m.set_seq(seq);
@@ -781,7 +811,10 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
     m.set_server_time_ms(a.server_time_ms);
     m.set_security_epoch(epoch);
     *m.mutable_ciphertext() = body.ciphertexts(expected.at({t.account_id, t.device_id}).index);
-    if (!body.franking_commitment().empty()) m.set_franking_commitment(body.franking_commitment());
+    if (!body.franking_commitment().empty()) {
+      m.set_franking_commitment(body.franking_commitment());
+      m.set_franking_stamp(stamp);
+    }
     return m.SerializeAsString();
   };
   auto appended = d_.storage->messages().Append(a);
@@ -790,6 +823,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
                                            ": security state changed during the send; retry"));
   }
   if (!appended.ok()) return appended.status();
+  if (!stamp_status.ok()) return stamp_status;  // never happens with a valid key
   if (!appended->duplicate) d_.hub->Notify(targets);
   v1::SendResponse resp;
   resp.set_seq(appended->seq);
@@ -834,6 +868,122 @@ absl::StatusOr<v1::GetHistoryResponse> ParleyService::GetHistory(const Caller& c
   }
   resp.set_more(entries.size() > limit);
   return resp;
+}
+
+absl::StatusOr<v1::ReportMessageResponse> ParleyService::ReportMessage(
+    const Caller& c, const v1::ReportMessageRequest& req) {
+  if (d_.safety == nullptr) return absl::UnimplementedError("reporting is not configured on this server");
+  if (!v1::ReportReason_IsValid(req.reason()) || req.reason() == v1::REPORT_REASON_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        "reason: required (spam, harassment, hate, violence, sexual_content, child_safety, self_harm, "
+        "fraud, other)");
+  }
+  if (req.comment().size() > 1000) return absl::InvalidArgumentError("comment: at most 1000 bytes");
+  PARLEY_RETURN_IF_ERROR(ValidateUtf8(req.comment(), "comment"));
+  if (req.seq() == 0) return absl::InvalidArgumentError("seq: required (the message's seq)");
+  PARLEY_ASSIGN_OR_RETURN(auto conv, LoadMemberConversation(c, req.conversation_id(), "conversation_id"));
+  if (req.seq() > conv.last_seq) {
+    return absl::NotFoundError(
+        absl::StrCat("message ", req.seq(), " does not exist in conversation ", conv.conversation_id));
+  }
+  v1::GetReportResponse draft;
+  v1::ReportSummary* r = draft.mutable_report();
+  r->set_source(v1::REPORT_SOURCE_PARTICIPANT);
+  r->set_reason(req.reason());
+  r->set_conversation_id(conv.conversation_id);
+  r->set_seq(req.seq());
+  r->set_reporter_account_id(c.account_id);
+  draft.set_comment(req.comment());
+  v1::Message* m = draft.mutable_message();
+  if (req.has_reveal()) {
+    // End-to-end encrypted: accepted only if the franking reveal checks.
+    const v1::FrankingReveal& rv = req.reveal();
+    if (rv.content().size() > d_.limits.max_body_bytes) {
+      return absl::InvalidArgumentError("reveal.content: larger than any message can be");
+    }
+    if (rv.sender_account_id() == c.account_id) {
+      return absl::InvalidArgumentError("reveal.sender_account_id: you cannot report your own message");
+    }
+    PARLEY_RETURN_IF_ERROR(d_.franker->Verify(conv.conversation_id, req.seq(), rv));
+    r->set_mode(v1::SECURITY_MODE_E2EE);
+    r->set_sender_account_id(rv.sender_account_id());
+    r->set_franking_verified(true);
+    m->set_conversation_id(conv.conversation_id);
+    m->set_seq(req.seq());
+    m->set_sender_account_id(rv.sender_account_id());
+    m->set_sender_device_id(rv.sender_device_id());
+    m->set_client_message_id(rv.client_message_id());
+    m->set_server_time_ms(rv.server_time_ms());
+    m->mutable_plain()->set_content_type(rv.content_type());
+    m->mutable_plain()->set_content(rv.content());
+    m->set_franking_commitment(rv.franking_commitment());
+    m->set_franking_stamp(rv.franking_stamp());
+  } else {
+    // Server-readable: the report points at the stored message.
+    PARLEY_ASSIGN_OR_RETURN(auto entries,
+                            d_.storage->messages().ReadHistory(conv.conversation_id, req.seq() + 1, 1));
+    if (entries.empty() || entries[0].seq != req.seq()) {
+      if (conv.security.mode == v1::SECURITY_MODE_E2EE || conv.security.e2ee_ever_enabled) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "message ", req.seq(), " of conversation ", conv.conversation_id,
+            " is not in readable history (end-to-end encrypted): the report must reveal it (reveal)"));
+      }
+      return absl::NotFoundError(absl::StrCat("message ", req.seq(), " of conversation ", conv.conversation_id,
+                                              " is no longer in readable history (removed or past retention)"));
+    }
+    if (!m->ParseFromString(entries[0].payload)) {
+      return absl::DataLossError(absl::StrCat("history entry ", conv.conversation_id, "#", req.seq(), " is corrupt"));
+    }
+    if (!m->has_plain()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("message ", req.seq(), " is a server event; only messages can be reported"));
+    }
+    if (m->sender_account_id() == c.account_id) {
+      return absl::InvalidArgumentError("seq: you cannot report your own message");
+    }
+    r->set_mode(static_cast<v1::SecurityMode>(conv.security.mode == v1::SECURITY_MODE_E2EE
+                                                  ? v1::SECURITY_MODE_TRANSPORT
+                                                  : conv.security.mode));
+    r->set_sender_account_id(m->sender_account_id());
+  }
+  PARLEY_ASSIGN_OR_RETURN(std::string id, d_.safety->FileReport(std::move(draft)));
+  v1::ReportMessageResponse resp;
+  resp.set_report_id(id);
+  resp.set_franking_verified(req.has_reveal());
+  return resp;
+}
+
+absl::Status ParleyService::PostEvent(const std::string& conversation_id,
+                                      const std::function<void(v1::Message*)>& fill,
+                                      const std::vector<std::string>& only_accounts) {
+  absl::MutexLock lock(ConversationLock(conversation_id));
+  auto conv = d_.storage->conversations().GetConversation(conversation_id);
+  if (!conv.ok()) return Named(conv.status(), absl::StrCat("conversation ", conversation_id));
+  if (only_accounts.empty()) return AppendEvent(*conv, nullptr, fill);
+  std::vector<storage::QueueTarget> targets;
+  for (const auto& account : only_accounts) {
+    PARLEY_ASSIGN_OR_RETURN(std::vector<uint32_t> ids, DeviceIds(account));
+    for (uint32_t id : ids) targets.push_back({account, id});
+  }
+  storage::AppendRequest req;
+  req.conversation_id = conv->conversation_id;
+  req.server_time_ms = Now();
+  req.targets = targets;
+  req.keep_history = false;  // private to those accounts
+  const uint64_t epoch = conv->security.epoch;
+  const int64_t t = req.server_time_ms;
+  req.make_payload = [&](uint64_t seq) {
+    v1::Message m;
+    m.set_conversation_id(conversation_id);
+    m.set_seq(seq);
+    m.set_server_time_ms(t);
+    m.set_security_epoch(epoch);
+    fill(&m);
+    return m.SerializeAsString();
+  };
+  PARLEY_RETURN_IF_ERROR(d_.storage->messages().Append(req).status());
+  d_.hub->Notify(targets);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::Envelope>> ParleyService::ReadQueue(const Caller& c, uint64_t after,

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "core/delivery.h"
+#include "core/franker.h"
 #include "core/policy_engine.h"
 #include "core/statement.h"
 #include "core/server.h"
@@ -41,6 +42,8 @@ struct Caller {
 
 void ToProto(const storage::SecurityStateRecord& r, v1::SecurityState* out);
 
+class Safety;
+
 class ParleyService {
  public:
   struct Deps {
@@ -53,6 +56,12 @@ class ParleyService {
     const StatementSigner* signer = nullptr;
     Limits limits;
     int64_t history_retention_days = 90;
+    // Stamps E2EE franking commitments and checks reports' reveals
+    // (required).
+    const Franker* franker = nullptr;
+    // Files reports and scans transport messages (optional: without it
+    // ReportMessage is UNIMPLEMENTED).
+    Safety* safety = nullptr;
   };
   explicit ParleyService(Deps deps);
 
@@ -97,6 +106,17 @@ class ParleyService {
   absl::StatusOr<v1::SendResponse> Send(const Caller& c, const v1::SendRequest& req);
   absl::StatusOr<v1::AckResponse> Ack(const Caller& c, const v1::AckRequest& req);
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(const Caller& c, const v1::GetHistoryRequest& req);
+  // Files a report about message `seq`; E2EE messages need a franking
+  // reveal that checks (INVALID_ARGUMENT otherwise, nothing filed).
+  absl::StatusOr<v1::ReportMessageResponse> ReportMessage(const Caller& c,
+                                                          const v1::ReportMessageRequest& req);
+
+  // Appends a server event (access/moderation notices) to a conversation:
+  // to every member (and history) if `only_accounts` is empty, else to
+  // those accounts' devices only. NotFound if the conversation is gone.
+  absl::Status PostEvent(const std::string& conversation_id,
+                         const std::function<void(v1::Message*)>& fill,
+                         const std::vector<std::string>& only_accounts);
 
   // Queue reads for Receive streams: envelopes after `after_delivery_id`.
   absl::StatusOr<std::vector<v1::Envelope>> ReadQueue(const Caller& c, uint64_t after_delivery_id,

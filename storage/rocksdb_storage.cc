@@ -159,6 +159,13 @@ namespace pb = ::parley::storage::internal;
 //   SCOPE + "p" + BE32(key_id)                 -> pb.OneTimePreKey
 //        (one-time pre-keys, ascending id; present only while the "k" key
 //        is, and deleted when the identity key in it changes)
+// column family "safety"
+//   "R" + BE64(number)                         -> pb.Report
+//        (numbers 1, 2, 3, ...; updated, never deleted)
+//   "O" + BE64(number)                         -> "" (index of open reports;
+//        written/deleted in the same batch as the "R" key)
+//   "N" + TIME(due_ms) + id                    -> notice body (opaque)
+//   "V" + name                                 -> value (opaque)
 // ===================================================================
 
 constexpr uint32_t kFormatVersion = 1;
@@ -178,13 +185,15 @@ enum Cf : size_t {
   kAuditCf,
   kAdminTokensCf,
   kKeysCf,
+  kSafetyCf,
   kNumCfs,
 };
 // Append new column families at the end; names are persisted.
 constexpr const char* kCfNames[kNumCfs] = {
     "default",    "meta",   "accounts",    "conversations",
     "conv_index", "queues", "history",     "idempotency",
-    "policies",   "audit",  "admin_tokens", "keys"};
+    "policies",   "audit",  "admin_tokens", "keys",
+    "safety"};
 
 constexpr size_t kConvStripes = 1024;
 constexpr size_t kDeviceStripes = 4096;
@@ -600,9 +609,10 @@ std::string EncodeDeviceRef(absl::string_view account_id, uint32_t device_id) {
   return p.SerializeAsString();
 }
 
-std::string EncodeQueueValue(std::string payload) {
+std::string EncodeQueueValue(std::string payload, int64_t enqueued_at_ms) {
   pb::QueueValue p;
   p.set_payload(std::move(payload));
+  p.set_enqueued_at_ms(enqueued_at_ms);
   return p.SerializeAsString();
 }
 
@@ -712,7 +722,8 @@ class RocksDbStorage final : public Storage,
                              public PolicyStore,
                              public AuditStore,
                              public AdminTokenStore,
-                             public KeyStore {
+                             public KeyStore,
+                             public SafetyStore {
  public:
   static absl::StatusOr<std::unique_ptr<Storage>> Open(
       const RocksDbOptions& options);
@@ -726,7 +737,24 @@ class RocksDbStorage final : public Storage,
   AuditStore& audit() override { return *this; }
   AdminTokenStore& admin_tokens() override { return *this; }
   KeyStore& keys() override { return *this; }
+  SafetyStore& safety() override { return *this; }
   absl::Status Flush() override;
+  absl::Status Compact() override;
+
+  // SafetyStore
+  absl::StatusOr<uint64_t> AddReport(const std::string& body) override;
+  absl::Status UpdateReport(const StoredReport& r) override;
+  absl::StatusOr<StoredReport> GetReport(uint64_t number) override;
+  absl::StatusOr<std::vector<StoredReport>> ListReports(bool open_only,
+                                                        uint64_t after,
+                                                        size_t limit) override;
+  absl::Status ScheduleNotice(const ScheduledNotice& n) override;
+  absl::StatusOr<std::vector<ScheduledNotice>> DueNotices(int64_t now_ms,
+                                                          size_t limit) override;
+  absl::Status DeleteNotice(const ScheduledNotice& n) override;
+  absl::Status PutSafetyValue(const std::string& name,
+                              const std::string& value) override;
+  absl::StatusOr<std::string> GetSafetyValue(const std::string& name) override;
 
   // AccountStore
   absl::StatusOr<DeviceRecord> CreateAccount(
@@ -810,6 +838,11 @@ class RocksDbStorage final : public Storage,
       const std::string& conversation_id, uint64_t before_seq,
       size_t limit) override;
   absl::StatusOr<size_t> PurgeHistoryBefore(int64_t cutoff_ms) override;
+  absl::StatusOr<size_t> PurgeConversationHistoryBefore(
+      const std::string& conversation_id, int64_t cutoff_ms) override;
+  absl::Status DeleteHistoryEntry(const std::string& conversation_id,
+                                  uint64_t seq) override;
+  absl::StatusOr<size_t> PurgeQueuesBefore(int64_t cutoff_ms) override;
 
  private:
   RocksDbStorage(const RocksDbOptions& options, rocksdb::DB* db,
@@ -870,6 +903,7 @@ class RocksDbStorage final : public Storage,
   absl::Mutex policies_mu_;
   absl::Mutex audit_mu_;
   absl::Mutex admin_tokens_mu_;
+  absl::Mutex safety_mu_;  // AddReport/UpdateReport (number and index)
   // Mirrors the "conversation_count" key; written under create_conv_mu_
   // after a successful write, read without a lock.
   std::atomic<uint64_t> conversation_count_{0};
@@ -1975,7 +2009,9 @@ absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
   absl::flat_hash_map<absl::string_view, std::pair<DeviceStripe*, uint64_t>>
       counters;
   std::string shared_value;
-  if (shared_queue_payload) shared_value = EncodeQueueValue(*payload);
+  if (shared_queue_payload) {
+    shared_value = EncodeQueueValue(*payload, req.server_time_ms);
+  }
   for (size_t i = 0; i < req.targets.size(); ++i) {
     const std::string& scope = scopes[i];
     auto it = counters.find(scope);
@@ -1992,7 +2028,8 @@ absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id), shared_value);
     } else {
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id),
-                EncodeQueueValue(req.make_target_payload(seq, req.targets[i])));
+                EncodeQueueValue(req.make_target_payload(seq, req.targets[i]),
+                                 req.server_time_ms));
     }
   }
   for (const auto& [scope, value] : counters) {
@@ -2156,6 +2193,256 @@ absl::StatusOr<size_t> RocksDbStorage::PurgeHistoryBefore(int64_t cutoff_ms) {
     purged += in_batch;
   }
   return purged;
+}
+
+absl::StatusOr<size_t> RocksDbStorage::PurgeConversationHistoryBefore(
+    const std::string& conversation_id, int64_t cutoff_ms) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("conversation_id", conversation_id));
+  // Entries are in seq order, and seq order is time order (Append takes the
+  // time before assigning the seq under the conversation's lock, to within
+  // clock steps), so the walk stops at the first entry inside retention.
+  absl::MutexLock lock(&purge_mu_);
+  const std::string prefix = HistoryPrefix(conversation_id);
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kHistoryCf)));
+  size_t purged = 0;
+  rocksdb::WriteBatch batch;
+  size_t in_batch = 0;
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.size() != prefix.size() + 8) {
+      return absl::DataLossError("storage: malformed history key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::HistoryValue h, Parse<pb::HistoryValue>(View(it->value()), "history"));
+    if (h.server_time_ms() >= cutoff_ms) break;
+    const uint64_t seq = GetBE(key.substr(prefix.size()));
+    batch.Delete(cf(kHistoryCf), it->key());
+    batch.Delete(cf(kHistoryCf),
+                 HistoryTimeKey(h.server_time_ms(), conversation_id, seq));
+    if (++in_batch == kPurgeBatchEntries) {
+      PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge conversation history"));
+      purged += in_batch;
+      in_batch = 0;
+      batch.Clear();
+    }
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge conversation history"));
+  if (in_batch > 0) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge conversation history"));
+    purged += in_batch;
+  }
+  return purged;
+}
+
+absl::Status RocksDbStorage::DeleteHistoryEntry(const std::string& conversation_id,
+                                                uint64_t seq) {
+  PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("conversation_id", conversation_id));
+  absl::MutexLock lock(&purge_mu_);
+  const std::string key = HistoryKey(conversation_id, seq);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string raw,
+      Get(kHistoryCf, key,
+          absl::StrCat("history entry ", conversation_id, "#", seq)));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::HistoryValue h,
+                                  Parse<pb::HistoryValue>(raw, "history"));
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf(kHistoryCf), key);
+  batch.Delete(cf(kHistoryCf),
+               HistoryTimeKey(h.server_time_ms(), conversation_id, seq));
+  return Write(&batch, "delete history entry");
+}
+
+absl::StatusOr<size_t> RocksDbStorage::PurgeQueuesBefore(int64_t cutoff_ms) {
+  // Walks every queue entry; deletes of one device's entries are written
+  // under that device's stripe (like Ack), in bounded batches.
+  absl::MutexLock lock(&purge_mu_);
+  const std::string upper = PrefixSuccessor("Q");
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kQueuesCf)));
+  size_t purged = 0;
+  std::string scope;  // of the pending deletes
+  std::vector<std::string> pending;
+  auto flush = [&]() -> absl::Status {
+    if (pending.empty()) return absl::OkStatus();
+    DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+    absl::MutexLock device_lock(&stripe.mu);
+    rocksdb::WriteBatch batch;
+    for (const std::string& k : pending) batch.Delete(cf(kQueuesCf), k);
+    PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge queues"));
+    purged += pending.size();
+    pending.clear();
+    return absl::OkStatus();
+  };
+  for (it->Seek("Q"); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    // "Q" + SCOPE + BE64(delivery_id)
+    if (key.size() < 1 + 1 + 1 + 4 + 8) {
+      return absl::DataLossError("storage: malformed queue key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::QueueValue v, Parse<pb::QueueValue>(View(it->value()), "queue"));
+    if (v.enqueued_at_ms() == 0 || v.enqueued_at_ms() >= cutoff_ms) continue;
+    absl::string_view key_scope = key.substr(1, key.size() - 1 - 8);
+    if (key_scope != scope || pending.size() == kPurgeBatchEntries) {
+      PARLEY_STORAGE_RETURN_IF_ERROR(flush());
+      scope = std::string(key_scope);
+    }
+    pending.emplace_back(key);
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge queues"));
+  PARLEY_STORAGE_RETURN_IF_ERROR(flush());
+  return purged;
+}
+
+absl::Status RocksDbStorage::Compact() {
+  PARLEY_STORAGE_RETURN_IF_ERROR(Flush());
+  rocksdb::CompactRangeOptions co;
+  co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(
+        db_->CompactRange(co, h, nullptr, nullptr),
+        absl::StrCat("compact ", h->GetName())));
+  }
+  return absl::OkStatus();
+}
+
+// -------------------------------------------------------------- safety
+
+namespace {
+std::string ReportKey(uint64_t n) { return absl::StrCat("R", BE64(n)); }
+std::string OpenReportKey(uint64_t n) { return absl::StrCat("O", BE64(n)); }
+std::string NoticeKey(int64_t due_ms, absl::string_view id) {
+  std::string k = "N";
+  PutBE64(&k, TimeKey(due_ms));
+  absl::StrAppend(&k, id);
+  return k;
+}
+}  // namespace
+
+absl::StatusOr<uint64_t> RocksDbStorage::AddReport(const std::string& body) {
+  absl::MutexLock lock(&safety_mu_);
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(kSafetyCf)));
+  it->SeekForPrev(PrefixSuccessor("R"));
+  uint64_t last = 0;
+  if (it->Valid() && !it->key().empty() && it->key()[0] == 'R') {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        last, ParseFixed(View(it->key()).substr(1), 8, "report key"));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read last report"));
+  const uint64_t number = last + 1;
+  pb::Report p;
+  p.set_open(true);
+  p.set_body(body);
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kSafetyCf), ReportKey(number), p.SerializeAsString());
+  batch.Put(cf(kSafetyCf), OpenReportKey(number), "");
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "add report"));
+  return number;
+}
+
+absl::Status RocksDbStorage::UpdateReport(const StoredReport& r) {
+  absl::MutexLock lock(&safety_mu_);
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      Get(kSafetyCf, ReportKey(r.number), absl::StrCat("report ", r.number)).status());
+  pb::Report p;
+  p.set_open(r.open);
+  p.set_body(r.body);
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kSafetyCf), ReportKey(r.number), p.SerializeAsString());
+  if (r.open) {
+    batch.Put(cf(kSafetyCf), OpenReportKey(r.number), "");
+  } else {
+    batch.Delete(cf(kSafetyCf), OpenReportKey(r.number));
+  }
+  return Write(&batch, "update report");
+}
+
+absl::StatusOr<StoredReport> RocksDbStorage::GetReport(uint64_t number) {
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(
+      std::string raw,
+      Get(kSafetyCf, ReportKey(number), absl::StrCat("report ", number)));
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::Report p, Parse<pb::Report>(raw, "report"));
+  return StoredReport{.number = number, .open = p.open(), .body = p.body()};
+}
+
+absl::StatusOr<std::vector<StoredReport>> RocksDbStorage::ListReports(
+    bool open_only, uint64_t after, size_t limit) {
+  std::vector<StoredReport> out;
+  if (limit == 0 || after == UINT64_MAX) return out;
+  const std::string prefix = open_only ? "O" : "R";
+  const std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kSafetyCf)));
+  for (it->Seek(absl::StrCat(prefix, BE64(after + 1))); it->Valid() && out.size() < limit;
+       it->Next()) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        uint64_t number, ParseFixed(View(it->key()).substr(1), 8, "report key"));
+    if (open_only) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(StoredReport r, GetReport(number));
+      out.push_back(std::move(r));
+    } else {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::Report p,
+                                      Parse<pb::Report>(View(it->value()), "report"));
+      out.push_back(StoredReport{.number = number, .open = p.open(), .body = p.body()});
+    }
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "list reports"));
+  return out;
+}
+
+absl::Status RocksDbStorage::ScheduleNotice(const ScheduledNotice& n) {
+  if (n.id.empty()) return absl::InvalidArgumentError("notice id is empty");
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kSafetyCf), NoticeKey(n.due_ms, n.id), n.body);
+  return Write(&batch, "schedule notice");
+}
+
+absl::StatusOr<std::vector<ScheduledNotice>> RocksDbStorage::DueNotices(
+    int64_t now_ms, size_t limit) {
+  std::vector<ScheduledNotice> out;
+  const std::string upper = NoticeKey(now_ms + 1, "");  // due_ms <= now_ms
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kSafetyCf)));
+  for (it->Seek("N"); it->Valid() && out.size() < limit; it->Next()) {
+    absl::string_view key = View(it->key());
+    if (key.size() < 1 + 8) return absl::DataLossError("storage: malformed notice key");
+    ScheduledNotice n;
+    n.due_ms = static_cast<int64_t>(GetBE(key.substr(1, 8)) ^ (uint64_t{1} << 63));
+    n.id = std::string(key.substr(9));
+    n.body = it->value().ToString();
+    out.push_back(std::move(n));
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read due notices"));
+  return out;
+}
+
+absl::Status RocksDbStorage::DeleteNotice(const ScheduledNotice& n) {
+  rocksdb::WriteBatch batch;
+  batch.Delete(cf(kSafetyCf), NoticeKey(n.due_ms, n.id));
+  return Write(&batch, "delete notice");
+}
+
+absl::Status RocksDbStorage::PutSafetyValue(const std::string& name,
+                                            const std::string& value) {
+  if (name.empty()) return absl::InvalidArgumentError("safety value name is empty");
+  rocksdb::WriteBatch batch;
+  batch.Put(cf(kSafetyCf), absl::StrCat("V", name), value);
+  return Write(&batch, "put safety value");
+}
+
+absl::StatusOr<std::string> RocksDbStorage::GetSafetyValue(const std::string& name) {
+  return Get(kSafetyCf, absl::StrCat("V", name), absl::StrCat("safety value ", name));
 }
 
 }  // namespace

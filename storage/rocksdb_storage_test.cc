@@ -10,6 +10,8 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -1185,6 +1187,110 @@ TEST_F(StorageTest, PurgeHistoryBefore) {
   EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(100)), 0u);
   EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(1000)), 6u);
   EXPECT_TRUE(VALUE(msgs().ReadHistory("g", 0, 100)).empty());
+}
+
+TEST_F(StorageTest, PurgeConversationHistoryAndDeleteEntry) {
+  MakeGroup("g", {"a"});
+  MakeGroup("h", {"a"});
+  for (int i = 1; i <= 5; ++i) {
+    for (const char* conv : {"g", "h"}) {
+      AppendRequest r = Req(conv, {});
+      r.keep_history = true;
+      r.server_time_ms = i * 100;
+      ASSERT_TRUE(msgs().Append(r).ok());
+    }
+  }
+  EXPECT_EQ(VALUE(msgs().PurgeConversationHistoryBefore("g", 300)), 2u);
+  EXPECT_EQ(VALUE(msgs().ReadHistory("g", 0, 100)).size(), 3u);
+  EXPECT_EQ(VALUE(msgs().ReadHistory("h", 0, 100)).size(), 5u);  // untouched
+  ASSERT_OK(msgs().DeleteHistoryEntry("g", 4));
+  std::vector<uint64_t> left;
+  for (const auto& e : VALUE(msgs().ReadHistory("g", 0, 100))) left.push_back(e.seq);
+  EXPECT_THAT(left, ElementsAre(5u, 3u));
+  EXPECT_EQ(msgs().DeleteHistoryEntry("g", 4).code(), absl::StatusCode::kNotFound);
+  // The time index went with the entries: a global purge counts only the rest.
+  EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(1000)), 7u);
+}
+
+TEST_F(StorageTest, PurgeQueuesBeforeDeletesOldUndeliveredEntries) {
+  MakeAccount("a");
+  uint32_t d2 = AddDevice("a", "t2");
+  MakeGroup("g", {"a"});
+  for (int i = 1; i <= 4; ++i) {
+    AppendRequest r = Req("g", {{"a", 1}, {"a", d2}});
+    r.server_time_ms = i * 1000;
+    ASSERT_TRUE(msgs().Append(r).ok());
+  }
+  EXPECT_EQ(VALUE(msgs().PurgeQueuesBefore(2500)), 4u);  // 2 per device
+  EXPECT_EQ(Queue("a", 1).size(), 2u);
+  EXPECT_EQ(Queue("a", d2).size(), 2u);
+  EXPECT_EQ(Queue("a", 1).front().delivery_id, 3u);
+  // Delivery ids keep increasing after a purge.
+  AppendRequest later = Req("g", {{"a", 1}});
+  later.server_time_ms = 5000;
+  ASSERT_TRUE(msgs().Append(later).ok());
+  EXPECT_EQ(VALUE(msgs().LastDeliveryId("a", 1)), 5u);
+  EXPECT_EQ(VALUE(msgs().PurgeQueuesBefore(2500)), 0u);
+}
+
+TEST_F(StorageTest, ReportsNumberedListedAndIndexedByStatus) {
+  SafetyStore& s = storage_->safety();
+  EXPECT_EQ(s.GetReport(1).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(s.AddReport("one")), 1u);
+  EXPECT_EQ(VALUE(s.AddReport("two")), 2u);
+  EXPECT_EQ(VALUE(s.AddReport("three")), 3u);
+  ASSERT_OK(s.UpdateReport({.number = 2, .open = false, .body = "two resolved"}));
+  EXPECT_EQ(s.UpdateReport({.number = 9, .open = false, .body = "x"}).code(),
+            absl::StatusCode::kNotFound);
+  auto open = VALUE(s.ListReports(true, 0, 10));
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_EQ(open[0].number, 1u);
+  EXPECT_EQ(open[1].body, "three");
+  auto all = VALUE(s.ListReports(false, 1, 10));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].body, "two resolved");
+  EXPECT_FALSE(all[0].open);
+  Reopen();
+  EXPECT_EQ(VALUE(storage_->safety().AddReport("four")), 4u);
+  EXPECT_EQ(VALUE(storage_->safety().GetReport(2)).body, "two resolved");
+}
+
+TEST_F(StorageTest, NoticesComeDueInTimeOrder) {
+  SafetyStore& s = storage_->safety();
+  ASSERT_OK(s.ScheduleNotice({.due_ms = 300, .id = "c", .body = "C"}));
+  ASSERT_OK(s.ScheduleNotice({.due_ms = 100, .id = "a", .body = "A"}));
+  ASSERT_OK(s.ScheduleNotice({.due_ms = 200, .id = "b", .body = "B"}));
+  EXPECT_TRUE(VALUE(s.DueNotices(99, 10)).empty());
+  auto due = VALUE(s.DueNotices(200, 10));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].body, "A");
+  EXPECT_EQ(due[1].due_ms, 200);
+  ASSERT_OK(s.DeleteNotice(due[0]));
+  EXPECT_EQ(VALUE(s.DueNotices(1000, 10)).size(), 2u);
+  ASSERT_OK(s.PutSafetyValue("retention", "x"));
+  EXPECT_EQ(VALUE(s.GetSafetyValue("retention")), "x");
+  EXPECT_EQ(s.GetSafetyValue("none").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(StorageTest, CompactRemovesDeletedBytesFromFiles) {
+  MakeGroup("g", {"a"});
+  const std::string marker = "purge-marker-7f3a9c";
+  AppendRequest r = Req("g", {});
+  r.keep_history = true;
+  r.server_time_ms = 10;
+  r.make_payload = [&](uint64_t) { return marker; };
+  ASSERT_TRUE(msgs().Append(r).ok());
+  ASSERT_OK(storage_->Flush());
+  EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(1000)), 1u);
+  ASSERT_OK(storage_->Compact());
+  storage_.reset();
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(data.find(marker), std::string::npos) << e.path();
+  }
+  Open();
 }
 
 TEST_F(StorageTest, RemoveDeviceDeletesQueue) {

@@ -339,6 +339,17 @@ class MessageStore {
 
   // Deletes history entries older than the cutoff; returns how many.
   virtual absl::StatusOr<size_t> PurgeHistoryBefore(int64_t cutoff_ms) = 0;
+  // Deletes one conversation's history entries older than the cutoff;
+  // returns how many.
+  virtual absl::StatusOr<size_t> PurgeConversationHistoryBefore(
+      const std::string& conversation_id, int64_t cutoff_ms) = 0;
+  // Deletes one history entry (moderation removal). NotFound if absent.
+  virtual absl::Status DeleteHistoryEntry(const std::string& conversation_id,
+                                          uint64_t seq) = 0;
+  // Deletes undelivered queue entries (of every device) enqueued before the
+  // cutoff; returns how many. Entries written before enqueue times were
+  // recorded (none in a store created by this version) are kept.
+  virtual absl::StatusOr<size_t> PurgeQueuesBefore(int64_t cutoff_ms) = 0;
 };
 
 // --------------------------------------------------------------------- keys
@@ -409,6 +420,48 @@ class KeyStore {
       const std::string& account_id, uint32_t device_id) = 0;
 };
 
+// ------------------------------------------------------------------ safety
+// Moderation reports, scheduled in-band notices and the retention task's
+// status. Values are opaque to the store (core serializes them); the store
+// keeps order and the open-report index.
+
+struct StoredReport {
+  uint64_t number = 0;  // 1, 2, 3, ... assigned by AddReport
+  bool open = true;
+  std::string body;     // opaque
+};
+
+struct ScheduledNotice {
+  int64_t due_ms = 0;
+  std::string id;       // unique among notices due at the same time
+  std::string body;     // opaque
+};
+
+class SafetyStore {
+ public:
+  virtual ~SafetyStore() = default;
+  // Stores a new open report; returns its number (last + 1).
+  virtual absl::StatusOr<uint64_t> AddReport(const std::string& body) = 0;
+  // Replaces an existing report (NotFound if there is none).
+  virtual absl::Status UpdateReport(const StoredReport& r) = 0;
+  virtual absl::StatusOr<StoredReport> GetReport(uint64_t number) = 0;
+  // Reports with number > after, ascending, at most `limit`; only open ones
+  // if `open_only`.
+  virtual absl::StatusOr<std::vector<StoredReport>> ListReports(
+      bool open_only, uint64_t after, size_t limit) = 0;
+
+  virtual absl::Status ScheduleNotice(const ScheduledNotice& n) = 0;
+  // Notices with due_ms <= now_ms, earliest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<ScheduledNotice>> DueNotices(
+      int64_t now_ms, size_t limit) = 0;
+  virtual absl::Status DeleteNotice(const ScheduledNotice& n) = 0;
+
+  // A small named value (e.g. "retention"); NotFound when never written.
+  virtual absl::Status PutSafetyValue(const std::string& name,
+                                      const std::string& value) = 0;
+  virtual absl::StatusOr<std::string> GetSafetyValue(const std::string& name) = 0;
+};
+
 // All stores of one backend, opened together.
 class Storage {
  public:
@@ -420,8 +473,12 @@ class Storage {
   virtual AuditStore& audit() = 0;
   virtual AdminTokenStore& admin_tokens() = 0;
   virtual KeyStore& keys() = 0;
+  virtual SafetyStore& safety() = 0;
   // Flushes buffered writes to durable storage (used at shutdown).
   virtual absl::Status Flush() = 0;
+  // Flushes and compacts everything, so deleted data is physically removed
+  // from the files (after a retention purge). Slow; call rarely.
+  virtual absl::Status Compact() = 0;
 };
 
 }  // namespace parley::storage
