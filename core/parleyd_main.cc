@@ -96,6 +96,14 @@ int main(int argc, char** argv) {
   app.add_option("--history-retention-days", o.history_retention_days,
                  "cap on readable history (days); the policy's transport.retention_days applies per conversation")
       ->capture_default_str()->check(CLI::Range(1, 36500));
+  app.add_option("--device-rate-limit", o.limits.device_calls_per_second,
+                 "authenticated calls per second per device (token bucket; 0: no limit)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1e6));
+  app.add_option("--device-rate-burst", o.limits.device_call_burst, "calls a device may make at once")
+      ->capture_default_str()->check(CLI::Range(1.0, 1e7));
+  app.add_option("--max-streams-per-connection", o.limits.max_streams_per_connection,
+                 "concurrent RPCs per client connection")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--queue-retention-days", o.queue_retention_days,
                  "undelivered queue entries older than this are purged (0: never)")
       ->capture_default_str()->check(CLI::Range(0, 36500));

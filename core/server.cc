@@ -204,6 +204,9 @@ class ServerImpl final : public Server {
     so.retention_interval_ms = std::max<int64_t>(o.retention_interval_ms, 1000);
     safety_ = std::make_unique<Safety>(sd, so);
     deps.safety = safety_.get();
+    rate_limiter_ = std::make_unique<RateLimiter>(
+        RateLimiter::Options{o.limits.device_calls_per_second, o.limits.device_call_burst});
+    deps.rate_limiter = rate_limiter_.get();
     service_ = std::make_unique<ParleyService>(deps);
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
@@ -242,6 +245,7 @@ class ServerImpl final : public Server {
     b.RegisterService(messaging_.get());
     b.RegisterService(keys_.get());
     b.SetMaxReceiveMessageSize(static_cast<int>(o.limits.max_body_bytes * 16 + (1 << 20)));
+    b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, std::max(1, o.limits.max_streams_per_connection));
     server_ = b.BuildAndStart();
     if (!server_ || port_ == 0) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,
@@ -343,6 +347,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<Franker> franker_;
   std::unique_ptr<PatternScanner> scanner_;
   std::unique_ptr<Safety> safety_;
+  std::unique_ptr<RateLimiter> rate_limiter_;
   std::unique_ptr<ParleyService> service_;
   std::unique_ptr<Admin> admin_;
   std::unique_ptr<AdminGrpc> admin_grpc_;

@@ -21,6 +21,11 @@ struct Limits {
   size_t max_devices_per_account = 16;
   size_t max_history_page = 500;
   int64_t device_link_ttl_ms = 10 * 60 * 1000;  // 10 minutes
+  // Authenticated calls per second per device (token bucket); 0: no limit.
+  double device_calls_per_second = 500;
+  double device_call_burst = 1000;
+  // Concurrent RPCs (HTTP/2 streams) per client connection.
+  int max_streams_per_connection = 1000;
 };
 
 struct ServerOptions {

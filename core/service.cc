@@ -135,6 +135,10 @@ absl::StatusOr<Caller> ParleyService::Authenticate(absl::string_view authorizati
   if (acct.suspended) {
     return absl::PermissionDeniedError(absl::StrCat("account ", acct.username, " is suspended"));
   }
+  if (d_.rate_limiter != nullptr) {
+    PARLEY_RETURN_IF_ERROR(
+        d_.rate_limiter->Take(absl::StrCat(dev->account_id, "/", dev->device_id), Now()));
+  }
   return Caller{dev->account_id, dev->device_id};
 }
 

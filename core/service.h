@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/delivery.h"
 #include "core/franker.h"
+#include "core/rate_limiter.h"
 #include "core/policy_engine.h"
 #include "core/statement.h"
 #include "core/server.h"
@@ -62,10 +63,14 @@ class ParleyService {
     // Files reports and scans transport messages (optional: without it
     // ReportMessage is UNIMPLEMENTED).
     Safety* safety = nullptr;
+    // Per-device call rate limit, applied by Authenticate (optional).
+    RateLimiter* rate_limiter = nullptr;
   };
   explicit ParleyService(Deps deps);
 
-  // Resolves a bearer token ("Bearer <hex>" header value) to its device.
+  // Resolves a bearer token ("Bearer <hex>" header value) to its device,
+  // and charges the device's rate limit (RESOURCE_EXHAUSTED with retry
+  // information when it is exceeded).
   absl::StatusOr<Caller> Authenticate(absl::string_view authorization) const;
 
   // Accounts and devices.

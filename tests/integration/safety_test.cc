@@ -6,6 +6,9 @@
 // (searching the data directory after compaction).
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <atomic>
+#include <functional>
+#include <map>
+#include <set>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -555,6 +558,119 @@ TEST_F(SafetyTest, RetentionPurgesHistoryAndQueuesFromDisk) {
   for (const auto& m : History(bob, conv.conversation_id())) EXPECT_FALSE(m.has_plain());
   Stop();
   EXPECT_FALSE(DataDirContains(marker)) << "purged content is still on disk";
+}
+
+// Every admin RPC x every role: PERMISSION_DENIED exactly where the role
+// has no business (admin_grpc.cc's table, documented in admin.proto).
+TEST_F(SafetyTest, AdminRoleByRpcMatrix) {
+  using Call = std::function<grpc::Status(grpc::ClientContext*)>;
+  auto* a = admin_.get();
+  const std::vector<std::pair<std::string, Call>> rpcs = {
+      {"WhoAmI", [a](grpc::ClientContext* c) { v1::WhoAmIResponse r; return a->WhoAmI(c, {}, &r); }},
+      {"ValidatePolicy", [a](grpc::ClientContext* c) { v1::ValidatePolicyResponse r; return a->ValidatePolicy(c, {}, &r); }},
+      {"GetPolicy", [a](grpc::ClientContext* c) { v1::GetPolicyResponse r; return a->GetPolicy(c, {}, &r); }},
+      {"ListPolicyRevisions", [a](grpc::ClientContext* c) { v1::ListPolicyRevisionsResponse r; return a->ListPolicyRevisions(c, {}, &r); }},
+      {"PlanPolicy", [a](grpc::ClientContext* c) {
+         auto reader = a->PlanPolicy(c, v1::PlanPolicyRequest());
+         v1::PlanPolicyResponse r;
+         for (int i = 0; i < 1000 && reader->Read(&r); ++i) {
+         }
+         return reader->Finish();
+       }},
+      {"ApplyPolicy", [a](grpc::ClientContext* c) { v1::ApplyPolicyResponse r; return a->ApplyPolicy(c, {}, &r); }},
+      {"RollbackPolicy", [a](grpc::ClientContext* c) { v1::ApplyPolicyResponse r; return a->RollbackPolicy(c, {}, &r); }},
+      {"ExplainConversation", [a](grpc::ClientContext* c) { v1::ExplainConversationResponse r; return a->ExplainConversation(c, {}, &r); }},
+      {"ListConversations", [a](grpc::ClientContext* c) { v1::AdminListConversationsResponse r; return a->ListConversations(c, {}, &r); }},
+      {"CreateToken", [a](grpc::ClientContext* c) { v1::CreateTokenResponse r; return a->CreateToken(c, {}, &r); }},
+      {"ListTokens", [a](grpc::ClientContext* c) { v1::ListTokensResponse r; return a->ListTokens(c, {}, &r); }},
+      {"RevokeToken", [a](grpc::ClientContext* c) { v1::RevokeTokenResponse r; return a->RevokeToken(c, {}, &r); }},
+      {"TailAudit", [a](grpc::ClientContext* c) { v1::TailAuditResponse r; return a->TailAudit(c, {}, &r); }},
+      {"VerifyAudit", [a](grpc::ClientContext* c) { v1::VerifyAuditResponse r; return a->VerifyAudit(c, {}, &r); }},
+      {"ListReports", [a](grpc::ClientContext* c) { v1::ListReportsResponse r; return a->ListReports(c, {}, &r); }},
+      {"GetReport", [a](grpc::ClientContext* c) { v1::GetReportResponse r; return a->GetReport(c, {}, &r); }},
+      {"ResolveReport", [a](grpc::ClientContext* c) { v1::ResolveReportResponse r; return a->ResolveReport(c, {}, &r); }},
+      {"SetAccountSuspended", [a](grpc::ClientContext* c) { v1::SetAccountSuspendedResponse r; return a->SetAccountSuspended(c, {}, &r); }},
+      {"ExportConversation", [a](grpc::ClientContext* c) { v1::ExportConversationResponse r; return a->ExportConversation(c, {}, &r); }},
+      {"GetRetentionStatus", [a](grpc::ClientContext* c) { v1::GetRetentionStatusResponse r; return a->GetRetentionStatus(c, {}, &r); }},
+      {"RunRetention", [a](grpc::ClientContext* c) { v1::RunRetentionResponse r; return a->RunRetention(c, {}, &r); }},
+  };
+  // Must list every RPC of the service (a new RPC fails here until added).
+  EXPECT_EQ(static_cast<int>(rpcs.size()),
+            v1::WhoAmIRequest::descriptor()->file()->pool()->FindServiceByName("parley.v1.AdminService")->method_count());
+  const std::map<std::string, std::set<v1::AdminRole>> allowed = {
+      {"WhoAmI", {v1::ADMIN_ROLE_OPERATOR, v1::ADMIN_ROLE_AUDITOR, v1::ADMIN_ROLE_MODERATOR, v1::ADMIN_ROLE_LAWFUL_ACCESS}},
+      {"TailAudit", {v1::ADMIN_ROLE_OPERATOR, v1::ADMIN_ROLE_AUDITOR}},
+      {"VerifyAudit", {v1::ADMIN_ROLE_OPERATOR, v1::ADMIN_ROLE_AUDITOR}},
+      {"ListReports", {v1::ADMIN_ROLE_MODERATOR, v1::ADMIN_ROLE_OPERATOR}},
+      {"GetReport", {v1::ADMIN_ROLE_MODERATOR}},
+      {"ResolveReport", {v1::ADMIN_ROLE_MODERATOR}},
+      {"SetAccountSuspended", {v1::ADMIN_ROLE_MODERATOR}},
+      {"ExportConversation", {v1::ADMIN_ROLE_LAWFUL_ACCESS}},
+  };
+  std::map<v1::AdminRole, std::string> tokens = {
+      {v1::ADMIN_ROLE_OPERATOR, operator_},
+      {v1::ADMIN_ROLE_AUDITOR, Token(v1::ADMIN_ROLE_AUDITOR, "m-aud")},
+      {v1::ADMIN_ROLE_MODERATOR, Token(v1::ADMIN_ROLE_MODERATOR, "m-mod")},
+      {v1::ADMIN_ROLE_LAWFUL_ACCESS, Token(v1::ADMIN_ROLE_LAWFUL_ACCESS, "m-law")},
+  };
+  Device dev = Reg("device-user");
+  for (const auto& [name, call] : rpcs) {
+    auto it = allowed.find(name);
+    const std::set<v1::AdminRole> ok_roles =
+        it != allowed.end() ? it->second : std::set<v1::AdminRole>{v1::ADMIN_ROLE_OPERATOR};
+    for (const auto& [role, token] : tokens) {
+      grpc::Status s = call(Admin(token).get());
+      if (ok_roles.count(role)) {
+        EXPECT_NE(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << name << " as " << v1::AdminRole_Name(role) << ": " << s.error_message();
+        EXPECT_NE(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
+      } else {
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << name << " as " << v1::AdminRole_Name(role) << ": " << s.error_message();
+      }
+    }
+    // Device tokens and no token never work on the admin service.
+    EXPECT_EQ(call(Admin(dev.token).get()).error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
+    grpc::ClientContext none;
+    none.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    EXPECT_EQ(call(&none).error_code(), grpc::StatusCode::UNAUTHENTICATED) << name;
+  }
+}
+
+TEST_F(SafetyTest, DeviceRateLimitAnswersResourceExhaustedWithRetryInfo) {
+  Stop();
+  // A server with a tiny limit (the default is 500 calls/s per device).
+  core::ServerOptions o;
+  o.data_dir = dir_ + "/server";
+  o.listen = "127.0.0.1:0";
+  o.admin_listen = "";
+  o.limits.device_calls_per_second = 1;
+  o.limits.device_call_burst = 3;
+  o.clock = [this] { return now_.load(); };
+  auto srv = core::Server::Start(o);
+  ASSERT_TRUE(srv.ok()) << srv.status();
+  server_ = std::move(*srv);
+  client_ = std::make_unique<ApiClient>(testing::MakeChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), *core::ReadFile(server_->ca_cert_path())));
+  Device d = Reg("limited"), other = Reg("other");
+  v1::ListDevicesResponse r;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(client_->accounts->ListDevices(client_->Ctx(d).get(), {}, &r).ok()) << i;
+  }
+  grpc::Status s = client_->accounts->ListDevices(client_->Ctx(d).get(), {}, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("retry after 1000 ms"));
+  v1::RpcStatus rich;
+  ASSERT_TRUE(rich.ParseFromString(s.error_details()));
+  ASSERT_EQ(rich.details_size(), 1);
+  EXPECT_EQ(rich.details(0).type_url(), "type.googleapis.com/google.rpc.RetryInfo");
+  v1::RetryInfo info;
+  ASSERT_TRUE(info.ParseFromString(rich.details(0).value()));
+  EXPECT_EQ(info.retry_delay().seconds(), 1);
+  // Another device is unaffected; the limited one recovers with time.
+  EXPECT_TRUE(client_->accounts->ListDevices(client_->Ctx(other).get(), {}, &r).ok());
+  now_ += 1000;
+  EXPECT_TRUE(client_->accounts->ListDevices(client_->Ctx(d).get(), {}, &r).ok());
 }
 
 }  // namespace
