@@ -660,14 +660,20 @@ TEST_F(ServerTest, GroupFanOutAndMembershipEvents) {
   EXPECT_EQ(NextText(sc), "hi all");
 }
 
-TEST_F(ServerTest, ReservedRpcsAreUnimplemented) {
+TEST_F(ServerTest, ReportMessageValidatesItsRequest) {
+  // The full reporting flows are in tests/integration/safety_test.cc.
   Device a = Reg("alice"), b = Reg("bob");
   std::string dm = DirectId(a, b);
   v1::ReportMessageRequest rq;
   rq.set_conversation_id(dm);
   v1::ReportMessageResponse rr;
   auto c4 = client_->Ctx(a);
-  EXPECT_EQ(client_->messaging->ReportMessage(c4.get(), rq, &rr).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(client_->messaging->ReportMessage(c4.get(), rq, &rr).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);  // no reason
+  rq.set_reason(v1::REPORT_REASON_SPAM);
+  auto c5 = client_->Ctx(a);
+  EXPECT_EQ(client_->messaging->ReportMessage(c5.get(), rq, &rr).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);  // no seq
 }
 
 TEST_F(ServerTest, HealthAndReflectionAreServed) {
