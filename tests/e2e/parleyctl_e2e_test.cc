@@ -671,3 +671,97 @@ TEST_F(ParleyctlTest, TokensAndRoles) {
 
 }  // namespace
 }  // namespace parley
+
+namespace parley {
+namespace {
+
+// Safety with the real binaries: parleyd with the pattern scanner and a
+// transport policy that notifies participants; `parley` users; moderator,
+// lawful-access and auditor tokens made and used through parleyctl.
+TEST_F(ParleyctlTest, SafetyModerationExportAndAuditWithRealBinaries) {
+  const std::string policy = WriteFile("safety.yaml",
+                                       "version: 1\n"
+                                       "name: safety-e2e\n"
+                                       "rules:\n"
+                                       "  - id: default\n"
+                                       "    mode: transport\n"
+                                       "    locked: true\n"
+                                       "    transport:\n"
+                                       "      retention_days: 30\n"
+                                       "      moderation: reports\n"
+                                       "      automated_scanning: true\n"
+                                       "      lawful_access: true\n"
+                                       "      notify_access: immediately\n"
+                                       "    reason: Server-readable for safety review.\n");
+  const std::string patterns = WriteFile("patterns.txt", "scam: re:wire \\d+ dollars\n");
+  server_->process().Kill(SIGTERM);
+  ASSERT_EQ(server_->process().Wait(std::chrono::seconds(20)), 0);
+  server_ = std::make_unique<Parleyd>(PARLEYD_BIN, dir_ + "/data", dir_,
+                                      std::vector<std::string>{"--policy", policy, "--scan-patterns", patterns});
+  ASSERT_GT(server_->admin_port(), 0) << server_->log();
+
+  const std::string conv = AliceAndBob();
+  ASSERT_FALSE(conv.empty());
+  ASSERT_EQ(Parley("alice", {"send", conv, "please wire 500 dollars to me"}).code, 0);
+  ASSERT_EQ(Parley("alice", {"send", conv, "just chatting"}).code, 0);
+
+  // Tokens of each safety role, made by the operator.
+  const std::string mod = dir_ + "/mod.token", law = dir_ + "/law.token", aud = dir_ + "/aud.token";
+  ASSERT_EQ(Ctl({"tokens", "create", "--role", "moderator", "--name", "mod", "--out", mod}).code, 0);
+  ASSERT_EQ(Ctl({"tokens", "create", "--role", "lawful_access", "--name", "law", "--out", law}).code, 0);
+  ASSERT_EQ(Ctl({"tokens", "create", "--role", "auditor", "--name", "aud", "--out", aud}).code, 0);
+
+  // The scanner filed the first message; the moderator reviews it.
+  RunResult r = Ctl({"reports", "list", "--status", "open"}, mod);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("rep-1"));
+  EXPECT_THAT(r.out, HasSubstr(conv));
+  r = Ctl({"reports", "show", "rep-1"}, aud);
+  EXPECT_EQ(r.code, 1) << "an auditor may not read reports";
+  r = Ctl({"reports", "show", "rep-1"}, mod);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("please wire 500 dollars to me"));
+  EXPECT_THAT(r.out, HasSubstr("scam"));
+  // notify_access: immediately -> bob's history has the staff-access event.
+  r = Parley("bob", {"--json", "history", conv});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("ccess"));  // AccessNotice / access_notice
+
+  // Suspend the sender: her client can no longer send.
+  r = Ctl({"reports", "resolve", "rep-1", "--action", "suspend", "--note", "scam attempt"}, mod);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Parley("alice", {"send", conv, "are you there?"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_THAT(r.out + r.err, HasSubstr("suspended"));
+
+  // Lawful access: the readable history, into a new 0600 file.
+  const std::string out = dir_ + "/export.json";
+  r = Ctl({"access", "export", "--conversation", conv, "--case", "CASE-42", "--out", out}, mod);
+  EXPECT_EQ(r.code, 1) << "a moderator may not export";
+  r = Ctl({"access", "export", "--conversation", conv, "--case", "CASE-42", "--out", out}, law);
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json ex = Doc(testing::Slurp(out));
+  ASSERT_FALSE(ex.is_null());
+  EXPECT_EQ(ex["case_reference"], "CASE-42");
+  EXPECT_EQ(ex["content_included"], true);
+  EXPECT_THAT(ex.dump(), HasSubstr("just chatting"));
+  struct stat st;
+  ASSERT_EQ(::stat(out.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // Every access above is in the chain, and the chain holds.
+  r = Ctl({"audit", "verify"}, aud);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("chain intact"));
+  r = Ctl({"audit", "tail", "-n", "100"}, aud);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* action : {"content.view", "report.resolve", "account.suspend", "content.export"}) {
+    EXPECT_THAT(r.out, HasSubstr(action));
+  }
+  r = Ctl({"retention", "status"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("30"));  // queue retention days
+}
+
+}  // namespace
+}  // namespace parley

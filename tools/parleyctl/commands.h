@@ -139,6 +139,56 @@ int TokensList(const Env& env);
 int TokensRevoke(const Env& env, const std::string& token_id);
 int WhoAmI(const Env& env);
 
+// ---------------------------------------------------------------- safety
+// (safety_commands.cc; rendering in safety_format.h)
+
+// VerifyAudit: exit 0 when the chain is intact, 1 when it is broken (the
+// result is printed to out either way), as for any failed RPC otherwise.
+int AuditVerify(const Env& env);
+
+struct ReportsListArgs {
+  std::string status = "all";  // open, resolved or all
+  uint32_t limit = 100;        // pages are followed up to this many reports
+};
+int ReportsList(const Env& env, const ReportsListArgs& args);
+int ReportsShow(const Env& env, const std::string& report_id);
+
+struct ReportsResolveArgs {
+  std::string report_id;
+  std::string action;  // dismiss, warn, suspend, remove-message
+  std::string note;    // required: the reasoning (audit log)
+};
+int ReportsResolve(const Env& env, const ReportsResolveArgs& args);
+
+struct AccountSuspendArgs {
+  std::string account_id;
+  bool suspended = true;
+  std::string note;  // required
+};
+int AccountsSetSuspended(const Env& env, const AccountSuspendArgs& args);
+
+struct ExportArgs {
+  std::string conversation_id;
+  std::string case_reference;
+  std::string from;      // RFC 3339 or Unix ms; empty: from the beginning
+  std::string to;        // empty: until now
+  std::string out_file;  // empty: the export to out
+};
+// The local checks of `access export` (ids, case reference, --from/--to,
+// from <= to): fills `req` and returns kExitOk, or reports a usage error
+// naming the flag and returns kExitUsage. Needs no server.
+int CheckExportArgs(const Env& env, const ExportArgs& args,
+                    v1::ExportConversationRequest* req);
+// Writes the export document to a new file (mode 0600, never overwritten,
+// created before the request so that a bad path costs no audited access) or
+// to out; the server's note and, for E2EE conversations, "end-to-end
+// encrypted: metadata only, no message content" go to err.
+int AccessExport(const Env& env, const ExportArgs& args);
+
+int RetentionStatus(const Env& env);
+// Exit 1 when the run reports an error.
+int RetentionRun(const Env& env);
+
 }  // namespace parley::ctl
 
 #endif  // PARLEY_TOOLS_PARLEYCTL_COMMANDS_H_

@@ -5,8 +5,10 @@
 //
 // parleyctl [--server H:P] [--ca FILE] [--token-file FILE] [--json]
 //           [--timeout SEC] <command> ...
-// Exit codes: 0 ok, 1 failed (server/RPC error, policy refused), 2 invalid
-// input. CLI11 reports through exceptions; they are caught here.
+// Exit codes: 0 ok, 1 failed (server/RPC error or parleyd unreachable, policy
+// refused, `audit verify` found the chain broken, `retention run` failed), 2
+// invalid input (flags, arguments, files). CLI11 reports through exceptions;
+// they are caught here.
 #include <unistd.h>
 
 #include <cstdint>
@@ -32,7 +34,9 @@ bool WantsJson(int argc, char** argv) {
 int Run(int argc, char** argv) {
   CLI::App app{
       "Operators' tool for parleyd: the deployment's conversation security "
-      "policy, conversations metadata, the audit log and admin tokens.",
+      "policy, conversations metadata, the audit log, admin tokens, "
+      "moderation (reports, suspensions), lawful-access exports and "
+      "retention.",
       "parleyctl"};
   app.fallthrough();
   app.require_subcommand(1);
@@ -132,6 +136,103 @@ int Run(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   tail->add_option("--after", audit_args.after_seq,
                    "records after sequence number SEQ");
+  CLI::App* verify = audit->add_subcommand(
+      "verify",
+      "recompute the hash chain (exit 1 if a record was changed, removed or "
+      "reordered)");
+
+  // reports list|show|resolve
+  CLI::App* reports =
+      app.add_subcommand("reports", "reported messages (moderation)");
+  reports->require_subcommand(1);
+  ReportsListArgs reports_list_args;
+  CLI::App* reports_list =
+      reports->add_subcommand("list", "list reports, oldest first");
+  reports_list
+      ->add_option("--status", reports_list_args.status,
+                   "open, resolved or all")
+      ->capture_default_str();
+  reports_list
+      ->add_option("--limit", reports_list_args.limit,
+                   "at most N (default 100)")
+      ->check(CLI::Range(1, 1000000));
+  std::string show_report_id;
+  CLI::App* reports_show = reports->add_subcommand(
+      "show", "a report with the reported message (an audited content access)");
+  reports_show->add_option("report_id", show_report_id, "report id (rep-N)")
+      ->required();
+  ReportsResolveArgs resolve_args;
+  CLI::App* reports_resolve =
+      reports->add_subcommand("resolve", "decide a report");
+  reports_resolve
+      ->add_option("report_id", resolve_args.report_id, "report id (rep-N)")
+      ->required();
+  reports_resolve
+      ->add_option("--action", resolve_args.action,
+                   "dismiss, warn, suspend or remove-message")
+      ->required();
+  reports_resolve
+      ->add_option("--note", resolve_args.note,
+                   "why (required; kept in the audit log)")
+      ->required();
+
+  // accounts suspend|unsuspend
+  CLI::App* accounts = app.add_subcommand("accounts", "user accounts");
+  accounts->require_subcommand(1);
+  AccountSuspendArgs suspend_args;
+  CLI::App* suspend = accounts->add_subcommand(
+      "suspend", "refuse every call of an account's devices");
+  suspend->add_option("account_id", suspend_args.account_id, "account id")
+      ->required();
+  suspend
+      ->add_option("--note", suspend_args.note,
+                   "why (required; kept in the audit log)")
+      ->required();
+  AccountSuspendArgs unsuspend_args;
+  unsuspend_args.suspended = false;
+  CLI::App* unsuspend =
+      accounts->add_subcommand("unsuspend", "lift an account's suspension");
+  unsuspend->add_option("account_id", unsuspend_args.account_id, "account id")
+      ->required();
+  unsuspend
+      ->add_option("--note", unsuspend_args.note,
+                   "why (required; kept in the audit log)")
+      ->required();
+
+  // access export
+  CLI::App* access =
+      app.add_subcommand("access", "lawful access (lawful_access role)");
+  access->require_subcommand(1);
+  ExportArgs export_args;
+  CLI::App* export_cmd = access->add_subcommand(
+      "export",
+      "export a conversation's readable history for a legal case (audited; "
+      "E2EE conversations: metadata only)");
+  export_cmd
+      ->add_option("--conversation", export_args.conversation_id,
+                   "conversation id")
+      ->required();
+  export_cmd
+      ->add_option("--case", export_args.case_reference,
+                   "case reference (1-128 characters)")
+      ->required();
+  export_cmd->add_option("--from", export_args.from,
+                         "from time T: RFC 3339 UTC (2026-11-27T10:00:00Z) or "
+                         "Unix ms (default: the beginning)");
+  export_cmd->add_option("--to", export_args.to,
+                         "until time T, same forms (default: now)");
+  export_cmd->add_option(
+      "--out", export_args.out_file,
+      "write the export to this new file (mode 0600) instead of stdout");
+
+  // retention status|run
+  CLI::App* retention =
+      app.add_subcommand("retention", "the retention task (history, queues)");
+  retention->require_subcommand(1);
+  CLI::App* retention_status = retention->add_subcommand(
+      "status", "the last run, totals and settings");
+  CLI::App* retention_run = retention->add_subcommand(
+      "run", "run the retention task now (exit 1 if it fails)");
 
   // tokens create|list|revoke
   CLI::App* tokens = app.add_subcommand("tokens", "admin tokens");
@@ -163,6 +264,13 @@ int Run(int argc, char** argv) {
   Env env(g.json, &std::cout, &std::cerr);
   if (*validate) return PolicyValidate(env, validate_file);
 
+  if (*export_cmd) {  // check the arguments before reading CA and token
+    v1::ExportConversationRequest req;
+    if (int rc = CheckExportArgs(env, export_args, &req); rc != kExitOk) {
+      return rc;
+    }
+  }
+
   if (int rc = Connect(g, &env); rc != kExitOk) return rc;
   env.set_progress(::isatty(STDERR_FILENO) == 1);
   if (*show) return PolicyShow(env, show_number);
@@ -174,6 +282,15 @@ int Run(int argc, char** argv) {
   if (*explain) return PolicyExplain(env, explain_args);
   if (*list) return ConversationsList(env, list_args);
   if (*tail) return AuditTail(env, audit_args);
+  if (*verify) return AuditVerify(env);
+  if (*reports_list) return ReportsList(env, reports_list_args);
+  if (*reports_show) return ReportsShow(env, show_report_id);
+  if (*reports_resolve) return ReportsResolve(env, resolve_args);
+  if (*suspend) return AccountsSetSuspended(env, suspend_args);
+  if (*unsuspend) return AccountsSetSuspended(env, unsuspend_args);
+  if (*export_cmd) return AccessExport(env, export_args);
+  if (*retention_status) return RetentionStatus(env);
+  if (*retention_run) return RetentionRun(env);
   if (*create) return TokensCreate(env, create_args);
   if (*tokens_list) return TokensList(env);
   if (*revoke) return TokensRevoke(env, revoke_id);

@@ -19,6 +19,7 @@
 #include "tools/parleyctl/commands.h"
 #include "tools/parleyctl/diff.h"
 #include "tools/parleyctl/format.h"
+#include "tools/parleyctl/safety_format.h"
 
 namespace parley::ctl {
 namespace {
@@ -432,6 +433,373 @@ constexpr char kPolicyV2[] =
     "    locked: true\n"
     "    reason: Everything is end-to-end encrypted.\n";
 
+// ---------------------------------------------------------- safety samples
+
+// Report rep-N in conversation c_N (transport), message #N+4.
+v1::ReportSummary SampleReport(int n, bool open) {
+  v1::ReportSummary r;
+  r.set_report_id("rep-" + std::to_string(n));
+  r.set_status(open ? v1::REPORT_STATUS_OPEN : v1::REPORT_STATUS_RESOLVED);
+  r.set_source(v1::REPORT_SOURCE_PARTICIPANT);
+  r.set_reason(v1::REPORT_REASON_HARASSMENT);
+  r.set_conversation_id("c_" + std::to_string(n));
+  r.set_seq(static_cast<uint64_t>(n) + 4);
+  r.set_mode(v1::SECURITY_MODE_TRANSPORT);
+  r.set_reporter_account_id("acc_bob");
+  r.set_sender_account_id("acc_eve");
+  r.set_created_at_ms(1700000000000);
+  if (!open) {
+    r.set_action(v1::REPORT_ACTION_WARN);
+    r.set_resolved_by("moderator:mod-1");
+    r.set_resolved_at_ms(1700000600000);
+    r.set_resolution_note("first offence");
+  }
+  return r;
+}
+
+v1::Message TextMessage(uint64_t seq, const std::string& sender,
+                        const std::string& text) {
+  v1::Message m;
+  m.set_conversation_id("c_9");
+  m.set_seq(seq);
+  m.set_sender_account_id(sender);
+  m.set_sender_device_id(1);
+  m.set_server_time_ms(1700000000000 + static_cast<int64_t>(seq) * 1000);
+  m.mutable_plain()->set_content(text);
+  return m;
+}
+
+// An E2EE report whose revealed plaintext was verified by franking.
+v1::GetReportResponse SampleE2eeReport() {
+  v1::GetReportResponse r;
+  v1::ReportSummary* s = r.mutable_report();
+  s->set_report_id("rep-1");
+  s->set_status(v1::REPORT_STATUS_OPEN);
+  s->set_source(v1::REPORT_SOURCE_PARTICIPANT);
+  s->set_reason(v1::REPORT_REASON_CHILD_SAFETY);
+  s->set_conversation_id("c_9");
+  s->set_seq(7);
+  s->set_mode(v1::SECURITY_MODE_E2EE);
+  s->set_reporter_account_id("acc_bob");
+  s->set_sender_account_id("acc_eve");
+  s->set_created_at_ms(1700000000000);
+  s->set_franking_verified(true);
+  r.set_comment("keeps messaging my kid");
+  *r.mutable_message() = TextMessage(7, "acc_eve", "meet me\nalone");
+  r.set_context_note(
+      "end-to-end encrypted: this is what the reporter revealed, verified by "
+      "message franking; parleyd has no other content of this conversation");
+  return r;
+}
+
+v1::GetRetentionStatusResponse SampleRetentionStatus() {
+  v1::GetRetentionStatusResponse s;
+  v1::RetentionRun* run = s.mutable_last_run();
+  run->set_started_at_ms(1700000000000);
+  run->set_elapsed_ms(42);
+  run->set_conversations_checked(250);
+  run->set_history_purged(1200);
+  run->set_queue_purged(1);
+  run->set_compacted(true);
+  s.set_total_history_purged(5000);
+  s.set_total_queue_purged(3);
+  s.set_queue_retention_days(30);
+  s.set_interval_ms(6 * 3600000);
+  s.set_next_run_at_ms(1700000000000 + 6 * 3600000);
+  return s;
+}
+
+// ------------------------------------------------------ safety: parsing
+
+TEST(SafetyParseTest, TimeArgs) {
+  EXPECT_EQ(ParseTimeArg("2026-11-27T10:00:00Z"), 1795773600000);
+  EXPECT_EQ(ParseTimeArg("2026-11-27t10:00:00z"), 1795773600000);
+  EXPECT_EQ(ParseTimeArg("2026-11-27T10:00:00.5Z"), 1795773600500);
+  EXPECT_EQ(ParseTimeArg("2026-11-27T10:00:00.123456Z"), 1795773600123);
+  EXPECT_EQ(ParseTimeArg("2026-11-27T10:00:00+01:30"), 1795768200000);
+  EXPECT_EQ(ParseTimeArg("2000-02-29T23:59:59Z"), 951868799000);
+  EXPECT_EQ(ParseTimeArg("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(ParseTimeArg("1795773600000"), 1795773600000);
+  EXPECT_EQ(ParseTimeArg("0"), 0);
+  // Round trip with FormatTime.
+  EXPECT_EQ(FormatTime(*ParseTimeArg("2023-11-14T22:13:20Z")),
+            "2023-11-14T22:13:20Z");
+  std::string why;
+  EXPECT_FALSE(ParseTimeArg("1795773600", &why));  // Unix seconds
+  EXPECT_THAT(why, HasSubstr("looks like Unix seconds"));
+  EXPECT_FALSE(ParseTimeArg("2026-11-27T10:00:00", &why));
+  EXPECT_THAT(why, HasSubstr("time zone is missing"));
+  EXPECT_FALSE(ParseTimeArg("2026-02-29T10:00:00Z", &why));  // not leap
+  EXPECT_THAT(why, HasSubstr("no such date"));
+  EXPECT_FALSE(ParseTimeArg("1969-12-31T23:59:59Z", &why));
+  EXPECT_THAT(why, HasSubstr("before 1970"));
+  for (const char* bad :
+       {"", "now", "-5", "2026-11-27", "2026-11-27 10:00:00Z",
+        "2026-13-01T00:00:00Z", "2026-11-27T24:00:00Z",
+        "2026-11-27T10:60:00Z", "2026-11-27T10:00:60Z",
+        "2026-11-27T10:00:00.Z", "2026-11-27T10:00:00+0100",
+        "2026-11-27T10:00:00+25:00", "2026-11-27T10:00:00ZZ",
+        "12345678901234567890", " 1795773600000", "1.5e12"}) {
+    EXPECT_FALSE(ParseTimeArg(bad)) << bad;
+  }
+}
+
+TEST(SafetyParseTest, StatusFilterAndActionNames) {
+  EXPECT_EQ(ParseReportStatusFilter("open"), v1::REPORT_STATUS_OPEN);
+  EXPECT_EQ(ParseReportStatusFilter("RESOLVED"), v1::REPORT_STATUS_RESOLVED);
+  EXPECT_EQ(ParseReportStatusFilter("all"), v1::REPORT_STATUS_UNSPECIFIED);
+  EXPECT_FALSE(ParseReportStatusFilter("closed"));
+  EXPECT_FALSE(ParseReportStatusFilter(""));
+  for (auto st : {v1::REPORT_STATUS_OPEN, v1::REPORT_STATUS_RESOLVED}) {
+    EXPECT_EQ(ParseReportStatusFilter(ReportStatusName(st)), st);
+  }
+  EXPECT_EQ(ParseReportAction("dismiss"), v1::REPORT_ACTION_DISMISS);
+  EXPECT_EQ(ParseReportAction("warn"), v1::REPORT_ACTION_WARN);
+  EXPECT_EQ(ParseReportAction("Suspend"), v1::REPORT_ACTION_SUSPEND);
+  EXPECT_EQ(ParseReportAction("remove-message"),
+            v1::REPORT_ACTION_REMOVE_MESSAGE);
+  EXPECT_EQ(ParseReportAction("remove_message"),
+            v1::REPORT_ACTION_REMOVE_MESSAGE);
+  EXPECT_FALSE(ParseReportAction("ban"));
+  EXPECT_FALSE(ParseReportAction("unspecified"));
+  for (auto a : {v1::REPORT_ACTION_DISMISS, v1::REPORT_ACTION_WARN,
+                 v1::REPORT_ACTION_SUSPEND, v1::REPORT_ACTION_REMOVE_MESSAGE}) {
+    EXPECT_EQ(ParseReportAction(ReportActionName(a)), a);
+  }
+  EXPECT_EQ(ReportActionName(v1::REPORT_ACTION_REMOVE_MESSAGE),
+            "remove-message");
+  EXPECT_EQ(ReportSourceName(v1::REPORT_SOURCE_SCANNER), "scanner");
+  EXPECT_EQ(ReportSourceName(v1::REPORT_SOURCE_PARTICIPANT), "participant");
+}
+
+TEST(SafetyParseTest, ReasonNamesMatchTheServer) {
+  const std::map<v1::ReportReason, std::string> names = {
+      {v1::REPORT_REASON_SPAM, "spam"},
+      {v1::REPORT_REASON_HARASSMENT, "harassment"},
+      {v1::REPORT_REASON_HATE, "hate"},
+      {v1::REPORT_REASON_VIOLENCE, "violence"},
+      {v1::REPORT_REASON_SEXUAL_CONTENT, "sexual_content"},
+      {v1::REPORT_REASON_CHILD_SAFETY, "child_safety"},
+      {v1::REPORT_REASON_SELF_HARM, "self_harm"},
+      {v1::REPORT_REASON_FRAUD, "fraud"},
+      {v1::REPORT_REASON_OTHER, "other"},
+      {v1::REPORT_REASON_UNSPECIFIED, "unspecified"}};
+  for (const auto& [reason, name] : names) {
+    EXPECT_EQ(ReportReasonName(reason), name);
+  }
+  // Every defined value has a name.
+  for (int i = v1::ReportReason_MIN; i <= v1::ReportReason_MAX; ++i) {
+    EXPECT_EQ(names.count(static_cast<v1::ReportReason>(i)), 1u) << i;
+  }
+}
+
+TEST(SafetyParseTest, AllFourRoles) {
+  EXPECT_EQ(ParseRole("operator"), v1::ADMIN_ROLE_OPERATOR);
+  EXPECT_EQ(ParseRole("auditor"), v1::ADMIN_ROLE_AUDITOR);
+  EXPECT_EQ(ParseRole("moderator"), v1::ADMIN_ROLE_MODERATOR);
+  EXPECT_EQ(ParseRole("lawful_access"), v1::ADMIN_ROLE_LAWFUL_ACCESS);
+  for (auto r : {v1::ADMIN_ROLE_OPERATOR, v1::ADMIN_ROLE_AUDITOR,
+                 v1::ADMIN_ROLE_MODERATOR, v1::ADMIN_ROLE_LAWFUL_ACCESS}) {
+    EXPECT_EQ(ParseRole(RoleName(r)), r);
+  }
+}
+
+TEST(SafetyParseTest, TextChecks) {
+  EXPECT_TRUE(IsValidUtf8("plain \xc3\xa9 \xe2\x86\x92 \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(IsValidUtf8("\xff"));
+  EXPECT_FALSE(IsValidUtf8("\xc3"));            // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));        // overlong
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));    // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_EQ(CheckText("CASE-2026-001", 128), "");
+  EXPECT_EQ(CheckText("Fall \xc3\xa9t\xc3\xa9", 128), "");
+  EXPECT_EQ(CheckText("", 128), "must not be empty");
+  EXPECT_EQ(CheckText("  \t", 128), "must not be empty");
+  EXPECT_THAT(CheckText(std::string(129, 'x'), 128), HasSubstr("too long"));
+  EXPECT_EQ(CheckText(std::string(128, 'x'), 128), "");
+  EXPECT_THAT(CheckText("a\nb", 128), HasSubstr("control characters"));
+  EXPECT_EQ(CheckText("a\xff", 128), "is not valid UTF-8");
+}
+
+// --------------------------------------------------- safety: formatting
+
+TEST(SafetyFormatTest, VerifyTextAndExitCode) {
+  v1::VerifyAuditResponse ok;
+  ok.set_ok(true);
+  ok.set_records(42);
+  EXPECT_EQ(FormatVerify(ok), "audit log OK: 42 records, chain intact");
+  EXPECT_EQ(VerifyExitCode(ok), kExitOk);
+  ok.set_records(1);
+  EXPECT_EQ(FormatVerify(ok), "audit log OK: 1 record, chain intact");
+  v1::VerifyAuditResponse bad;
+  bad.set_ok(false);
+  bad.set_records(42);
+  bad.set_first_bad_seq(17);
+  bad.set_problem("hash mismatch\x1b[2J");
+  EXPECT_EQ(FormatVerify(bad),
+            "audit log BROKEN at record 17: hash mismatch?[2J (42 records "
+            "checked)");
+  EXPECT_EQ(VerifyExitCode(bad), 1);
+  EXPECT_NE(VerifyExitCode(bad), kExitUsage);
+  EXPECT_EQ(VerifyJson(bad)["first_bad_seq"], 17);
+  EXPECT_EQ(VerifyJson(bad)["ok"], false);
+}
+
+TEST(SafetyFormatTest, ReportTable) {
+  v1::ReportSummary e2ee = SampleE2eeReport().report();
+  v1::ReportSummary scanner = SampleReport(12, false);
+  scanner.set_source(v1::REPORT_SOURCE_SCANNER);
+  scanner.set_reason(v1::REPORT_REASON_SPAM);
+  EXPECT_EQ(
+      FormatReportTable({e2ee, scanner}),
+      "ID      STATUS    SOURCE       REASON        CONVERSATION  SEQ  MODE"
+      "       VERIFIED  CREATED               ACTION\n"
+      "rep-1   open      participant  child_safety  c_9             7  e2ee"
+      "       yes       2023-11-14T22:13:20Z  -\n"
+      "rep-12  resolved  scanner      spam          c_12           16  "
+      "transport  -         2023-11-14T22:13:20Z  warn\n");
+  e2ee.set_franking_verified(false);
+  EXPECT_EQ(VerifiedCell(e2ee), "no");
+}
+
+TEST(SafetyFormatTest, E2eeReportShowsTheFrankingMark) {
+  EXPECT_EQ(FormatReport(SampleE2eeReport()),
+            "report        rep-1 (open)\n"
+            "source        participant, reporter acc_bob\n"
+            "reason        child_safety\n"
+            "conversation  c_9, message #7 (e2ee when reported)\n"
+            "sender        acc_eve\n"
+            "reported      2023-11-14T22:13:20Z\n"
+            "verified      yes (message franking)\n"
+            "comment       keeps messaging my kid\n"
+            "\n"
+            "message #7 from acc_eve (device 1) at 2023-11-14T22:13:27Z:\n"
+            "    meet me\n"
+            "    alone\n"
+            "VERIFIED by message franking: this is what the reporter revealed "
+            "(it matches the sender's commitment and parleyd's stamp)\n"
+            "\n"
+            "context note: end-to-end encrypted: this is what the reporter "
+            "revealed, verified by message franking; parleyd has no other "
+            "content of this conversation\n");
+  // Not verified: said plainly.
+  v1::GetReportResponse r = SampleE2eeReport();
+  r.mutable_report()->set_franking_verified(false);
+  EXPECT_THAT(FormatReport(r), HasSubstr("\nNOT VERIFIED: "));
+  EXPECT_THAT(FormatReport(r), HasSubstr("verified      NO\n"));
+  const nlohmann::json j = ReportDetailJson(SampleE2eeReport());
+  EXPECT_EQ(j["report"]["franking_verified"], true);
+  EXPECT_EQ(j["report"]["reason"], "child_safety");
+  EXPECT_EQ(j["report"]["action"], nullptr);
+  EXPECT_EQ(j["message"]["content"], "meet me\nalone");
+  EXPECT_EQ(j["message"]["content_type"], "text/plain");
+}
+
+TEST(SafetyFormatTest, TransportReportWithContextAndResolution) {
+  v1::GetReportResponse r;
+  *r.mutable_report() = SampleReport(9, false);
+  r.mutable_report()->set_seq(7);
+  *r.mutable_message() = TextMessage(7, "acc_eve", "you \x1b[31mloser");
+  *r.add_context() = TextMessage(6, "acc_bob", "hi");
+  *r.add_context() = TextMessage(7, "acc_eve", "you loser");
+  v1::Message image = TextMessage(8, "acc_eve", std::string("\x89PNG\0\1", 6));
+  image.mutable_plain()->set_content_type("image/png");
+  *r.add_context() = image;
+  v1::Message bad_text = TextMessage(9, "acc_bob", "\xff\xfe");
+  *r.add_context() = bad_text;
+  r.set_context_note("policy rule default (moderation: full_review): up to 5 "
+                     "messages before and after");
+  EXPECT_EQ(FormatReport(r),
+            "report        rep-9 (resolved)\n"
+            "source        participant, reporter acc_bob\n"
+            "reason        harassment\n"
+            "conversation  c_9, message #7 (transport when reported)\n"
+            "sender        acc_eve\n"
+            "reported      2023-11-14T22:13:20Z\n"
+            "verified      - (not end-to-end encrypted)\n"
+            "resolution    warn by moderator:mod-1 at 2023-11-14T22:23:20Z\n"
+            "note          first offence\n"
+            "comment       -\n"
+            "\n"
+            "message #7 from acc_eve (device 1) at 2023-11-14T22:13:27Z:\n"
+            "    you ?[31mloser\n"
+            "parleyd's own copy (the conversation was not end-to-end "
+            "encrypted)\n"
+            "\n"
+            "context (4 messages):\n"
+            "  #6 from acc_bob (device 1) at 2023-11-14T22:13:26Z:\n"
+            "    hi\n"
+            "> #7 from acc_eve (device 1) at 2023-11-14T22:13:27Z:\n"
+            "    you loser\n"
+            "  #8 from acc_eve (device 1) at 2023-11-14T22:13:28Z:\n"
+            "    (6 bytes of image/png, not shown)\n"
+            "  #9 from acc_bob (device 1) at 2023-11-14T22:13:29Z:\n"
+            "    (2 bytes of text/plain, not shown)\n"
+            "\n"
+            "context note: policy rule default (moderation: full_review): up "
+            "to 5 messages before and after\n");
+  // Withheld content (moderation: none).
+  r.clear_message();
+  r.clear_context();
+  EXPECT_THAT(FormatReport(r), HasSubstr("\nmessage #7: not shown\n"));
+  const nlohmann::json j = MessageJson(image);
+  EXPECT_EQ(j["content_type"], "image/png");
+  EXPECT_EQ(j["content_base64"], "iVBORwAB");
+  EXPECT_EQ(j["content_bytes"], 6);
+  EXPECT_FALSE(j.contains("content"));
+  EXPECT_EQ(ReportJson(r.report())["action"], "warn");
+}
+
+TEST(SafetyFormatTest, ScannerSummary) {
+  v1::ReportSummary s = SampleReport(3, true);
+  s.set_source(v1::REPORT_SOURCE_SCANNER);
+  s.clear_reporter_account_id();
+  s.set_scanner_match("free crypto");
+  EXPECT_THAT(FormatReportSummary(s),
+              HasSubstr("source        scanner, matched \"free crypto\"\n"));
+  EXPECT_THAT(FormatReportSummary(s), Not(HasSubstr("resolution")));
+}
+
+TEST(SafetyFormatTest, RetentionStatus) {
+  EXPECT_EQ(FormatRetentionStatus(SampleRetentionStatus()),
+            "last run:\n"
+            "  started       2023-11-14T22:13:20Z\n"
+            "  elapsed       0.042 s\n"
+            "  checked       250 conversations\n"
+            "  purged        1200 history entries, 1 queue entry\n"
+            "  compacted     yes\n"
+            "  result        ok\n"
+            "totals:\n"
+            "  purged        5000 history entries, 3 queue entries\n"
+            "settings:\n"
+            "  queue         undelivered entries purged after 30 days\n"
+            "  interval      every 6 h\n"
+            "  next run      2023-11-15T04:13:20Z\n");
+  v1::GetRetentionStatusResponse never;
+  never.set_interval_ms(3600000);
+  EXPECT_EQ(FormatRetentionStatus(never),
+            "last run: never\n"
+            "totals:\n"
+            "  purged        0 history entries, 0 queue entries\n"
+            "settings:\n"
+            "  queue         undelivered entries kept (no queue retention)\n"
+            "  interval      every 1 h\n"
+            "  next run      at the next check\n");
+  v1::RetentionRun failed = SampleRetentionStatus().last_run();
+  EXPECT_EQ(RetentionRunExitCode(failed), kExitOk);
+  failed.set_error("IO error: disk full");
+  EXPECT_THAT(FormatRetentionRun(failed),
+              HasSubstr("result        FAILED: IO error: disk full\n"));
+  EXPECT_EQ(RetentionRunExitCode(failed), kExitFailed);
+  const nlohmann::json j = RetentionStatusJson(SampleRetentionStatus());
+  EXPECT_EQ(j["last_run"]["history_purged"], 1200);
+  EXPECT_EQ(j["queue_retention_days"], 30);
+  EXPECT_EQ(RetentionStatusJson(never)["last_run"], nullptr);
+  EXPECT_EQ(FormatInterval(30 * 60000), "30 min");
+  EXPECT_EQ(FormatInterval(90000), "90 s");
+  EXPECT_EQ(FormatInterval(0), "-");
+}
+
 class FakeAdmin final : public v1::AdminService::Service {
  public:
   std::string last_authorization;
@@ -539,6 +907,120 @@ class FakeAdmin final : public v1::AdminService::Service {
     resp->set_secret("s3cr3t-value");
     return grpc::Status::OK;
   }
+  // Safety RPCs.
+  bool audit_broken = false;
+  v1::ResolveReportRequest last_resolve;
+  v1::SetAccountSuspendedRequest last_suspend;
+  v1::ExportConversationRequest last_export;
+  int report_list_calls = 0;
+  int export_calls = 0;
+  std::string retention_error;
+
+  grpc::Status VerifyAudit(grpc::ServerContext* ctx,
+                           const v1::VerifyAuditRequest*,
+                           v1::VerifyAuditResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    resp->set_ok(!audit_broken);
+    resp->set_records(42);
+    if (audit_broken) {
+      resp->set_first_bad_seq(17);
+      resp->set_problem("hash mismatch (record changed)");
+    }
+    return grpc::Status::OK;
+  }
+  // 120 reports rep-1..rep-120 (odd: open, even: resolved), pages of at
+  // most 50, next_page_token = the last id returned.
+  grpc::Status ListReports(grpc::ServerContext* ctx,
+                           const v1::ListReportsRequest* req,
+                           v1::ListReportsResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    ++report_list_calls;
+    int n = req->page_token().empty() ? 0 : std::stoi(req->page_token().substr(4));
+    const size_t limit = std::min<uint32_t>(req->limit(), 50);
+    while (++n <= 120 && static_cast<size_t>(resp->reports_size()) < limit) {
+      const bool open = n % 2 == 1;
+      if (req->status() == v1::REPORT_STATUS_OPEN && !open) continue;
+      if (req->status() == v1::REPORT_STATUS_RESOLVED && open) continue;
+      *resp->add_reports() = SampleReport(n, open);
+      if (static_cast<size_t>(resp->reports_size()) == limit && n < 120) {
+        resp->set_next_page_token("rep-" + std::to_string(n));
+      }
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status GetReport(grpc::ServerContext* ctx,
+                         const v1::GetReportRequest* req,
+                         v1::GetReportResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    if (req->report_id() != "rep-1") {
+      return {grpc::StatusCode::NOT_FOUND,
+              "report " + req->report_id() + " does not exist"};
+    }
+    *resp = SampleE2eeReport();
+    return grpc::Status::OK;
+  }
+  grpc::Status ResolveReport(grpc::ServerContext* ctx,
+                             const v1::ResolveReportRequest* req,
+                             v1::ResolveReportResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    last_resolve = *req;
+    if (req->report_id() == "rep-2") {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              "report rep-2 was already resolved"};
+    }
+    *resp->mutable_report() = SampleReport(1, false);
+    resp->mutable_report()->set_action(req->action());
+    resp->mutable_report()->set_resolution_note(req->note());
+    return grpc::Status::OK;
+  }
+  grpc::Status SetAccountSuspended(
+      grpc::ServerContext* ctx, const v1::SetAccountSuspendedRequest* req,
+      v1::SetAccountSuspendedResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    last_suspend = *req;
+    resp->set_account_id(req->account_id());
+    resp->set_suspended(req->suspended());
+    return grpc::Status::OK;
+  }
+  // c_e2ee: metadata only; c_denied: PERMISSION_DENIED; else content.
+  grpc::Status ExportConversation(
+      grpc::ServerContext* ctx, const v1::ExportConversationRequest* req,
+      v1::ExportConversationResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    ++export_calls;
+    last_export = *req;
+    if (req->conversation_id() == "c_denied") {
+      return {grpc::StatusCode::PERMISSION_DENIED,
+              "policy rule default does not allow lawful access"};
+    }
+    const bool e2ee = req->conversation_id() == "c_e2ee";
+    resp->set_content_included(!e2ee);
+    resp->set_message_count(e2ee ? 0 : 2);
+    resp->set_note(e2ee ? "conversation c_e2ee is end-to-end encrypted: "
+                          "parleyd has no readable content; metadata only"
+                        : "2 history entries (2 messages with content)");
+    resp->set_export_json(
+        "{\"format\":\"parley.export.v1\",\"case_reference\":\"" +
+        req->case_reference() + "\",\"content_included\":" +
+        (e2ee ? "false" : "true") + ",\"messages\":[]}");
+    return grpc::Status::OK;
+  }
+  grpc::Status GetRetentionStatus(grpc::ServerContext* ctx,
+                                  const v1::GetRetentionStatusRequest*,
+                                  v1::GetRetentionStatusResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    *resp = SampleRetentionStatus();
+    return grpc::Status::OK;
+  }
+  grpc::Status RunRetention(grpc::ServerContext* ctx,
+                            const v1::RunRetentionRequest*,
+                            v1::RunRetentionResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    *resp->mutable_run() = SampleRetentionStatus().last_run();
+    resp->mutable_run()->set_error(retention_error);
+    return grpc::Status::OK;
+  }
+
   grpc::Status TailAudit(grpc::ServerContext* ctx, const v1::TailAuditRequest*,
                          v1::TailAuditResponse* resp) override {
     if (grpc::Status s = Auth(ctx); !s.ok()) return s;
@@ -738,6 +1220,197 @@ TEST_F(CommandsTest, TokensCreateWritesA0600File) {
   EXPECT_EQ(TokensCreate(NewEnv(false, "bad"), {"operator", "y", other}),
             kExitFailed);
   EXPECT_NE(::access(other.c_str(), F_OK), 0);
+}
+
+// ------------------------------------------------- safety commands
+
+TEST_F(CommandsTest, AuditVerifyExitCodes) {
+  EXPECT_EQ(AuditVerify(NewEnv(false)), kExitOk);
+  EXPECT_EQ(out_.str(), "audit log OK: 42 records, chain intact\n");
+  service_.audit_broken = true;
+  EXPECT_EQ(AuditVerify(NewEnv(false)), 1);
+  EXPECT_EQ(out_.str(),
+            "audit log BROKEN at record 17: hash mismatch (record changed) "
+            "(42 records checked)\n");
+  EXPECT_EQ(AuditVerify(NewEnv(true)), 1);
+  EXPECT_EQ(OutJson()["ok"], false);
+  EXPECT_EQ(OutJson()["first_bad_seq"], 17);
+  EXPECT_EQ(AuditVerify(NewEnv(false, "bad")), kExitFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("VerifyAudit: unknown admin token"));
+}
+
+TEST_F(CommandsTest, ReportsListFollowsPages) {
+  EXPECT_EQ(ReportsList(NewEnv(true), {"all", 110}), kExitOk);
+  EXPECT_EQ(OutJson()["reports"].size(), 110u);
+  EXPECT_EQ(OutJson()["reports"][109]["report_id"], "rep-110");
+  EXPECT_EQ(OutJson()["reports"][1]["action"], "warn");
+  EXPECT_EQ(OutJson()["more"], true);
+  EXPECT_EQ(service_.report_list_calls, 3);
+  EXPECT_EQ(ReportsList(NewEnv(false), {"open", 1000}), kExitOk);
+  EXPECT_THAT(out_.str(),
+              HasSubstr("ID       STATUS  SOURCE       REASON      "
+                        "CONVERSATION  SEQ  MODE       VERIFIED  CREATED"
+                        "               ACTION\n"
+                        "rep-1    open    participant  harassment  c_1  "
+                        "           5  transport  -         "
+                        "2023-11-14T22:13:20Z  -\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("\n60 open reports\n"));
+  EXPECT_EQ(ReportsList(NewEnv(false), {"closed", 10}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--status: unknown status \"closed\""));
+}
+
+TEST_F(CommandsTest, ReportsShow) {
+  EXPECT_EQ(ReportsShow(NewEnv(false), "rep-1"), kExitOk);
+  EXPECT_THAT(out_.str(),
+              HasSubstr("\nVERIFIED by message franking: this is what the "
+                        "reporter revealed"));
+  EXPECT_EQ(ReportsShow(NewEnv(true), "rep-1"), kExitOk);
+  EXPECT_EQ(OutJson()["message"]["content"], "meet me\nalone");
+  EXPECT_EQ(ReportsShow(NewEnv(false), "rep-5"), kExitFailed);
+  EXPECT_THAT(err_.str(),
+              HasSubstr("GetReport: report rep-5 does not exist [NOT_FOUND]"));
+  EXPECT_EQ(ReportsShow(NewEnv(false), ""), kExitUsage);
+}
+
+TEST_F(CommandsTest, ReportsResolve) {
+  EXPECT_EQ(ReportsResolve(NewEnv(false),
+                           {"rep-1", "remove-message", "insult, rule 3"}),
+            kExitOk);
+  EXPECT_EQ(service_.last_resolve.action(), v1::REPORT_ACTION_REMOVE_MESSAGE);
+  EXPECT_EQ(service_.last_resolve.note(), "insult, rule 3");
+  EXPECT_THAT(out_.str(), HasSubstr("resolved rep-1: remove-message\n"
+                                    "report        rep-1 (resolved)\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("note          insult, rule 3\n"));
+  // Local checks: nothing is sent.
+  service_.last_resolve.Clear();
+  EXPECT_EQ(ReportsResolve(NewEnv(false), {"rep-1", "ban", "x"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--action: unknown action \"ban\""));
+  EXPECT_EQ(ReportsResolve(NewEnv(false), {"rep-1", "warn", " "}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--note: must not be empty"));
+  EXPECT_EQ(service_.last_resolve.report_id(), "");
+  // The server's refusal: its message, exit 1.
+  EXPECT_EQ(ReportsResolve(NewEnv(false), {"rep-2", "dismiss", "ok"}),
+            kExitFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("ResolveReport: report rep-2 was already "
+                                    "resolved [FAILED_PRECONDITION]"));
+}
+
+TEST_F(CommandsTest, AccountsSuspendAndUnsuspend) {
+  EXPECT_EQ(AccountsSetSuspended(NewEnv(false), {"acc_eve", true, "spam"}),
+            kExitOk);
+  EXPECT_TRUE(service_.last_suspend.suspended());
+  EXPECT_EQ(service_.last_suspend.note(), "spam");
+  EXPECT_THAT(out_.str(), HasSubstr("account acc_eve suspended"));
+  EXPECT_EQ(AccountsSetSuspended(NewEnv(true), {"acc_eve", false, "appeal"}),
+            kExitOk);
+  EXPECT_FALSE(service_.last_suspend.suspended());
+  EXPECT_EQ(OutJson()["suspended"], false);
+  EXPECT_EQ(AccountsSetSuspended(NewEnv(false), {"acc_eve", true, ""}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--note: must not be empty"));
+}
+
+TEST_F(CommandsTest, AccessExportToA0600File) {
+  const std::string file = dir_.path() + "/case.json";
+  EXPECT_EQ(AccessExport(NewEnv(false), {"c_1", "CASE-7", "2026-11-27T10:00:00Z",
+                                         "1795777200000", file}),
+            kExitOk);
+  EXPECT_EQ(service_.last_export.from_ms(), 1795773600000);
+  EXPECT_EQ(service_.last_export.to_ms(), 1795777200000);
+  EXPECT_EQ(service_.last_export.case_reference(), "CASE-7");
+  struct stat st {};
+  ASSERT_EQ(::stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto written = ReadFile(file, "export");
+  ASSERT_TRUE(written.ok());
+  EXPECT_EQ(nlohmann::json::parse(*written)["case_reference"], "CASE-7");
+  EXPECT_THAT(out_.str(), HasSubstr("exported conversation c_1 for case "
+                                    "\"CASE-7\": 2 messages with content\n"
+                                    "written to " + file + " (mode 0600)\n"));
+  EXPECT_THAT(err_.str(), HasSubstr("parleyctl: note: 2 history entries"));
+  // Never overwrites, and asks nothing of the server then.
+  EXPECT_EQ(AccessExport(NewEnv(false), {"c_1", "CASE-7", "", "", file}),
+            kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--out: " + file + " exists"));
+  EXPECT_EQ(service_.export_calls, 1);
+  // A refused export leaves no file.
+  const std::string denied = dir_.path() + "/denied.json";
+  EXPECT_EQ(AccessExport(NewEnv(false), {"c_denied", "CASE-7", "", "", denied}),
+            kExitFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("ExportConversation: policy rule default "
+                                    "does not allow lawful access "
+                                    "[PERMISSION_DENIED]"));
+  EXPECT_NE(::access(denied.c_str(), F_OK), 0);
+}
+
+TEST_F(CommandsTest, AccessExportE2eeToStdout) {
+  EXPECT_EQ(AccessExport(NewEnv(false), {"c_e2ee", "CASE-8", "", "", ""}),
+            kExitOk);
+  EXPECT_EQ(nlohmann::json::parse(out_.str())["content_included"], false);
+  EXPECT_THAT(err_.str(), HasSubstr("parleyctl: end-to-end encrypted: metadata "
+                                    "only, no message content\n"));
+  EXPECT_THAT(err_.str(), HasSubstr("parleyctl: note: conversation c_e2ee is "
+                                    "end-to-end encrypted"));
+  EXPECT_EQ(AccessExport(NewEnv(true), {"c_e2ee", "CASE-8", "", "", ""}),
+            kExitOk);
+  EXPECT_EQ(OutJson()["content_included"], false);
+  EXPECT_EQ(OutJson()["warning"],
+            "end-to-end encrypted: metadata only, no message content");
+  EXPECT_EQ(OutJson()["export"]["format"], "parley.export.v1");
+  EXPECT_EQ(err_.str(), "");
+}
+
+TEST_F(CommandsTest, AccessExportChecksItsInputsLocally) {
+  struct Case {
+    ExportArgs args;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{"", "C", "", "", ""}, "--conversation: must not be empty"},
+      {{"c 1", "C", "", "", ""}, "--conversation: must not contain spaces"},
+      {{"c_1", "", "", "", ""}, "--case: must not be empty"},
+      {{"c_1", std::string(129, 'x'), "", "", ""}, "--case: is too long"},
+      {{"c_1", "C\x01", "", "", ""}, "--case: must not contain control"},
+      {{"c_1", "C", "yesterday", "", ""},
+       "--from: invalid time \"yesterday\": not a time (expected RFC 3339"},
+      {{"c_1", "C", "", "1795773600", ""},
+       "--to: invalid time \"1795773600\": looks like Unix seconds"},
+      {{"c_1", "C", "2026-11-28T00:00:00Z", "2026-11-27T00:00:00Z", ""},
+       "--from (2026-11-28T00:00:00Z) is later than --to "
+       "(2026-11-27T00:00:00Z)"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(AccessExport(NewEnv(false), c.args), kExitUsage) << c.error;
+    EXPECT_THAT(err_.str(), HasSubstr(c.error));
+    EXPECT_THAT(err_.str(), HasSubstr("[INVALID_ARGUMENT]"));
+  }
+  EXPECT_EQ(service_.export_calls, 0);
+  // No server needed for the checks.
+  Env offline(false, &out_, &err_);
+  v1::ExportConversationRequest req;
+  EXPECT_EQ(CheckExportArgs(offline, {"c_1", "C", "0", "", ""}, &req),
+            kExitOk);
+  EXPECT_EQ(req.from_ms(), 0);
+}
+
+TEST_F(CommandsTest, Retention) {
+  EXPECT_EQ(RetentionStatus(NewEnv(false)), kExitOk);
+  EXPECT_EQ(out_.str(), FormatRetentionStatus(SampleRetentionStatus()));
+  EXPECT_EQ(RetentionRun(NewEnv(false)), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("retention run finished:\n"
+                                    "  started       2023-11-14T22:13:20Z\n"));
+  service_.retention_error = "IO error: disk full";
+  EXPECT_EQ(RetentionRun(NewEnv(true)), kExitFailed);
+  EXPECT_EQ(OutJson()["run"]["error"], "IO error: disk full");
+  EXPECT_EQ(RetentionStatus(NewEnv(false, "bad")), kExitFailed);
+}
+
+TEST_F(CommandsTest, TokensCreateTakesEveryRole) {
+  for (const char* role :
+       {"operator", "auditor", "moderator", "lawful_access", "lawful-access"}) {
+    EXPECT_EQ(TokensCreate(NewEnv(true), {role, "n", ""}), kExitOk) << role;
+    EXPECT_EQ(OutJson()["token"]["role"], RoleName(*ParseRole(role)));
+  }
 }
 
 TEST(ConnectTest, UnreachableServerIsExit1) {
