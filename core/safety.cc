@@ -302,6 +302,7 @@ absl::Status Safety::NoticeAccess(const storage::ConversationRecord& conv, v1::A
   sn.id = absl::StrCat(conv.conversation_id, "/", Now(), "/", kind, "/", message_count);
   m.set_conversation_id(conv.conversation_id);
   sn.body = m.SerializeAsString();
+  spdlog::info("event=access_notice scheduled conversation={} due_ms={}", conv.conversation_id, sn.due_ms);
   return d_.storage->safety().ScheduleNotice(sn);
 }
 

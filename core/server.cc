@@ -333,6 +333,12 @@ class ServerImpl final : public Server {
       } else if (*n > 0) {
         spdlog::info("event=scheduled_change applied={}", *n);
       }
+      auto notices = safety_->RunDueNotices();
+      if (!notices.ok()) {
+        spdlog::warn("event=access_notice error=\"{}\"", std::string(notices.status().message()));
+      } else if (*notices > 0) {
+        spdlog::info("event=access_notice delivered={}", *notices);
+      }
     }
   }
 

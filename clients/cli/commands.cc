@@ -817,6 +817,15 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
     nlohmann::json j = MessageJson(ev.message, names, decrypted);
     j["delivery_id"] = ev.delivery_id;
     std::string line = FormatMessageLine(ev.message, names, decrypted);
+    if (ev.message.has_ciphertext() && ev.decrypt_error.empty()) {
+      // Message franking: a message whose commitment does not match can be
+      // read, but not reported.
+      j["reportable"] = ev.reportable;
+      if (!ev.reportable) {
+        j["unreportable"] = ev.unreportable;
+        absl::StrAppend(&line, " [", ev.unreportable, "]");
+      }
+    }
     if (ev.message.has_ciphertext() && !decrypted) {
       j["decrypt_error"] = ev.decrypt_error;
       if (!ev.decrypt_error.empty()) {
@@ -833,6 +842,44 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   return exit_code;
+}
+
+int CmdReport(Context& ctx, const std::string& conversation_arg, uint64_t seq,
+              const std::string& reason_arg, const std::string& comment) {
+  absl::StatusOr<v1::ReportReason> reason = ParseReportReason(reason_arg);
+  if (!reason.ok()) return ctx.Usage(reason.status().message());
+  if (seq == 0) return ctx.Usage("SEQ must be a message number (>= 1)");
+  if (comment.size() > 1000) {
+    return ctx.Usage("--comment is longer than 1000 characters");
+  }
+  int rc = kExitOk;
+  Client* client = ctx.Connect(true, &rc);
+  if (client == nullptr) return rc;
+  std::optional<std::string> id = Resolve(ctx, conversation_arg, &rc);
+  if (!id) return rc;
+  auto result = client->ReportMessage(*id, seq, *reason, comment);
+  if (!result.ok()) {
+    return ctx.Fail(absl::StrCat("reporting message #", seq, " of ", *id),
+                    result.status());
+  }
+  std::string human = absl::StrCat(
+      "reported [", SanitizeForTerminal(*id), " #", seq, "] as ",
+      ReportReasonName(*reason), ": report ",
+      SanitizeForTerminal(result->report_id));
+  if (result->franking_verified) {
+    absl::StrAppend(&human, "   (verified by message franking)");
+  } else if (!result->revealed) {
+    absl::StrAppend(&human,
+                    "   (not end-to-end encrypted: the server's copy)");
+  }
+  ctx.Emit(human, {{"type", "reported"},
+                   {"conversation_id", *id},
+                   {"seq", seq},
+                   {"reason", ReportReasonName(*reason)},
+                   {"report_id", result->report_id},
+                   {"revealed", result->revealed},
+                   {"franking_verified", result->franking_verified}});
+  return kExitOk;
 }
 
 int CmdHistory(Context& ctx, const std::string& conversation_arg,

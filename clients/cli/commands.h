@@ -65,6 +65,12 @@ int CmdHistory(Context& ctx, const std::string& conversation, uint32_t limit,
 // key of a verified contact).
 int CmdVerify(Context& ctx, const std::string& user, bool mark, bool unmark);
 
+// Reports message SEQ (Client::ReportMessage): with its franking reveal when
+// this device received it end-to-end encrypted, else in transport mode.
+// `reason`: ParseReportReason (invalid -> usage error).
+int CmdReport(Context& ctx, const std::string& conversation, uint64_t seq,
+              const std::string& reason, const std::string& comment);
+
 }  // namespace parley::cli
 
 #endif  // PARLEY_CLIENTS_CLI_COMMANDS_H_

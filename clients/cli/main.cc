@@ -199,6 +199,28 @@ int Run(int argc, char** argv) {
   verify->add_flag("--unmark", verify_unmark,
                    "clear the verified mark (also accepts a changed key)");
 
+  // report CONV SEQ --reason R [--comment TEXT]
+  std::string report_conv;
+  uint64_t report_seq = 0;
+  std::string report_reason;
+  std::string report_comment;
+  CLI::App* report = app.add_subcommand(
+      "report",
+      "report message SEQ to the service's moderators (an end-to-end "
+      "encrypted message is revealed to them with its franking proof)");
+  report->add_option("conversation", report_conv,
+                     "conversation id or @username")
+      ->required();
+  report->add_option("seq", report_seq, "the message's number (#SEQ)")
+      ->required();
+  report->add_option("--reason", report_reason,
+                     "spam, harassment, hate, violence, sexual_content, "
+                     "child_safety, self_harm, fraud or other")
+      ->required();
+  report->add_option("--comment", report_comment,
+                     "what the moderators should know (at most 1000 "
+                     "characters)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -232,6 +254,10 @@ int Run(int argc, char** argv) {
     return CmdHistory(ctx, history_conv, history_limit, history_before);
   }
   if (*verify) return CmdVerify(ctx, verify_user, verify_mark, verify_unmark);
+  if (*report) {
+    return CmdReport(ctx, report_conv, report_seq, report_reason,
+                     report_comment);
+  }
   std::cerr << "parley: no command given (see --help)" << std::endl;
   return kExitUsage;
 }

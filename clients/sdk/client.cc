@@ -17,9 +17,13 @@
 #include <thread>
 #include <utility>
 
+#include <openssl/crypto.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "api/parley/franking/franking.h"
 #include "clients/sdk/e2ee_format.h"
 #include "clients/sdk/parse.h"
 #include "grpcpp/grpcpp.h"
@@ -67,7 +71,24 @@ absl::Status ValidateClientMessageId(absl::string_view id) {
   return absl::OkStatus();
 }
 
+void Cleanse(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
+std::shared_ptr<FrankingStore> DefaultFrankingStore(
+    const Profile& profile, const ConnectOptions& options) {
+  if (options.franking_store) return options.franking_store;
+  if (profile.dir.empty()) return nullptr;
+  return std::make_shared<FrankingStore>(absl::StrCat(profile.dir, "/franking"));
+}
+
 }  // namespace
+
+// What an E2EE message's recipient sees if the sender's commitment does not
+// match what it encrypted.
+inline constexpr char kUnreportable[] =
+    "unreportable: franking commitment does not match";
 
 // Connection state shared by a Client and its ReceiveStreams. It is also
 // the E2eeHost of the Client's E2eeEngine.
@@ -81,6 +102,7 @@ class Core final : public E2eeHost {
         conversations_(v1::ConversationService::NewStub(channel_)),
         messaging_(v1::MessagingService::NewStub(channel_)),
         keys_(v1::KeyService::NewStub(channel_)),
+        franking_store_(DefaultFrankingStore(profile, options_)),
         profile_(std::move(profile)) {}
 
   // ------------------------------------------------------------ E2eeHost
@@ -138,6 +160,9 @@ class Core final : public E2eeHost {
   }
 
   const ConnectOptions& options() const { return options_; }
+  const std::shared_ptr<FrankingStore>& franking_store() const {
+    return franking_store_;
+  }
   v1::AccountService::Stub* accounts() { return accounts_.get(); }
   v1::ConversationService::Stub* conversations() {
     return conversations_.get();
@@ -404,6 +429,7 @@ class Core final : public E2eeHost {
   const std::unique_ptr<v1::MessagingService::Stub> messaging_;
   const std::unique_ptr<v1::KeyService::Stub> keys_;
   std::atomic<bool> keys_maintained_{false};
+  const std::shared_ptr<FrankingStore> franking_store_;
 
   mutable absl::Mutex mu_;
   Profile profile_;
@@ -504,6 +530,50 @@ class StreamState {
     return true;
   }
 
+  // Message franking: recomputes the commitment from the decrypted
+  // `content` and the message's metadata, compares it with the one the
+  // server delivered (constant time), marks `ev` and keeps what a report
+  // needs in the franking store (best effort: a store failure only makes
+  // the message unreportable from this device).
+  void CheckFranking(Event& ev, const E2eeContent& content) {
+    const v1::Message& m = ev.message;
+    franking::CommitInput in;
+    in.conversation_id = m.conversation_id();
+    in.sender_account_id = m.sender_account_id();
+    in.sender_device_id = m.sender_device_id();
+    in.client_message_id = m.client_message_id();
+    in.sent_at_ms = content.sent_at_ms;
+    in.content_type = content.committed_content_type;
+    in.content = content.content;
+    bool ok = false;
+    if (content.franking_key.size() == franking::kKeyBytes &&
+        m.franking_commitment().size() == franking::kCommitmentBytes) {
+      absl::StatusOr<std::string> c =
+          franking::Commit(content.franking_key, in);
+      ok = c.ok() && franking::Equal(*c, m.franking_commitment());
+    }
+    ev.reportable = ok;
+    if (!ok) ev.unreportable = kUnreportable;
+    const std::shared_ptr<FrankingStore>& store = core_->franking_store();
+    if (!store || m.seq() == 0) return;
+    FrankingRecord r;
+    r.conversation_id = m.conversation_id();
+    r.seq = m.seq();
+    r.content_type = content.committed_content_type;
+    r.content = content.content;
+    r.franking_key = content.franking_key;
+    r.sent_at_ms = content.sent_at_ms;
+    r.sender_account_id = m.sender_account_id();
+    r.sender_device_id = m.sender_device_id();
+    r.client_message_id = m.client_message_id();
+    r.server_time_ms = m.server_time_ms();
+    r.commitment = m.franking_commitment();
+    r.stamp = m.franking_stamp();
+    r.commitment_ok = ok;
+    (void)store->Put(r);
+    r.Wipe();
+  }
+
   // False when the stream was cancelled.
   bool Handle(const v1::ReceiveResponse& resp) {
     if (resp.has_backlog_drained()) {
@@ -557,6 +627,7 @@ class StreamState {
           }
           return true;
         }
+        if (content.ok()) CheckFranking(ev, *content);
         if (!content.ok()) {
           ev.decrypt_error = std::string(content.status().message());
         } else if (content->content_type.empty() ||
@@ -566,8 +637,18 @@ class StreamState {
           ev.decrypt_error = absl::StrCat("unsupported content type ",
                                           content->content_type);
         }
+        if (content.ok()) {
+          Cleanse(content->content);
+          Cleanse(content->franking_key);
+        }
         break;
       }
+      case v1::Message::kAccessNotice:
+        ev.kind = Event::Kind::kAccessNotice;
+        break;
+      case v1::Message::kModerationNotice:
+        ev.kind = Event::Kind::kModerationNotice;
+        break;
       case v1::Message::kSecurityChange:
         ev.kind = Event::Kind::kSecurityChange;
         break;
@@ -1199,6 +1280,12 @@ absl::StatusOr<SendResult> Client::Send(
   const bool e2ee = state->mode() == v1::SECURITY_MODE_E2EE;
   E2eeContent content;
   content.content_type = "text/plain";
+  std::string franking_commitment;
+  // The franking key lives as long as re-encryptions may need it.
+  struct KeyWiper {
+    std::string* key;
+    ~KeyWiper() { internal::Cleanse(*key); }
+  } key_wiper{&content.franking_key};
   v1::Conversation conversation;
   // (Re)reads the conversation (members, mode) and encrypts for it.
   auto encrypt = [&]() -> absl::Status {
@@ -1217,6 +1304,8 @@ absl::StatusOr<SendResult> Client::Send(
                                        ": ", body.status().message()));
     }
     *req.mutable_body()->mutable_encrypted() = *std::move(body);
+    req.mutable_body()->mutable_encrypted()->set_franking_commitment(
+        franking_commitment);
     return absl::OkStatus();
   };
   if (e2ee) {
@@ -1228,7 +1317,40 @@ absl::StatusOr<SendResult> Client::Send(
     }
     core_->MaintainKeysOnce();
     content.content = text;
-    if (absl::Status s = encrypt(); !s.ok()) return s;
+    // Message franking: a fresh key per message (the same for every device
+    // and for re-encryptions after session repairs), and the commitment
+    // beside the ciphertexts.
+    absl::StatusOr<std::string> key = franking::NewKey();
+    if (!key.ok()) {
+      return absl::Status(key.status().code(),
+                          absl::StrCat("Send: message franking: ",
+                                       key.status().message()));
+    }
+    content.franking_key = *std::move(key);
+    content.sent_at_ms = absl::ToUnixMillis(absl::Now());
+    franking::CommitInput in;
+    in.conversation_id = conversation_id;
+    const std::string self_account = core_->account_id();
+    in.sender_account_id = self_account;
+    in.sender_device_id = core_->device_id();
+    in.client_message_id = id;
+    in.sent_at_ms = content.sent_at_ms;
+    in.content_type = content.content_type;
+    in.content = content.content;
+    absl::StatusOr<std::string> commitment =
+        franking::Commit(content.franking_key, in);
+    if (!commitment.ok()) {
+      internal::Cleanse(content.franking_key);
+      return absl::Status(commitment.status().code(),
+                          absl::StrCat("Send: message franking: ",
+                                       commitment.status().message()));
+    }
+    franking_commitment = *std::move(commitment);
+    absl::Status encrypted = encrypt();
+    if (!encrypted.ok()) {
+      internal::Cleanse(content.franking_key);
+      return encrypted;
+    }
     protection = Protection::kEndToEnd;
   } else if (std::shared_ptr<StatementVerifier> sv =
                  core_->statement_verifier()) {
@@ -1347,6 +1469,63 @@ absl::StatusOr<SendResult> Client::Send(
     // Same client_message_id, fresh ciphertexts for the current members.
     if (absl::Status s = encrypt(); !s.ok()) return s;
   }
+}
+
+std::shared_ptr<FrankingStore> Client::franking_store() const {
+  return core_->franking_store();
+}
+
+absl::StatusOr<ReportResult> Client::ReportMessage(
+    const std::string& conversation_id, uint64_t seq, v1::ReportReason reason,
+    const std::string& comment) {
+  if (conversation_id.empty()) {
+    return absl::InvalidArgumentError("ReportMessage: empty conversation id");
+  }
+  if (seq == 0) {
+    return absl::InvalidArgumentError("ReportMessage: seq must be >= 1");
+  }
+  if (reason == v1::REPORT_REASON_UNSPECIFIED ||
+      !v1::ReportReason_IsValid(reason)) {
+    return absl::InvalidArgumentError("ReportMessage: a reason is required");
+  }
+  if (comment.size() > 1000) {
+    return absl::InvalidArgumentError(
+        "ReportMessage: the comment is longer than 1000 characters");
+  }
+  v1::ReportMessageRequest req;
+  req.set_conversation_id(conversation_id);
+  req.set_seq(seq);
+  req.set_reason(reason);
+  req.set_comment(comment);
+  ReportResult result;
+  if (const std::shared_ptr<FrankingStore>& store = core_->franking_store()) {
+    absl::StatusOr<FrankingRecord> r = store->Get(conversation_id, seq);
+    if (r.ok()) {
+      if (!r->commitment_ok) {
+        r->Wipe();
+        return absl::FailedPreconditionError(absl::StrCat(
+            "ReportMessage: message #", seq, " of ", conversation_id,
+            " is ", internal::kUnreportable,
+            " (the sender's commitment did not match what it encrypted)"));
+      }
+      *req.mutable_reveal() = r->ToReveal();
+      r->Wipe();
+      result.revealed = true;
+    }
+  }
+  auto resp = core_->Unary<v1::ReportMessageResponse>(
+      "ReportMessage", true,
+      [&](grpc::ClientContext* c, v1::ReportMessageResponse* out) {
+        return core_->messaging()->ReportMessage(c, req, out);
+      });
+  if (req.has_reveal()) {
+    internal::Cleanse(*req.mutable_reveal()->mutable_content());
+    internal::Cleanse(*req.mutable_reveal()->mutable_franking_key());
+  }
+  if (!resp.ok()) return resp.status();
+  result.report_id = resp->report_id();
+  result.franking_verified = resp->franking_verified();
+  return result;
 }
 
 absl::StatusOr<uint32_t> Client::Ack(const std::vector<uint64_t>& ids) {

@@ -65,6 +65,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "clients/sdk/display.h"
+#include "clients/sdk/franking_store.h"
 #include "clients/sdk/profile.h"
 #include "clients/sdk/statement_verifier.h"
 #include "parley/v1/common.pb.h"
@@ -113,6 +114,15 @@ struct IdentityChangeNotice {
 struct E2eeContent {
   std::string content_type = "text/plain";
   std::string content;
+  // Message franking (api/parley/franking/franking.h). Encrypt: the
+  // message's fresh key and the sender's timestamp, put into every device's
+  // inner envelope. Decrypt: what the envelope carried (empty / 0 when the
+  // sender sent none); `committed_content_type` is the envelope's
+  // content_type verbatim (content_type defaults an empty one to
+  // text/plain), which is what the sender committed to.
+  std::string franking_key;  // secret
+  int64_t sent_at_ms = 0;
+  std::string committed_content_type;
 };
 
 // Encrypts/decrypts message bodies with the Signal protocol. Called from
@@ -184,6 +194,10 @@ struct ConnectOptions {
   // Session repairs (DeviceMismatch: re-encrypt and retry with the same
   // client_message_id) allowed per E2EE Send.
   int max_session_repairs = 3;
+  // Where received E2EE messages are kept for reports (message franking).
+  // Null: <profile dir>/franking when the profile has a directory, none
+  // otherwise (then received messages cannot be reported with a reveal).
+  std::shared_ptr<FrankingStore> franking_store;
   // Verifies downgrades. Null: with a pinned key in the profile, the Client
   // uses its own StatementVerifier (see the top of this file); without one,
   // plaintext into a conversation seen as E2EE is refused.
@@ -253,6 +267,17 @@ struct SecurityChangeResult {
   uint32_t consents_required = 0;  // participants who must ask
 };
 
+// Outcome of Client::ReportMessage.
+struct ReportResult {
+  std::string report_id;
+  // The server checked the revealed content against the sender's
+  // commitment and its stamp (E2EE messages).
+  bool franking_verified = false;
+  // A FrankingReveal from the local FrankingStore was sent (the message was
+  // received end-to-end encrypted); false: a transport-mode report.
+  bool revealed = false;
+};
+
 struct HistoryPage {
   std::vector<v1::Message> messages;  // newest first, as the server sends
   bool more = false;
@@ -269,6 +294,8 @@ struct Event {
     // A contact device's identity key changed (identity_change); comes
     // before the message that revealed it. delivery_id 0, not acked.
     kIdentityChange,
+    kAccessNotice,      // message.access_notice(): staff read content
+    kModerationNotice,  // message.moderation_notice()
   };
   Kind kind = Kind::kUnknown;
   uint64_t delivery_id = 0;  // 0 for kBacklogDrained
@@ -284,6 +311,13 @@ struct Event {
   std::string decrypt_error;
   // kIdentityChange only.
   std::optional<IdentityChangeNotice> identity_change;
+  // Decrypted E2EE messages (message franking): the commitment recomputed
+  // from the decrypted content matched Message.franking_commitment, so the
+  // message can be reported (Client::ReportMessage). When false,
+  // `unreportable` says why ("unreportable: franking commitment does not
+  // match"): apps show the message with that mark.
+  bool reportable = false;
+  std::string unreportable;
   // kBacklogDrained: last delivery id of the backlog.
   uint64_t last_delivery_id = 0;
   // A security state in this message (SecurityChange old/new state) failed
@@ -452,6 +486,23 @@ class Client {
   // before_seq 0: newest; limit 0: server default (50), at most 500.
   absl::StatusOr<HistoryPage> GetHistory(const std::string& conversation_id,
                                          uint64_t before_seq, uint32_t limit);
+
+  // Reports message `seq` of the conversation to the service's moderators
+  // (MessagingService.ReportMessage). When the message is in the franking
+  // store (received end-to-end encrypted by this device) its
+  // FrankingReveal is sent: the reporter shows the server the decrypted
+  // content, which the server checks against the sender's commitment.
+  // Otherwise no reveal is sent (transport mode: the server has its copy).
+  // Errors: InvalidArgument (empty id, seq 0, unspecified reason, comment
+  // over 1000 characters; not sent); FailedPrecondition when the stored
+  // message is unreportable (its commitment did not match on receipt);
+  // the server's, prefixed "ReportMessage: ".
+  absl::StatusOr<ReportResult> ReportMessage(const std::string& conversation_id,
+                                             uint64_t seq,
+                                             v1::ReportReason reason,
+                                             const std::string& comment);
+  // The Client's franking store (null without one).
+  std::shared_ptr<FrankingStore> franking_store() const;
 
   // Whether this profile has ever seen the conversation as E2EE.
   bool SeenAsE2ee(const std::string& conversation_id) const;

@@ -98,6 +98,99 @@ nlohmann::json IdArray(
   return a;
 }
 
+const char* AccessKindName(v1::AccessNotice::Kind kind) {
+  switch (kind) {
+    case v1::AccessNotice::KIND_MODERATION_REVIEW:
+      return "moderation_review";
+    case v1::AccessNotice::KIND_LAWFUL_ACCESS:
+      return "lawful_access";
+    default:
+      return "unspecified";
+  }
+}
+
+const char* ModerationKindName(v1::ModerationNotice::Kind kind) {
+  switch (kind) {
+    case v1::ModerationNotice::KIND_WARNING:
+      return "warning";
+    case v1::ModerationNotice::KIND_MESSAGE_REMOVED:
+      return "message_removed";
+    default:
+      return "unspecified";
+  }
+}
+
+// The block for an AccessNotice (see display.h).
+std::string FormatAccessNotice(const v1::Message& m) {
+  const v1::AccessNotice& n = m.access_notice();
+  std::vector<std::string> lines;
+  const std::string text =
+      n.text().empty() ? std::string("service staff read content of this "
+                                     "conversation")
+                       : SanitizeForTerminal(n.text());
+  lines.push_back(absl::StrCat("*** STAFF ACCESS: ", text));
+  switch (n.kind()) {
+    case v1::AccessNotice::KIND_MODERATION_REVIEW:
+      lines.push_back(absl::StrCat(
+          kIndent, "why: a moderator reviewed a reported message"));
+      break;
+    case v1::AccessNotice::KIND_LAWFUL_ACCESS:
+      lines.push_back(absl::StrCat(
+          kIndent, "why: history was exported for a legal case"));
+      break;
+    default:
+      break;
+  }
+  std::string what = absl::StrCat(kIndent, "conversation: ",
+                                  SanitizeForTerminal(m.conversation_id()));
+  if (n.message_count() > 0) {
+    absl::StrAppend(&what, " (", n.message_count(),
+                    n.message_count() == 1 ? " message" : " messages",
+                    " read)");
+  }
+  lines.push_back(std::move(what));
+  if (n.accessed_at_ms() != 0) {
+    lines.push_back(absl::StrCat(kIndent, "accessed: ",
+                                 FormatTimeMs(n.accessed_at_ms()),
+                                 " (notice #", m.seq(), ")"));
+  } else {
+    lines.push_back(absl::StrCat(kIndent, "notice: #", m.seq()));
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+// The block for a ModerationNotice (see display.h).
+std::string FormatModerationNotice(const v1::Message& m) {
+  const v1::ModerationNotice& n = m.moderation_notice();
+  std::vector<std::string> lines;
+  const std::string text = SanitizeForTerminal(n.text());
+  switch (n.kind()) {
+    case v1::ModerationNotice::KIND_WARNING:
+      lines.push_back(absl::StrCat(
+          "*** MODERATION WARNING: ",
+          text.empty() ? std::string("a message you sent was reported and "
+                                     "violates the rules")
+                       : text));
+      break;
+    case v1::ModerationNotice::KIND_MESSAGE_REMOVED:
+      lines.push_back(absl::StrCat(
+          "*** MESSAGE REMOVED by moderators: ",
+          text.empty() ? std::string("a message of this conversation was "
+                                     "removed")
+                       : text));
+      break;
+    default:
+      lines.push_back(absl::StrCat("*** MODERATION NOTICE: ", text));
+      break;
+  }
+  std::string about = absl::StrCat(kIndent, "conversation: ",
+                                   SanitizeForTerminal(m.conversation_id()));
+  if (n.seq() != 0) absl::StrAppend(&about, ", message #", n.seq());
+  lines.push_back(std::move(about));
+  lines.push_back(absl::StrCat(kIndent, "notice: #", m.seq()));
+  return absl::StrJoin(lines, "\n");
+}
+
 }  // namespace
 
 std::string SecurityDecidedBy(const v1::SecurityState& s) {
@@ -320,6 +413,10 @@ std::string FormatMessageLine(const v1::Message& m, NameFn names,
                           MembershipVerb(mc.action()), " ",
                           absl::StrJoin(who, ", "));
     }
+    case v1::Message::kAccessNotice:
+      return FormatAccessNotice(m);
+    case v1::Message::kModerationNotice:
+      return FormatModerationNotice(m);
     default:
       return absl::StrCat(Prefix(m), " (unsupported message type from ",
                           SafeName(names, m.sender_account_id()), ")");
@@ -405,6 +502,23 @@ nlohmann::json MessageJson(const v1::Message& m, NameFn names,
       j["account_ids"] = ids;
       j["accounts"] = usernames;
       j["by_account_id"] = mc.by_account_id();
+      break;
+    }
+    case v1::Message::kAccessNotice: {
+      const v1::AccessNotice& n = m.access_notice();
+      j["type"] = "access_notice";
+      j["kind"] = AccessKindName(n.kind());
+      j["accessed_at_ms"] = n.accessed_at_ms();
+      j["message_count"] = n.message_count();
+      j["text"] = n.text();
+      break;
+    }
+    case v1::Message::kModerationNotice: {
+      const v1::ModerationNotice& n = m.moderation_notice();
+      j["type"] = "moderation_notice";
+      j["kind"] = ModerationKindName(n.kind());
+      j["message_seq"] = n.seq();
+      j["text"] = n.text();
       break;
     }
     default:

@@ -49,7 +49,16 @@ using NameFn = absl::FunctionRef<std::string(absl::string_view account_id)>;
 // One line for a message of any payload kind, e.g.
 //   [c_ab12 #5] alice: hello   (not end-to-end encrypted — server can read)
 //   --- [c_ab12 #3] alice added bob, carol
-// except security changes, which are a multi-line block (FormatSecurityChange).
+// except security changes, which are a multi-line block (FormatSecurityChange),
+// and the in-band notices, blocks in the same style:
+//   *** STAFF ACCESS: <notice text>
+//       why: a moderator reviewed a reported message
+//       conversation: c_ab12 (1 message read)
+//       accessed: 2024-05-01T10:00:00Z (notice #12)
+//   *** MODERATION WARNING: <text>        (ModerationNotice KIND_WARNING)
+//   *** MESSAGE REMOVED by moderators: <text>   (KIND_MESSAGE_REMOVED)
+//       conversation: c_ab12, message #5
+//       notice: #13
 // `decrypted` (from the E2EE extension) replaces a ciphertext's placeholder.
 // Message text is passed through SanitizeForTerminal.
 std::string FormatMessageLine(
@@ -83,7 +92,8 @@ bool IsSecurityUpgrade(const v1::SecurityChange& change);
 std::string FormatSecurityChange(const v1::Message& message, NameFn names);
 
 // JSON object for a message of any payload kind. Always has "type"
-// ("message", "security_change", "membership_change", "unknown"),
+// ("message", "security_change", "membership_change", "access_notice",
+// "moderation_notice", "unknown"),
 // "conversation_id" and "seq"; content messages have "e2ee" (bool),
 // "protection" and "text" (string, or null when not readable here).
 // Security changes have "old_mode", "new_mode", "old_epoch", "epoch",
@@ -91,7 +101,9 @@ std::string FormatSecurityChange(const v1::Message& message, NameFn names);
 // "effective_at_ms", "rule_id", "policy_revision", "notice",
 // "set_by_participants", "enable_requested_by", "disable_requested_by",
 // "pending" (object or null, of the new state), "old_state" and "new_state"
-// (SecurityJson).
+// (SecurityJson). Access notices have "kind" ("moderation_review",
+// "lawful_access"), "accessed_at_ms", "message_count", "text"; moderation
+// notices "kind" ("warning", "message_removed"), "message_seq", "text".
 nlohmann::json MessageJson(
     const v1::Message& message, NameFn names,
     const std::optional<std::string>& decrypted = std::nullopt);

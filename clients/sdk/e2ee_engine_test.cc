@@ -334,6 +334,35 @@ TEST_F(SignalEngineTest, DirectConversationBothWays) {
   EXPECT_FALSE(b.engine->Decrypt(*b.host, bad).ok());
 }
 
+TEST_F(SignalEngineTest, CarriesTheFrankingKeyAndTimestamp) {
+  Device a = NewDevice("a_alice", 1);
+  Device b = NewDevice("a_bob", 1);
+  Device c = NewDevice("a_carol", 1);
+  for (auto kind : {v1::CONVERSATION_KIND_DIRECT, v1::CONVERSATION_KIND_GROUP}) {
+    const std::string id =
+        kind == v1::CONVERSATION_KIND_DIRECT ? "c_fd" : "c_fg";
+    const auto conv = Conversation(id, kind, {"a_alice", "a_bob", "a_carol"});
+    for (int round = 0; round < 2; ++round) {  // group: distribution, then key
+      E2eeContent content = Text("franked");
+      content.franking_key = std::string(32, static_cast<char>('k' + round));
+      content.sent_at_ms = 1714550400123 + round;
+      auto body = a.engine->Encrypt(*a.host, conv, content);
+      ASSERT_TRUE(body.ok()) << body.status();
+      a.engine->Sent(conv, *body);
+      for (Device* to : {&b, &c}) {
+        auto m = For(*body, a, *to, id, static_cast<uint64_t>(round + 1));
+        ASSERT_TRUE(m.has_value());
+        auto got = to->engine->Decrypt(*to->host, *m);
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_EQ(got->content, "franked");
+        EXPECT_EQ(got->franking_key, content.franking_key);
+        EXPECT_EQ(got->sent_at_ms, content.sent_at_ms);
+        EXPECT_EQ(got->committed_content_type, "text/plain");
+      }
+    }
+  }
+}
+
 TEST_F(SignalEngineTest, MismatchRepairAddsLinkedDeviceAndOwnDevices) {
   Device a = NewDevice("a_alice", 1);
   Device b = NewDevice("a_bob", 1);

@@ -53,6 +53,10 @@ std::string EncodeInnerEnvelope(const InnerEnvelope& e) {
     PutBytes(out, 4, e.content);
     PutBytes(out, 5, e.sender_key_distribution);
     PutBytes(out, 6, e.franking_key);
+    if (e.sent_at_ms != 0) {
+      out.WriteTag(Tag(7, kWireVarint));
+      out.WriteVarint64(static_cast<uint64_t>(e.sent_at_ms));
+    }
   }
   // Field 15 costs a one-byte tag and a one-byte length (< 128).
   const size_t used = bytes.size() + 2;
@@ -85,6 +89,14 @@ absl::StatusOr<InnerEnvelope> DecodeInnerEnvelope(absl::string_view bytes) {
           return Malformed("bad version");
         }
         continue;
+      case 7: {
+        uint64_t v = 0;
+        if (wire != kWireVarint || !in.ReadVarint64(&v)) {
+          return Malformed("bad sent_at_ms");
+        }
+        e.sent_at_ms = static_cast<int64_t>(v);
+        continue;
+      }
       case 2: target = &e.conversation_id; break;
       case 3: target = &e.content_type; break;
       case 4: target = &e.content; break;

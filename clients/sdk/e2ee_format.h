@@ -21,7 +21,13 @@
 //     // bytes) for conversation_id. Only ever inside a pairwise (type 2/3)
 //     // ciphertext; the receiver processes it before reading the content.
 //     bytes sender_key_distribution = 5;
-//     bytes franking_key = 6;         // reserved for message franking
+//     // Message franking (api/parley/franking/franking.h): the fresh
+//     // 32-byte key of this message (the same for all its devices) and the
+//     // sender's clock when it was written (Unix ms). The sender commits
+//     // to (conversation, sender, client_message_id, sent_at_ms,
+//     // content_type, content) with the key; the receiver recomputes it.
+//     bytes franking_key = 6;
+//     int64 sent_at_ms = 7;
 //     // Zero bytes so that the whole encoding is a multiple of 64 bytes
 //     // (hides the exact length of short messages). Always present.
 //     bytes padding = 15;
@@ -50,7 +56,8 @@ struct InnerEnvelope {
   std::string content_type;
   std::string content;
   std::string sender_key_distribution;
-  std::string franking_key;
+  std::string franking_key;  // secret: wipe after use
+  int64_t sent_at_ms = 0;
 };
 
 // Serializes `envelope` (padded, see above).

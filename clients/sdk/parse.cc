@@ -39,6 +39,45 @@ absl::StatusOr<v1::AgeBand> ParseAgeBand(absl::string_view text) {
       "invalid age band \"", text, "\" (expected minor, adult or unknown)"));
 }
 
+namespace {
+struct ReasonName {
+  v1::ReportReason reason;
+  const char* name;
+};
+constexpr ReasonName kReasons[] = {
+    {v1::REPORT_REASON_SPAM, "spam"},
+    {v1::REPORT_REASON_HARASSMENT, "harassment"},
+    {v1::REPORT_REASON_HATE, "hate"},
+    {v1::REPORT_REASON_VIOLENCE, "violence"},
+    {v1::REPORT_REASON_SEXUAL_CONTENT, "sexual_content"},
+    {v1::REPORT_REASON_CHILD_SAFETY, "child_safety"},
+    {v1::REPORT_REASON_SELF_HARM, "self_harm"},
+    {v1::REPORT_REASON_FRAUD, "fraud"},
+    {v1::REPORT_REASON_OTHER, "other"},
+};
+}  // namespace
+
+absl::StatusOr<v1::ReportReason> ParseReportReason(absl::string_view text) {
+  std::string t = absl::AsciiStrToLower(text);
+  for (char& c : t) {
+    if (c == '-') c = '_';
+  }
+  for (const ReasonName& r : kReasons) {
+    if (t == r.name) return r.reason;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "invalid report reason \"", text,
+      "\" (expected spam, harassment, hate, violence, sexual_content, "
+      "child_safety, self_harm, fraud or other)"));
+}
+
+const char* ReportReasonName(v1::ReportReason reason) {
+  for (const ReasonName& r : kReasons) {
+    if (r.reason == reason) return r.name;
+  }
+  return "unspecified";
+}
+
 absl::StatusOr<std::string> ParseRegionCode(absl::string_view text) {
   if (text.empty()) return std::string();
   if (text.size() != 2 || !absl::ascii_isalpha(text[0]) ||

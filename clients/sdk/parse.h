@@ -37,6 +37,12 @@ const char* AgeBandName(v1::AgeBand band);          // "adult", ...
 const char* ConversationKindName(v1::ConversationKind kind);  // "direct"
 const char* SecurityModeName(v1::SecurityMode mode);  // "e2ee", ...
 
+// Report reasons: "spam", "harassment", "hate", "violence",
+// "sexual_content", "child_safety", "self_harm", "fraud", "other"
+// (case-insensitive; '-' accepted for '_').
+absl::StatusOr<v1::ReportReason> ParseReportReason(absl::string_view text);
+const char* ReportReasonName(v1::ReportReason reason);  // "spam", ...
+
 // Splits a gRPC target "host:port" / "[v6]:port" / "dns:///host:port" into
 // its host part (brackets removed). Returns the whole text when there is no
 // port.

@@ -451,6 +451,9 @@ absl::StatusOr<v1::EncryptedBody> SignalEngine::Encrypt(
   env.conversation_id = conv_id;
   env.content_type = content.content_type;
   env.content = content.content;
+  // Message franking: the same key and timestamp in every device's copy.
+  env.franking_key = content.franking_key;
+  env.sent_at_ms = content.sent_at_ms;
   v1::EncryptedBody body;
   auto add_pairwise = [&](const crypto::Address& to,
                           const std::string& bytes) -> absl::Status {
@@ -468,6 +471,7 @@ absl::StatusOr<v1::EncryptedBody> SignalEngine::Encrypt(
   if (!UsesSenderKeys(conversation)) {
     std::string bytes = EncodeInnerEnvelope(env);
     Wipe(env.content);
+    Wipe(env.franking_key);
     absl::Status status;
     for (const crypto::Address& to : targets) {
       status = add_pairwise(to, bytes);
@@ -517,6 +521,7 @@ absl::StatusOr<v1::EncryptedBody> SignalEngine::Encrypt(
     with_key.sender_key_distribution = *std::move(skdm);
     std::string bytes = EncodeInnerEnvelope(with_key);
     Wipe(with_key.content);
+    Wipe(with_key.franking_key);
     for (const crypto::Address& to : targets) {
       if (holds(to)) continue;
       status = add_pairwise(to, bytes);
@@ -544,6 +549,7 @@ absl::StatusOr<v1::EncryptedBody> SignalEngine::Encrypt(
     }
   }
   Wipe(env.content);
+  Wipe(env.franking_key);
   if (!status.ok()) return status;
   return body;
 }
@@ -605,6 +611,7 @@ absl::StatusOr<E2eeContent> SignalEngine::Decrypt(E2eeHost& host,
   if (!env.ok()) return Prefixed(env.status(), from);
   if (env->conversation_id != message.conversation_id()) {
     Wipe(env->content);
+    Wipe(env->franking_key);
     return absl::InvalidArgumentError(absl::StrCat(
         from, ": it was written for another conversation; refused"));
   }
@@ -620,6 +627,10 @@ absl::StatusOr<E2eeContent> SignalEngine::Decrypt(E2eeHost& host,
   out.content_type =
       env->content_type.empty() ? "text/plain" : env->content_type;
   out.content = std::move(env->content);
+  // Verbatim (not defaulted): the commitment covers the envelope's bytes.
+  out.committed_content_type = std::move(env->content_type);
+  out.franking_key = std::move(env->franking_key);
+  out.sent_at_ms = env->sent_at_ms;
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -558,6 +559,53 @@ TEST_F(SafetyTest, RetentionPurgesHistoryAndQueuesFromDisk) {
   for (const auto& m : History(bob, conv.conversation_id())) EXPECT_FALSE(m.has_plain());
   Stop();
   EXPECT_FALSE(DataDirContains(marker)) << "purged content is still on disk";
+}
+
+TEST_F(SafetyTest, DelayedAccessNoticeArrivesWhenDue) {
+  Stop();
+  std::ofstream(dir_ + "/policy.yaml") << R"(version: 1
+name: delayed-notice
+rules:
+  - id: default
+    mode: transport
+    locked: true
+    transport:
+      retention_days: unlimited
+      moderation: reports
+      lawful_access: true
+      notify_access: after_days
+      notify_after_days: 3
+    reason: Participants learn of staff access after three days.
+)";
+  Start();
+  Device alice = Reg("alice"), bob = Reg("bob");
+  v1::Conversation conv;
+  ASSERT_TRUE(client_->Direct(alice, "bob", &conv).ok());
+  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), "x1", "evidence").ok());
+  const std::string lawful = Token(v1::ADMIN_ROLE_LAWFUL_ACCESS, "le");
+  v1::ExportConversationRequest ex;
+  ex.set_conversation_id(conv.conversation_id());
+  ex.set_case_reference("CASE-7");
+  v1::ExportConversationResponse exr;
+  ASSERT_TRUE(admin_->ExportConversation(Admin(lawful).get(), ex, &exr).ok());
+  auto notices = [&] {
+    int n = 0;
+    for (const auto& m : History(bob, conv.conversation_id())) n += m.has_access_notice() ? 1 : 0;
+    return n;
+  };
+  now_ += 2 * kDay;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // scheduler passes (1 s interval)
+  EXPECT_EQ(notices(), 0) << "not due yet";
+  now_ += 1 * kDay + 1;
+  int seen = 0;
+  for (int i = 0; i < 100 && seen == 0; ++i) {  // at most 10 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    seen = notices();
+  }
+  EXPECT_EQ(seen, 1);
+  // Delivered once, not again on later passes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(notices(), 1);
 }
 
 // Every admin RPC x every role: PERMISSION_DENIED exactly where the role
