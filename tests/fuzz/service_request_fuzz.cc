@@ -30,7 +30,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/audit.h"
 #include "core/delivery.h"
+#include "core/franker.h"
+#include "core/safety.h"
 #include "core/key_directory.h"
 #include "core/policy_engine.h"
 #include "core/presets.h"
@@ -78,6 +81,7 @@ enum Handler : uint8_t {
   kReevaluate,       // GetConversationRequest: Reevaluate(conversation_id)
   kSwitchPolicy,     // payload byte: preset index; Commit + ReevaluateAll
   kRunDueChanges,    // no payload
+  kReportMessage,    // ReportMessageRequest (with or without a franking reveal)
   kHandlerCount,
 };
 
@@ -87,6 +91,9 @@ struct World {
   core::DeliveryHub hub;
   std::unique_ptr<core::PolicyEngine> policy;
   std::unique_ptr<core::StatementSigner> signer;
+  std::unique_ptr<core::Franker> franker;
+  std::unique_ptr<core::Safety> safety;
+  std::unique_ptr<core::AuditLog> audit;
   std::unique_ptr<core::ParleyService> service;
   std::unique_ptr<core::KeyDirectory> keys;
   int64_t now_ms = kStartMs;
@@ -169,6 +176,19 @@ std::unique_ptr<World> MakeWorld() {
   deps.now_ms = now;
   deps.policy = w->policy.get();
   deps.signer = w->signer.get();
+  w->franker = core::Franker::ForKey(std::string(32, 'k'));
+  deps.franker = w->franker.get();
+  w->audit = Must(core::AuditLog::Open(&w->storage->audit(), now), "AuditLog::Open");
+  core::Safety::Deps sd;
+  sd.storage = w->storage.get();
+  sd.policy = w->policy.get();
+  sd.audit = w->audit.get();
+  sd.hub = &w->hub;
+  sd.now_ms = now;
+  sd.post_event = [raw](const std::string& id, const std::function<void(v1::Message*)>& fill,
+                        const std::vector<std::string>& only) { return raw->service->PostEvent(id, fill, only); };
+  w->safety = std::make_unique<core::Safety>(sd, core::Safety::Options());
+  deps.safety = w->safety.get();
   deps.limits.max_group_members = 20;
   deps.limits.max_devices_per_account = 4;
   deps.limits.max_history_page = 50;
@@ -377,6 +397,13 @@ void Run(World& w, uint8_t handler, const core::Caller& caller, std::string_view
     case kRunDueChanges:
       (void)s.RunDueChanges();
       break;
+    case kReportMessage: {
+      v1::ReportMessageRequest r;
+      if (!Parse(payload, &r)) return;
+      Conv(w, r.mutable_conversation_id());
+      (void)s.ReportMessage(caller, r);
+      break;
+    }
     default:
       break;
   }
@@ -488,6 +515,15 @@ void WriteSeeds(const std::string& dir) {
   v1::FetchBundlesRequest fb;
   fb.set_account_id("C");
   seed("fetch-bundles", kFetchBundles, fb);
+  v1::ReportMessageRequest report;
+  report.set_seq(1);
+  report.set_reason(v1::REPORT_REASON_SPAM);
+  seed("report-transport", kReportMessage, report, 1);
+  report.mutable_reveal()->set_content("hi");
+  report.mutable_reveal()->set_franking_key(std::string(32, 'f'));
+  report.mutable_reveal()->set_franking_commitment(std::string(32, 'c'));
+  report.mutable_reveal()->set_franking_stamp(std::string(32, 's'));
+  seed("report-reveal", kReportMessage, report, 1);
   WriteSeed(dir, "authenticate", kAuthenticate, "Bearer 0123456789abcdef0123456789abcdef");
   WriteSeed(dir, "switch-policy", kSwitchPolicy, std::string(1, '\x00'));
   WriteSeed(dir, "switch-policy-2", kSwitchPolicy, std::string(1, '\x05'));
