@@ -1,6 +1,7 @@
 // parleyd: the Parley server.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cstdio>
@@ -69,6 +70,9 @@ absl::Status ApplyConfig(const std::string& path, CLI::App& app) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything parleyd creates (database, keys, tokens, TLS material, port
+  // files) is private to its user: 0700 directories, 0600 files.
+  ::umask(077);
   parley::core::ServerOptions o;
   int64_t retention_interval_s = o.retention_interval_ms / 1000;
   std::string config, log_level = "info", port_file;

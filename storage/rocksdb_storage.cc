@@ -48,6 +48,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -70,6 +73,7 @@
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
@@ -655,7 +659,8 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view op) {
   if (s.IsNotFound()) return absl::NotFoundError(msg);
   if (s.IsNoSpace() ||
       s.subcode() == rocksdb::Status::SubCode::kSpaceLimit) {
-    return absl::ResourceExhaustedError(msg);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "storage is out of disk space; nothing was written (", msg, ")"));
   }
   if (s.IsMemoryLimit()) return absl::ResourceExhaustedError(msg);
   if (s.IsCorruption()) return absl::DataLossError(msg);
@@ -666,6 +671,21 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view op) {
   if (s.IsAborted()) return absl::AbortedError(msg);
   return absl::InternalError(msg);
 }
+
+// RocksDB's informational log, sent to stderr (parleyd's log) instead of a
+// LOG file in the database directory: on a full disk RocksDB's error path
+// writes to its info log, and the Debian build asserts (aborts) when that
+// write fails. Only warnings and worse are kept.
+class StderrLogger final : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, format, ap);
+    std::fprintf(stderr, "level=warning event=rocksdb message=\"%s\"\n", buf);
+  }
+};
 
 // ------------------------------------------------------------ the store
 
@@ -859,6 +879,9 @@ class RocksDbStorage final : public Storage,
       Cf c, absl::string_view key,
       const rocksdb::Snapshot* snapshot = nullptr) const;
   absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view op);
+  // After a failed write (e.g. disk full): RocksDB's Resume, at most every
+  // 500 ms, so service comes back once space is free.
+  void MaybeResume();
 
   absl::StatusOr<DeviceRecord> ReadDevice(absl::string_view account_id,
                                           uint32_t device_id) const;
@@ -904,6 +927,9 @@ class RocksDbStorage final : public Storage,
   absl::Mutex audit_mu_;
   absl::Mutex admin_tokens_mu_;
   absl::Mutex safety_mu_;  // AddReport/UpdateReport (number and index)
+  std::atomic<bool> needs_resume_{false};
+  absl::Mutex resume_mu_;
+  std::chrono::steady_clock::time_point last_resume_ ABSL_GUARDED_BY(resume_mu_);
   // Mirrors the "conversation_count" key; written under create_conv_mu_
   // after a successful write, read without a lock.
   std::atomic<uint64_t> conversation_count_{0};
@@ -933,6 +959,7 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   // Bounds memtable memory across all column families.
   db_opts.db_write_buffer_size = 4 * options.write_buffer_bytes;
   db_opts.keep_log_file_num = 5;
+  db_opts.info_log = std::make_shared<StderrLogger>();
 
   std::shared_ptr<rocksdb::Cache> cache =
       rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -1036,7 +1063,24 @@ absl::StatusOr<std::string> RocksDbStorage::Get(
 
 absl::Status RocksDbStorage::Write(rocksdb::WriteBatch* batch,
                                    absl::string_view op) {
-  return FromRocks(db_->Write(write_options_, batch), op);
+  if (needs_resume_.load(std::memory_order_relaxed)) MaybeResume();
+  rocksdb::Status s = db_->Write(write_options_, batch);
+  if (!s.ok() && (s.IsNoSpace() || s.IsIOError())) {
+    // RocksDB stops accepting writes after a write-ahead-log error (a
+    // "background error") until Resume(); try that on later writes.
+    needs_resume_.store(true, std::memory_order_relaxed);
+  }
+  return FromRocks(s, op);
+}
+
+void RocksDbStorage::MaybeResume() {
+  absl::MutexLock lock(&resume_mu_);
+  if (!needs_resume_.load(std::memory_order_relaxed)) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_resume_ < std::chrono::milliseconds(500)) return;
+  last_resume_ = now;
+  rocksdb::Status r = db_->Resume();
+  if (r.ok()) needs_resume_.store(false, std::memory_order_relaxed);
 }
 
 absl::StatusOr<DeviceRecord> RocksDbStorage::ReadDevice(

@@ -12,8 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -56,6 +58,7 @@ class Process {
     if (running()) Kill(SIGKILL);
   }
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0 && !exited_; }
   void Kill(int sig) {
     if (!running()) return;
@@ -117,9 +120,13 @@ class Parleyd {
     ::unlink(port_file_.c_str());
     admin_port_file_ = log_dir + "/admin-port";
     ::unlink(admin_port_file_.c_str());
-    std::vector<std::string> argv = {binary, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
-                                     "--port-file", port_file_, "--admin-listen", "127.0.0.1:0",
-                                     "--admin-port-file", admin_port_file_};
+    // A "--listen HOST:PORT" in extra_args (e.g. to restart on the same
+    // port) replaces the default 127.0.0.1:0.
+    const bool has_listen = std::find(extra_args.begin(), extra_args.end(), "--listen") != extra_args.end();
+    std::vector<std::string> argv = {binary, "--data-dir", data_dir};
+    if (!has_listen) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
+    argv.insert(argv.end(), {"--port-file", port_file_, "--admin-listen", "127.0.0.1:0", "--admin-port-file",
+                             admin_port_file_});
     data_dir_ = data_dir;
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     static int n = 0;
