@@ -165,6 +165,15 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
       if (batch->size() == kReceiveBatch) dirty_ = true;  // more on disk
     }
     if (!buffer_.empty()) {
+      if (!drained_sent_ && buffer_.front().envelope().delivery_id() > backlog_end_) {
+        // Everything that was queued when the stream opened has been
+        // written: say so before the first newer envelope (not only when
+        // the buffer runs empty, which a busy conversation may never do).
+        drained_sent_ = true;
+        current_.Clear();
+        current_.mutable_backlog_drained()->set_last_delivery_id(cursor_);
+        return Action::kWrite;
+      }
       current_ = std::move(buffer_.front());
       buffer_.pop_front();
       cursor_ = current_.envelope().delivery_id();

@@ -188,7 +188,7 @@ absl::StatusOr<v1::CreateAccountResponse> ParleyService::CreateAccount(
   return resp;
 }
 
-absl::StatusOr<v1::GetAccountResponse> ParleyService::GetAccount(const Caller&,
+absl::StatusOr<v1::GetAccountResponse> ParleyService::GetAccount(const Caller& c,
                                                            const v1::GetAccountRequest& req) {
   absl::StatusOr<storage::AccountRecord> acct;
   switch (req.key_case()) {
@@ -208,6 +208,12 @@ absl::StatusOr<v1::GetAccountResponse> ParleyService::GetAccount(const Caller&,
   }
   v1::GetAccountResponse resp;
   ToProto(*acct, resp.mutable_account());
+  if (acct->account_id != c.account_id) {
+    // Age band and region are the account's own (policy facts for parleyd,
+    // not a directory for other users: they would single out minors).
+    resp.mutable_account()->mutable_attributes()->clear_age_band();
+    resp.mutable_account()->mutable_attributes()->clear_region_code();
+  }
   return resp;
 }
 

@@ -128,6 +128,14 @@ TEST_F(ServerTest, CreateAccountAndConflicts) {
   ASSERT_TRUE(client_->accounts->GetAccount(ctx.get(), g, &gr).ok());
   EXPECT_EQ(gr.account().attributes().kind(), v1::ACCOUNT_KIND_BUSINESS);
   EXPECT_EQ(gr.account().attributes().region_code(), "DE");
+  // Others see the kind and organization, not age band or region.
+  Device b;
+  ASSERT_TRUE(client_->Register("bob", &b).ok());
+  auto bctx = client_->Ctx(b);
+  ASSERT_TRUE(client_->accounts->GetAccount(bctx.get(), g, &gr).ok());
+  EXPECT_EQ(gr.account().attributes().kind(), v1::ACCOUNT_KIND_BUSINESS);
+  EXPECT_EQ(gr.account().attributes().region_code(), "");
+  EXPECT_EQ(gr.account().attributes().age_band(), v1::AGE_BAND_UNSPECIFIED);
 }
 
 TEST_F(ServerTest, CreateAccountInvalidInputNamesTheField) {
