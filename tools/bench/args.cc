@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "tools/bench/args.h"
+
+#include <map>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+
+#ifndef PARLEY_BENCH_DEFAULT_PARLEYD
+#define PARLEY_BENCH_DEFAULT_PARLEYD "parleyd"
+#endif
+#ifndef PARLEY_BENCH_DEFAULT_NULL_SERVER
+#define PARLEY_BENCH_DEFAULT_NULL_SERVER "parley-null-server"
+#endif
+
+namespace parley::bench {
+
+const char* ScenarioName(Scenario s) {
+  switch (s) {
+    case Scenario::kPairs:
+      return "pairs";
+    case Scenario::kGroup:
+      return "group";
+    case Scenario::kDrain:
+      return "drain";
+    case Scenario::kIdle:
+      return "idle";
+  }
+  return "?";
+}
+
+const char* ModeName(Mode m) {
+  return m == Mode::kTransport ? "transport" : "e2ee-preencrypted";
+}
+
+const char* TargetKindName(TargetKind t) {
+  switch (t) {
+    case TargetKind::kSpawn:
+      return "spawn";
+    case TargetKind::kTarget:
+      return "target";
+    case TargetKind::kNull:
+      return "null";
+  }
+  return "?";
+}
+
+absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
+                                  std::string* help) {
+  help->clear();
+  Options o;
+  o.parleyd = PARLEY_BENCH_DEFAULT_PARLEYD;
+  o.null_server_bin = PARLEY_BENCH_DEFAULT_NULL_SERVER;
+  std::string scenario = "pairs", mode = "transport";
+  bool spawn = false, null_server = false;
+
+  CLI::App app{
+      "parley-bench: drives parleyd over gRPC+TLS and measures delivered "
+      "messages/s, Send->deliver latency, server CPU, RSS and bytes on disk"};
+  app.add_option("--scenario", scenario, "pairs | group | drain | idle")
+      ->capture_default_str();
+  app.add_option("--mode", mode,
+                 "transport (PlainBody) | e2ee-preencrypted (opaque per-device "
+                 "ciphertexts) | e2ee-signal (not built)")
+      ->capture_default_str();
+  auto* spawn_opt =
+      app.add_flag("--spawn", spawn,
+                   "start parleyd on a temporary data directory (the default)");
+  auto* target_opt =
+      app.add_option("--target", o.target, "host:port of a running parleyd");
+  auto* null_opt =
+      app.add_flag("--null-server", null_server,
+                   "run against the null server (gRPC, no storage, no policy)");
+  spawn_opt->excludes(target_opt)->excludes(null_opt);
+  target_opt->excludes(null_opt);
+  app.add_flag("--compare-null", o.compare_null,
+               "run the same scenario on the null server too; print the ratio");
+  app.add_option("--ca", o.ca_file, "CA certificate (PEM) of --target")
+      ->check(CLI::ExistingFile);
+  app.add_option("--server-pid", o.server_pid,
+                 "pid of the --target server (CPU and RSS from /proc)");
+  app.add_option("--server-data-dir", o.server_data_dir,
+                 "data directory of the --target server (bytes on disk)");
+  app.add_option("--parleyd", o.parleyd, "parleyd binary for --spawn")
+      ->capture_default_str();
+  app.add_option("--null-server-bin", o.null_server_bin,
+                 "parley-null-server binary")
+      ->capture_default_str();
+  app.add_option("--server-arg", o.server_args,
+                 "extra argument for the spawned parleyd (repeatable)")
+      ->allow_extra_args(false);
+  app.add_flag("--sync", o.sync,
+               "spawned parleyd with --sync (fsync per write, group commit)");
+  app.add_flag(
+      "--no-admin", o.no_admin,
+      "spawned parleyd without its admin service (--admin-listen \"\")");
+  app.add_flag("--keep-data", o.keep_data,
+               "keep the spawned server's temporary data directory");
+  bool no_compact = false;
+  app.add_flag("--no-compact", no_compact,
+               "measure bytes on disk without compacting the stopped store");
+  app.add_option("--pairs", o.pairs,
+                 "sender/recipient pairs (pairs, drain, idle)")
+      ->capture_default_str();
+  app.add_option("--groups", o.groups, "groups, one sender each (group)")
+      ->capture_default_str();
+  app.add_option("--group-size", o.group_size,
+                 "members per group, sender included")
+      ->capture_default_str();
+  app.add_option("--size", o.size, "payload bytes per message (and device)")
+      ->capture_default_str();
+  app.add_option("--window", o.window,
+                 "closed loop: Sends in flight per sender")
+      ->capture_default_str();
+  app.add_option("--rate", o.rate,
+                 "open loop: Sends/s over all senders (0: closed loop)")
+      ->capture_default_str();
+  app.add_option("--duration", o.duration_s, "measured seconds")
+      ->capture_default_str();
+  app.add_option("--warmup", o.warmup_s, "seconds of load before measuring")
+      ->capture_default_str();
+  app.add_option("--connections", o.connections,
+                 "HTTP/2 connections for the load")
+      ->capture_default_str();
+  app.add_option("--drain-messages", o.drain_messages,
+                 "drain: messages queued while the recipients are offline")
+      ->capture_default_str();
+  app.add_option("--idle-streams", o.idle_streams, "idle: open Receive streams")
+      ->capture_default_str();
+  app.add_option("--idle-connections", o.idle_connections,
+                 "idle: HTTP/2 connections carrying the idle streams")
+      ->capture_default_str();
+  app.add_option("--setup-concurrency", o.setup_concurrency,
+                 "threads creating accounts and conversations")
+      ->capture_default_str();
+  app.add_option(
+         "--max-inflight", o.max_inflight,
+         "open loop: Sends in flight at most (beyond: counted as skipped)")
+      ->capture_default_str();
+  app.add_option("--timeout", o.timeout_s, "bound in seconds of every wait")
+      ->capture_default_str();
+  app.add_option("--json", o.json_file,
+                 "write the results as JSON to this file");
+  app.add_flag("--quiet", o.quiet, "no progress lines on stderr");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    *help = app.help();
+    return o;
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  o.compact = !no_compact;
+  // The drain target is "to one reconnecting device".
+  if (scenario == "drain" && app.count("--pairs") == 0) o.pairs = 1;
+
+  static const std::map<std::string, Scenario> kScenarios = {
+      {"pairs", Scenario::kPairs},
+      {"group", Scenario::kGroup},
+      {"drain", Scenario::kDrain},
+      {"idle", Scenario::kIdle}};
+  auto sc = kScenarios.find(scenario);
+  if (sc == kScenarios.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--scenario: unknown \"", scenario, "\" (pairs, group, drain, idle)"));
+  }
+  o.scenario = sc->second;
+  if (mode == "transport") {
+    o.mode = Mode::kTransport;
+  } else if (mode == "e2ee-preencrypted") {
+    o.mode = Mode::kE2eePreencrypted;
+  } else if (mode == "e2ee-signal") {
+    return absl::UnimplementedError(
+        "--mode e2ee-signal: real Signal encryption in the load generator is "
+        "not built; use e2ee-preencrypted (the server sees the same bytes) and "
+        "see crypto_bench for the client-side cost per message");
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mode: unknown \"", mode,
+                     "\" (transport, e2ee-preencrypted, e2ee-signal)"));
+  }
+  if (!o.target.empty()) {
+    o.target_kind = TargetKind::kTarget;
+    if (o.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--target needs --ca (the server's CA, e.g. <data-dir>/tls/ca.pem)");
+    }
+  } else if (null_server) {
+    o.target_kind = TargetKind::kNull;
+    if (o.compare_null) {
+      return absl::InvalidArgumentError(
+          "--compare-null compares parleyd (--spawn or --target) with the null "
+          "server; it cannot be combined with --null-server");
+    }
+  } else {
+    o.target_kind = TargetKind::kSpawn;
+  }
+  if (o.no_admin && o.target_kind == TargetKind::kTarget) {
+    return absl::InvalidArgumentError(
+        "--no-admin applies to a spawned parleyd");
+  }
+  if (o.target_kind != TargetKind::kTarget &&
+      (o.server_pid != 0 || !o.server_data_dir.empty())) {
+    return absl::InvalidArgumentError(
+        "--server-pid and --server-data-dir are for --target (spawned servers "
+        "are measured anyway)");
+  }
+
+  struct Range {
+    const char* name;
+    double value, lo, hi;
+  };
+  const Range ranges[] = {
+      {"--pairs", double(o.pairs), 1, 10000},
+      {"--groups", double(o.groups), 1, 1000},
+      {"--group-size", double(o.group_size), 2, 1000},
+      {"--size", double(o.size), 40, 65536},
+      {"--window", double(o.window), 1, 4096},
+      {"--rate", o.rate, 0, 10000000},
+      {"--duration", o.duration_s, 0.1, 3600},
+      {"--warmup", o.warmup_s, 0, 600},
+      {"--connections", double(o.connections), 1, 1000},
+      {"--drain-messages", double(o.drain_messages), 1, 100000000},
+      {"--idle-streams", double(o.idle_streams), 1, 200000},
+      {"--idle-connections", double(o.idle_connections), 1, 200000},
+      {"--setup-concurrency", double(o.setup_concurrency), 1, 256},
+      {"--max-inflight", double(o.max_inflight), 1, 1000000},
+      {"--timeout", o.timeout_s, 1, 3600},
+      {"--server-pid", double(o.server_pid), 0, 4194304},
+  };
+  for (const Range& r : ranges) {
+    if (!(r.value >= r.lo && r.value <= r.hi)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          r.name, ": ", r.value, " is out of range [", r.lo, ", ", r.hi, "]"));
+    }
+  }
+  if (o.idle_connections > o.idle_streams) o.idle_connections = o.idle_streams;
+  return o;
+}
+
+}  // namespace parley::bench

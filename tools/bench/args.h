@@ -1,0 +1,72 @@
+// parley-bench command line: options and their validation.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#ifndef PARLEY_TOOLS_BENCH_ARGS_H_
+#define PARLEY_TOOLS_BENCH_ARGS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace parley::bench {
+
+enum class Scenario { kPairs, kGroup, kDrain, kIdle };
+enum class Mode { kTransport, kE2eePreencrypted };
+// Where the load goes: a parleyd started by the bench, a running server, or
+// the null server (a separate process started by the bench).
+enum class TargetKind { kSpawn, kTarget, kNull };
+
+const char* ScenarioName(Scenario s);
+const char* ModeName(Mode m);
+const char* TargetKindName(TargetKind t);
+
+struct Options {
+  Scenario scenario = Scenario::kPairs;
+  Mode mode = Mode::kTransport;
+  TargetKind target_kind = TargetKind::kSpawn;
+  bool compare_null = false;  // also run the same scenario on the null server
+
+  // --target
+  std::string target;      // host:port
+  std::string ca_file;     // PEM of the CA that signed the server certificate
+  int64_t server_pid = 0;  // for CPU/RSS of a --target server
+  std::string server_data_dir;  // for bytes on disk of a --target server
+  // --spawn / --null-server
+  std::string parleyd;
+  std::string null_server_bin;
+  std::vector<std::string> server_args;  // extra parleyd arguments
+  bool sync = false;                     // parleyd --sync
+  bool no_admin = false;  // spawned parleyd without its admin service
+  bool keep_data = false;
+  bool compact = true;  // compact the stopped server's RocksDB before du
+
+  // Load shape.
+  int pairs = 16;
+  int groups = 1;
+  int group_size = 100;
+  int size = 256;   // payload bytes per message (per device in E2EE), >= 40
+  int window = 16;  // closed loop: Sends in flight per sender
+  double rate = 0;  // open loop: messages/s over all senders (0: closed)
+  double duration_s = 10;
+  double warmup_s = 2;
+  int connections = 4;  // HTTP/2 connections for the load devices
+  int64_t drain_messages = 20000;
+  int idle_streams = 10000;
+  int idle_connections = 100;
+  int setup_concurrency = 16;
+  int max_inflight = 20000;  // open loop: bound on Sends in flight
+  double timeout_s = 60;     // bound on every wait (setup, drain, shutdown)
+
+  std::string json_file;
+  bool quiet = false;
+};
+
+// Parses and validates the command line. On --help, returns Options with
+// *help set to the usage text (and *help empty otherwise).
+absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
+                                  std::string* help);
+
+}  // namespace parley::bench
+
+#endif  // PARLEY_TOOLS_BENCH_ARGS_H_

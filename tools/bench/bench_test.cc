@@ -1,0 +1,312 @@
+// Unit tests of parley-bench: argument parsing, percentile math, payloads,
+// /proc parsing, JSON and table output, and short scenario runs against the
+// in-process null server.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <unistd.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tools/bench/args.h"
+#include "tools/bench/driver.h"
+#include "tools/bench/histogram.h"
+#include "tools/bench/null_server.h"
+#include "tools/bench/proc.h"
+#include "tools/bench/report.h"
+
+namespace parley::bench {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<Options> Parse(std::vector<std::string> args,
+                              std::string* help = nullptr) {
+  std::vector<const char*> argv = {"parley-bench"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::string h;
+  return ParseArgs(static_cast<int>(argv.size()), argv.data(),
+                   help != nullptr ? help : &h);
+}
+
+TEST(ArgsTest, Defaults) {
+  auto o = Parse({});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->scenario, Scenario::kPairs);
+  EXPECT_EQ(o->mode, Mode::kTransport);
+  EXPECT_EQ(o->target_kind, TargetKind::kSpawn);
+  EXPECT_EQ(o->pairs, 16);
+  EXPECT_EQ(o->size, 256);
+  EXPECT_EQ(o->rate, 0);
+  EXPECT_TRUE(o->compact);
+}
+
+TEST(ArgsTest, ScenarioModeAndLoad) {
+  auto o = Parse({"--scenario", "group", "--group-size", "100", "--mode",
+                  "e2ee-preencrypted", "--rate", "5000", "--duration", "3",
+                  "--size", "1024", "--compare-null", "--server-arg",
+                  "--max-group-members", "--server-arg", "200", "--sync"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->scenario, Scenario::kGroup);
+  EXPECT_EQ(o->group_size, 100);
+  EXPECT_EQ(o->mode, Mode::kE2eePreencrypted);
+  EXPECT_EQ(o->rate, 5000);
+  EXPECT_EQ(o->duration_s, 3);
+  EXPECT_EQ(o->size, 1024);
+  EXPECT_TRUE(o->compare_null);
+  EXPECT_TRUE(o->sync);
+  EXPECT_THAT(o->server_args,
+              ::testing::ElementsAre("--max-group-members", "200"));
+}
+
+TEST(ArgsTest, DrainDefaultsToOneDevice) {
+  auto o = Parse({"--scenario", "drain"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->pairs, 1);
+  o = Parse({"--scenario", "drain", "--pairs", "4"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->pairs, 4);
+}
+
+TEST(ArgsTest, Targets) {
+  EXPECT_FALSE(Parse({"--target", "127.0.0.1:7443"}).ok());  // needs --ca
+  char path[] = "/tmp/parley_bench_ca_XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  auto o =
+      Parse({"--target", "127.0.0.1:7443", "--ca", path, "--server-pid", "42"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->target_kind, TargetKind::kTarget);
+  EXPECT_EQ(o->server_pid, 42);
+  unlink(path);
+  o = Parse({"--null-server"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->target_kind, TargetKind::kNull);
+  EXPECT_FALSE(Parse({"--null-server", "--compare-null"}).ok());
+  EXPECT_FALSE(Parse({"--spawn", "--null-server"}).ok());
+  EXPECT_FALSE(Parse({"--server-pid", "7"}).ok());  // only with --target
+  EXPECT_TRUE(Parse({"--no-admin"})->no_admin);
+}
+
+TEST(ArgsTest, Errors) {
+  auto o = Parse({"--mode", "e2ee-signal"});
+  EXPECT_EQ(o.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(o.status().message()), HasSubstr("not built"));
+  EXPECT_FALSE(Parse({"--scenario", "nope"}).ok());
+  EXPECT_FALSE(Parse({"--mode", "nope"}).ok());
+  EXPECT_FALSE(Parse({"--size", "39"}).ok());  // below the payload header
+  EXPECT_TRUE(Parse({"--size", "40"}).ok());
+  EXPECT_FALSE(Parse({"--window", "0"}).ok());
+  EXPECT_FALSE(Parse({"--rate", "-1"}).ok());
+  EXPECT_FALSE(Parse({"--bogus"}).ok());
+  std::string help;
+  auto h = Parse({"--help"}, &help);
+  ASSERT_TRUE(h.ok());
+  EXPECT_THAT(help, HasSubstr("--scenario"));
+}
+
+TEST(HistogramTest, BucketsCoverValuesWithBoundedError) {
+  const std::vector<int64_t> values = {0,
+                                       1,
+                                       255,
+                                       256,
+                                       257,
+                                       1000,
+                                       123456789,
+                                       (int64_t{1} << 40) + 12345,
+                                       INT64_MAX / 2};
+  for (int64_t v : values) {
+    const int b = LatencyHistogram::BucketOf(v);
+    ASSERT_GE(b, 0);
+    ASSERT_LT(b, LatencyHistogram::kBuckets);
+    const int64_t upper = LatencyHistogram::BucketUpper(b);
+    EXPECT_GE(upper, v);
+    EXPECT_LE(static_cast<double>(upper - v),
+              static_cast<double>(v) / 128.0 + 1)
+        << v;
+    if (b > 0) {
+      EXPECT_LT(LatencyHistogram::BucketUpper(b - 1), v);
+    }
+  }
+}
+
+TEST(HistogramTest, PercentilesMatchExactWithinOnePercent) {
+  std::mt19937_64 rng(7);
+  std::lognormal_distribution<double> dist(13.0, 1.0);  // ~0.4 ms median, in ns
+  LatencyHistogram h;
+  std::vector<int64_t> samples;
+  for (int i = 0; i < 100000; ++i) {
+    int64_t v = static_cast<int64_t>(dist(rng));
+    samples.push_back(v);
+    h.Record(v);
+  }
+  EXPECT_EQ(h.count(), samples.size());
+  for (double p : {50.0, 90.0, 99.0, 99.9, 100.0}) {
+    const double exact = static_cast<double>(ExactPercentile(samples, p));
+    const double got = static_cast<double>(h.Percentile(p));
+    EXPECT_GE(got, exact) << p;
+    EXPECT_LE(got, exact * 1.01) << p;
+  }
+  EXPECT_EQ(h.Percentile(100),
+            *std::max_element(samples.begin(), samples.end()));
+}
+
+TEST(HistogramTest, SmallAndEmpty) {
+  LatencyHistogram h;
+  EXPECT_EQ(h.Percentile(99), 0);
+  EXPECT_EQ(h.min(), 0);
+  for (int v = 1; v <= 100; ++v) h.Record(v);
+  EXPECT_EQ(h.Percentile(50), 50);
+  EXPECT_EQ(h.Percentile(99), 99);
+  EXPECT_EQ(h.Percentile(99.9), 100);
+  EXPECT_EQ(h.min(), 1);
+  EXPECT_DOUBLE_EQ(h.mean(), 50.5);
+  EXPECT_EQ(ExactPercentile({5, 1, 3}, 50), 3);
+  h.Reset();
+  EXPECT_EQ(h.count(), 0u);
+}
+
+TEST(PayloadTest, RoundTrip) {
+  std::string p = MakePayload(7, 123456789012ULL, -5, 256);
+  EXPECT_EQ(p.size(), 256u);
+  uint32_t sender = 0;
+  uint64_t seq = 0;
+  int64_t t = 0;
+  ASSERT_TRUE(ParsePayload(p, &sender, &seq, &t));
+  EXPECT_EQ(sender, 7u);
+  EXPECT_EQ(seq, 123456789012ULL);
+  EXPECT_EQ(t, -5);
+  EXPECT_FALSE(ParsePayload("short", &sender, &seq, &t));
+  EXPECT_FALSE(ParsePayload(std::string(64, 'x'), &sender, &seq, &t));
+  for (char c : p) EXPECT_TRUE(c > 0 && c < 127);  // ASCII: valid UTF-8 text
+}
+
+TEST(ProcTest, ParsesStatAndStatus) {
+  auto ticks = ParseStatTicks(
+      "1234 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0");
+  ASSERT_TRUE(ticks.ok()) << ticks.status();
+  EXPECT_EQ(*ticks, 300);
+  EXPECT_FALSE(ParseStatTicks("garbage").ok());
+  ProcessMemory m = ParseStatus(
+      "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t1024 kB\nThreads:\t9\n");
+  EXPECT_EQ(m.vm_hwm_kb, 2048);
+  EXPECT_EQ(m.vm_rss_kb, 1024);
+  EXPECT_EQ(m.threads, 9);
+  auto self = ProcessCpuSeconds(0);
+  ASSERT_TRUE(self.ok());
+  EXPECT_GE(*self, 0);
+  auto mem = ReadProcessMemory(getpid());
+  ASSERT_TRUE(mem.ok());
+  EXPECT_GT(mem->vm_hwm_kb, 0);
+  EXPECT_GE(mem->threads, 1);
+}
+
+TEST(ReportTest, JsonAndTable) {
+  RunResult a;
+  a.server = "parleyd";
+  a.scenario = "pairs";
+  a.mode = "transport";
+  a.delivered_per_s = 5000;
+  a.latency.p99_ms = 3.5;
+  RunResult b = a;
+  b.server = "null";
+  b.delivered_per_s = 20000;
+  b.server_peak_rss_kb = 4096;
+  nlohmann::json j = ToJson(a);
+  EXPECT_TRUE(j["server_cpu_s"].is_null());  // not measured
+  EXPECT_EQ(j["latency_send_to_deliver"]["p99_ms"], 3.5);
+  EXPECT_EQ(ToJson(b)["server_peak_rss_kb"], 4096);
+  Options o;
+  nlohmann::json doc = BenchJson(o, {a, b});
+  EXPECT_EQ(doc["runs"].size(), 2u);
+  EXPECT_DOUBLE_EQ(doc["ratio_to_null"]["delivered_per_s"].get<double>(), 0.25);
+  EXPECT_EQ(doc["options"]["scenario"], "pairs");
+  const std::string table = FormatTable({a, b});
+  EXPECT_THAT(table, HasSubstr("delivered msgs/s"));
+  EXPECT_THAT(table, HasSubstr("0.25"));
+  EXPECT_THAT(table, HasSubstr("ratio"));
+}
+
+// Short runs against the in-process null server: the driver's setup, streams,
+// acks and counting work end to end.
+class NullServerRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = NullServer::Start("127.0.0.1:0");
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    ep_.name = "null";
+    ep_.target = "127.0.0.1:" + std::to_string(server_->port());
+    ep_.ca_pem = server_->ca_pem();
+    ep_.pid = getpid();
+    o_.quiet = true;
+    o_.duration_s = 0.5;
+    o_.warmup_s = 0.2;
+    o_.timeout_s = 20;
+    o_.connections = 2;
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  std::unique_ptr<NullServer> server_;
+  Endpoint ep_;
+  Options o_;
+};
+
+TEST_F(NullServerRunTest, PairsClosedLoop) {
+  o_.pairs = 3;
+  o_.window = 4;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->deliveries_window, 0u);
+  EXPECT_GT(r->delivered_per_s, 0);
+  EXPECT_EQ(r->deliveries_total, r->deliveries_expected);
+  EXPECT_EQ(r->send_errors, 0u);
+  EXPECT_GT(r->latency.count, 0u);
+  EXPECT_GE(r->latency.p99_ms, r->latency.p50_ms);
+  EXPECT_GE(r->server_cpu_s, 0);
+  EXPECT_GT(r->server_peak_rss_kb, 0);
+}
+
+TEST_F(NullServerRunTest, GroupE2eeOpenLoop) {
+  o_.scenario = Scenario::kGroup;
+  o_.mode = Mode::kE2eePreencrypted;
+  o_.group_size = 5;
+  o_.rate = 200;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->devices_per_send, 4);
+  EXPECT_EQ(r->deliveries_total, r->sends_accepted * 4);
+  EXPECT_GT(r->deliveries_window, 0u);
+  EXPECT_EQ(r->send_errors, 0u);
+}
+
+TEST_F(NullServerRunTest, DrainDeliversTheBacklog) {
+  o_.scenario = Scenario::kDrain;
+  o_.pairs = 1;
+  o_.drain_messages = 300;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->drain_messages, 300u);
+  EXPECT_EQ(r->deliveries_total, 300u);
+  EXPECT_GT(r->drain_per_s, 0);
+  EXPECT_GT(r->fill_per_s, 0);
+}
+
+TEST_F(NullServerRunTest, IdleStreams) {
+  o_.scenario = Scenario::kIdle;
+  o_.pairs = 1;
+  o_.idle_streams = 50;
+  o_.idle_connections = 5;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->idle_streams, 50);
+  EXPECT_EQ(r->idle_connections, 5);
+  EXPECT_GT(r->rss_idle_kb, 0);
+  EXPECT_GT(r->deliveries_window, 0u);
+}
+
+}  // namespace
+}  // namespace parley::bench

@@ -1,0 +1,1066 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "tools/bench/driver.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "parley/v1/parley.grpc.pb.h"
+#include "tools/bench/histogram.h"
+#include "tools/bench/keys.h"
+#include "tools/bench/proc.h"
+
+namespace parley::bench {
+namespace {
+
+namespace v1 = ::parley::v1;
+
+std::atomic<bool> g_stop{false};
+
+constexpr size_t kMaxIdsPerAck = 1000;
+constexpr int kRpcDeadlineS = 30;
+constexpr uint64_t kMaxSendErrors = 1000;  // then the senders stop issuing
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(what, ": ", s.error_message()));
+}
+
+// Polls `done` every 2 ms until it holds, the timeout passes or a stop is
+// requested. Returns done().
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() >= deadline || g_stop.load()) return done();
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return true;
+}
+
+// Sleeps until `deadline_ns` (steady clock) or a stop request.
+void SleepUntil(int64_t deadline_ns) {
+  for (;;) {
+    const int64_t left = deadline_ns - NowNs();
+    if (left <= 0 || g_stop.load()) return;
+    absl::SleepFor(absl::Nanoseconds(std::min<int64_t>(left, 50'000'000)));
+  }
+}
+
+void SetAuth(grpc::ClientContext* ctx, const std::string& token,
+             int deadline_s) {
+  ctx->AddMetadata("authorization", "Bearer " + token);
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(deadline_s));
+}
+
+// Runs fn(0..n-1) on `threads` threads; the first error stops the rest.
+absl::Status ParallelFor(size_t n, int threads,
+                         const std::function<absl::Status(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  absl::Mutex mu;
+  absl::Status first;
+  std::vector<std::thread> pool;
+  const size_t count = std::min<size_t>(static_cast<size_t>(threads), n);
+  for (size_t t = 0; t < count; ++t) {
+    pool.emplace_back([&] {
+      while (!failed.load() && !g_stop.load()) {
+        const size_t i = next++;
+        if (i >= n) return;
+        absl::Status s = fn(i);
+        if (!s.ok()) {
+          absl::MutexLock lock(&mu);
+          if (first.ok()) first = s;
+          failed = true;
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  if (first.ok() && g_stop.load()) return absl::CancelledError("interrupted");
+  return first;
+}
+
+struct Device {
+  std::string username;
+  std::string account_id;
+  uint32_t device_id = 0;
+  uint32_t registration_id = 0;
+  std::string token;
+  size_t channel = 0;
+  bool idle = false;  // on the idle connections
+};
+
+// One HTTP/2 connection (its own subchannel) and its stubs.
+struct Connection {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::AccountService::Stub> accounts;
+  std::unique_ptr<v1::ConversationService::Stub> conversations;
+  std::unique_ptr<v1::MessagingService::Stub> messaging;
+  std::unique_ptr<v1::KeyService::Stub> keys;
+};
+
+absl::StatusOr<std::unique_ptr<Connection>> Connect(const Endpoint& ep,
+                                                    int index,
+                                                    absl::Duration timeout) {
+  grpc::SslCredentialsOptions so;
+  so.pem_root_certs = ep.ca_pem;
+  grpc::ChannelArguments args;
+  // A local subchannel pool and a distinct argument: a connection of its own.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("parley.bench.connection", index);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  auto c = std::make_unique<Connection>();
+  c->channel =
+      grpc::CreateCustomChannel(ep.target, grpc::SslCredentials(so), args);
+  if (!c->channel->WaitForConnected(
+          absl::ToChronoTime(absl::Now() + timeout))) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to ", ep.target,
+                                               " (TLS) within ",
+                                               absl::FormatDuration(timeout)));
+  }
+  c->accounts = v1::AccountService::NewStub(c->channel);
+  c->conversations = v1::ConversationService::NewStub(c->channel);
+  c->messaging = v1::MessagingService::NewStub(c->channel);
+  c->keys = v1::KeyService::NewStub(c->channel);
+  return c;
+}
+
+// Counters shared by every sender and receiver of one run.
+struct Stats {
+  std::atomic<int64_t> window_start{INT64_MAX};
+  std::atomic<int64_t> window_end{INT64_MAX};
+  std::atomic<uint64_t> delivered{0}, delivered_window{0}, duplicates{0};
+  std::atomic<uint64_t> acked{0}, ack_errors{0};
+  std::atomic<uint64_t> accepted{0}, accepted_window{0}, send_errors{0},
+      skipped{0};
+  std::atomic<int64_t> inflight{0};
+  LatencyHistogram e2e;  // Send start -> envelope received, ns
+  LatencyHistogram rpc;  // Send start -> SendResponse, ns
+  absl::Mutex mu;
+  std::string first_error ABSL_GUARDED_BY(mu);
+
+  bool InWindow(int64_t t) const {
+    return t >= window_start.load() && t <= window_end.load();
+  }
+  void Error(const std::string& e) {
+    absl::MutexLock lock(&mu);
+    if (first_error.empty()) first_error = e;
+  }
+};
+
+// A device's Receive stream: counts bench envelopes (first delivery only;
+// repeats are duplicates), records Send->deliver latency, and acks every
+// envelope in batches (one Ack in flight; ids arriving meanwhile form the
+// next batch, at most 1000 ids, as the SDK does).
+class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
+ public:
+  Receiver(v1::MessagingService::Stub* stub, const Device& d, Stats* st)
+      : stub_(stub), device_(d), st_(st) {}
+
+  void Open() {
+    ctx_.AddMetadata("authorization", "Bearer " + device_.token);
+    stub_->async()->Receive(&ctx_, &req_, this);
+    StartRead(&resp_);
+    StartCall();
+  }
+  void Cancel() { ctx_.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    Handle();
+    StartRead(&resp_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    absl::MutexLock lock(&mu_);
+    status_ = s;
+    done_ = true;
+  }
+
+  bool drained() const { return drained_.load(); }
+  uint64_t received() const { return received_.load(); }
+  bool done() {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+  grpc::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+  bool acks_idle() {
+    absl::MutexLock lock(&ack_mu_);
+    return !ack_inflight_ && pending_.empty();
+  }
+
+ private:
+  struct AckCall {
+    grpc::ClientContext ctx;
+    v1::AckRequest req;
+    v1::AckResponse resp;
+  };
+
+  // Reads run one at a time per stream: no lock needed for seen_.
+  void Handle() {
+    if (resp_.has_backlog_drained()) {
+      drained_ = true;
+      return;
+    }
+    if (!resp_.has_envelope()) return;
+    const v1::Message& m = resp_.envelope().message();
+    const std::string* payload = nullptr;
+    if (m.has_plain()) payload = &m.plain().content();
+    if (m.has_ciphertext()) payload = &m.ciphertext().ciphertext();
+    uint32_t sender = 0;
+    uint64_t seq = 0;
+    int64_t send_ns = 0;
+    if (payload != nullptr && ParsePayload(*payload, &sender, &seq, &send_ns)) {
+      const int64_t now = NowNs();
+      if (seq >= seen_.size())
+        seen_.resize(std::max<size_t>(seq + 1, seen_.size() * 2), false);
+      if (seen_[seq]) {
+        ++st_->duplicates;
+      } else {
+        seen_[seq] = true;
+        ++received_;
+        ++st_->delivered;
+        if (st_->InWindow(now)) ++st_->delivered_window;
+        if (st_->InWindow(send_ns)) st_->e2e.Record(now - send_ns);
+      }
+    }
+    QueueAck(resp_.envelope().delivery_id());
+  }
+
+  void QueueAck(uint64_t id) {
+    std::vector<uint64_t> batch;
+    {
+      absl::MutexLock lock(&ack_mu_);
+      pending_.push_back(id);
+      if (ack_inflight_) return;
+      ack_inflight_ = true;
+      TakeBatchLocked(&batch);
+    }
+    SendAck(std::move(batch));
+  }
+
+  void TakeBatchLocked(std::vector<uint64_t>* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ack_mu_) {
+    if (pending_.size() <= kMaxIdsPerAck) {
+      batch->swap(pending_);
+    } else {
+      batch->assign(pending_.begin(), pending_.begin() + kMaxIdsPerAck);
+      pending_.erase(pending_.begin(), pending_.begin() + kMaxIdsPerAck);
+    }
+  }
+
+  void SendAck(std::vector<uint64_t> ids) {
+    auto* call = new AckCall();
+    SetAuth(&call->ctx, device_.token, kRpcDeadlineS);
+    for (uint64_t id : ids) call->req.add_delivery_ids(id);
+    stub_->async()->Ack(
+        &call->ctx, &call->req, &call->resp, [this, call](grpc::Status s) {
+          if (s.ok()) {
+            st_->acked += static_cast<uint64_t>(call->req.delivery_ids_size());
+          } else {
+            ++st_->ack_errors;
+            st_->Error(absl::StrCat("Ack: ", s.error_message()));
+          }
+          delete call;
+          std::vector<uint64_t> next;
+          {
+            absl::MutexLock lock(&ack_mu_);
+            if (pending_.empty()) {
+              ack_inflight_ = false;
+              return;
+            }
+            TakeBatchLocked(&next);
+          }
+          SendAck(std::move(next));
+        });
+  }
+
+  v1::MessagingService::Stub* const stub_;
+  const Device device_;
+  Stats* const st_;
+  grpc::ClientContext ctx_;
+  v1::ReceiveRequest req_;
+  v1::ReceiveResponse resp_;
+  std::vector<bool> seen_;
+  std::atomic<bool> drained_{false};
+  std::atomic<uint64_t> received_{0};
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex ack_mu_;
+  std::vector<uint64_t> pending_ ABSL_GUARDED_BY(ack_mu_);
+  bool ack_inflight_ ABSL_GUARDED_BY(ack_mu_) = false;
+};
+
+// One sending device and its conversation. Closed loop: `window` Sends in
+// flight, each completion issues the next. Open loop: the pacer calls
+// Issue() with the scheduled time (latency counts from the schedule, so a
+// late server cannot hide queueing: no coordinated omission).
+class Sender {
+ public:
+  Sender(uint32_t index, v1::MessagingService::Stub* stub, Device d,
+         v1::SendRequest tmpl, Stats* st)
+      : index_(index),
+        stub_(stub),
+        device_(std::move(d)),
+        template_(std::move(tmpl)),
+        st_(st) {}
+
+  void StartClosed(int window) {
+    for (int i = 0; i < window; ++i) Issue(0, true);
+  }
+  // Issues one Send unless stopped or the quota is used up; false then.
+  bool Issue(int64_t scheduled_ns, bool chain) {
+    if (stop_.load()) return false;
+    const uint64_t seq = next_seq_++;
+    if (quota_ > 0 && seq >= quota_) return false;
+    auto* call = new SendCall();
+    call->req = template_;
+    const int64_t start = NowNs();
+    call->start_ns = scheduled_ns > 0 ? scheduled_ns : start;
+    char header[kPayloadHeaderBytes];
+    std::string h =
+        MakePayload(index_, seq, call->start_ns, kPayloadHeaderBytes);
+    std::memcpy(header, h.data(), sizeof(header));
+    v1::Body* body = call->req.mutable_body();
+    if (body->has_plain()) {
+      std::memcpy(body->mutable_plain()->mutable_content()->data(), header,
+                  sizeof(header));
+    } else {
+      for (auto& ct : *body->mutable_encrypted()->mutable_ciphertexts()) {
+        std::memcpy(ct.mutable_ciphertext()->data(), header, sizeof(header));
+      }
+    }
+    // The rest of each payload differs per message (so bytes on disk are not
+    // flattered by compression of repeated filler): printable ASCII in plain
+    // bodies (UTF-8 text), arbitrary bytes in ciphertexts.
+    uint64_t x = (static_cast<uint64_t>(index_) << 40) ^
+                 (seq * 0x9E3779B97F4A7C15ULL) ^ 0x5DEECE66DULL;
+    auto fill = [&x](std::string* p, bool printable) {
+      static constexpr char kAlphabet[] =
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+      for (size_t i = kPayloadHeaderBytes; i < p->size(); ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (*p)[i] = printable ? kAlphabet[x & 63] : static_cast<char>(x & 0xFF);
+      }
+    };
+    if (body->has_plain()) {
+      fill(body->mutable_plain()->mutable_content(), true);
+    } else {
+      for (auto& ct : *body->mutable_encrypted()->mutable_ciphertexts()) {
+        fill(ct.mutable_ciphertext(), false);
+      }
+    }
+    call->req.set_client_message_id(absl::StrCat("pb", index_, "-", seq));
+    SetAuth(&call->ctx, device_.token, kRpcDeadlineS);
+    ++inflight_;
+    ++st_->inflight;
+    stub_->async()->Send(
+        &call->ctx, &call->req, &call->resp,
+        [this, call, chain](grpc::Status s) { Done(call, s, chain); });
+    return true;
+  }
+  void Stop() { stop_ = true; }
+  void set_quota(uint64_t n) { quota_ = n; }
+  int64_t inflight() const { return inflight_.load(); }
+  uint64_t accepted() const { return accepted_.load(); }
+  uint64_t quota() const { return quota_; }
+
+ private:
+  struct SendCall {
+    grpc::ClientContext ctx;
+    v1::SendRequest req;
+    v1::SendResponse resp;
+    int64_t start_ns = 0;
+  };
+
+  void Done(SendCall* call, const grpc::Status& s, bool chain) {
+    const int64_t now = NowNs();
+    if (s.ok()) {
+      ++accepted_;
+      ++st_->accepted;
+      if (st_->InWindow(now)) ++st_->accepted_window;
+      if (st_->InWindow(call->start_ns)) st_->rpc.Record(now - call->start_ns);
+    } else {
+      if (++st_->send_errors >= kMaxSendErrors) stop_ = true;
+      st_->Error(absl::StrCat("Send: ", static_cast<int>(s.error_code()), " ",
+                              s.error_message()));
+    }
+    delete call;
+    if (chain && !g_stop.load()) Issue(0, true);
+    --st_->inflight;
+    --inflight_;
+  }
+
+  const uint32_t index_;
+  v1::MessagingService::Stub* const stub_;
+  const Device device_;
+  const v1::SendRequest template_;
+  Stats* const st_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> next_seq_{0};
+  uint64_t quota_ = 0;  // 0: unlimited; set before starting
+  std::atomic<int64_t> inflight_{0};
+  std::atomic<uint64_t> accepted_{0};
+};
+
+struct LoadPair {
+  size_t sender;                   // index into devices_
+  std::vector<size_t> recipients;  // indices into devices_
+  std::string conversation_id;
+};
+
+class Run {
+ public:
+  Run(const Options& o, const Endpoint& ep) : o_(o), ep_(ep) {}
+
+  absl::StatusOr<RunResult> Go() {
+    r_.server = ep_.name;
+    r_.scenario = ScenarioName(o_.scenario);
+    r_.mode = ModeName(o_.mode);
+    r_.size = o_.size;
+    r_.window = o_.window;
+    r_.rate = o_.rate;
+    r_.duration_s = o_.duration_s;
+    r_.warmup_s = o_.warmup_s;
+    r_.server_pid = ep_.pid;
+    r_.loadavg_before = LoadAverage();
+    if (absl::Status s = Setup(); !s.ok()) return s;
+    absl::Status s;
+    switch (o_.scenario) {
+      case Scenario::kPairs:
+      case Scenario::kGroup:
+        s = RunLoad();
+        break;
+      case Scenario::kDrain:
+        s = RunDrain();
+        break;
+      case Scenario::kIdle:
+        s = RunIdle();
+        break;
+    }
+    Teardown();
+    if (!s.ok()) return s;
+    r_.loadavg_after = LoadAverage();
+    if (g_stop.load()) r_.notes.push_back("interrupted: figures are partial");
+    return r_;
+  }
+
+ private:
+  void Progress(const std::string& line) {
+    if (!o_.quiet)
+      std::cerr << "parley-bench [" << ep_.name << "] " << line << std::endl;
+  }
+
+  // ------------------------------------------------------------------ setup
+
+  absl::Status Setup() {
+    const absl::Time t0 = absl::Now();
+    const absl::Duration timeout = absl::Seconds(o_.timeout_s);
+    for (int i = 0; i < o_.connections; ++i) {
+      auto c = Connect(ep_, i, timeout);
+      if (!c.ok()) return c.status();
+      load_conns_.push_back(std::move(*c));
+    }
+    std::mt19937_64 rng(std::random_device{}());
+    std::string prefix = "pb";
+    for (int i = 0; i < 6; ++i)
+      prefix.push_back(static_cast<char>('a' + rng() % 26));
+
+    const bool group = o_.scenario == Scenario::kGroup;
+    const int senders = group ? o_.groups : o_.pairs;
+    for (int s = 0; s < senders; ++s) {
+      LoadPair p;
+      p.sender = AddDevice(group ? absl::StrCat(prefix, "g", s, "m0")
+                                 : absl::StrCat(prefix, "s", s));
+      const int recipients = group ? o_.group_size - 1 : 1;
+      for (int k = 0; k < recipients; ++k) {
+        p.recipients.push_back(
+            AddDevice(group ? absl::StrCat(prefix, "g", s, "m", k + 1)
+                            : absl::StrCat(prefix, "r", s)));
+      }
+      pairs_.push_back(std::move(p));
+    }
+    const size_t load_devices = devices_.size();
+    if (o_.scenario == Scenario::kIdle) {
+      for (int i = 0; i < o_.idle_connections; ++i) {
+        auto c = Connect(ep_, o_.connections + i, timeout);
+        if (!c.ok()) return c.status();
+        idle_conns_.push_back(std::move(*c));
+      }
+      for (int i = 0; i < o_.idle_streams; ++i) {
+        idle_devices_.push_back(AddDevice(absl::StrCat(prefix, "i", i)));
+        devices_.back().channel = static_cast<size_t>(i) % idle_conns_.size();
+        devices_.back().idle = true;
+      }
+    }
+    r_.senders = senders;
+    r_.devices_per_send = group ? o_.group_size - 1 : 1;
+    Progress(absl::StrCat("setup: ", devices_.size(), " accounts (",
+                          load_devices, " load, ", idle_devices_.size(),
+                          " idle) on ", ep_.target));
+
+    // Accounts.
+    if (absl::Status s = ParallelFor(devices_.size(), o_.setup_concurrency,
+                                     [&](size_t i) { return Register(i); });
+        !s.ok()) {
+      return s;
+    }
+    // Keys (E2EE): every load device publishes keys, so the server expects a
+    // ciphertext for each recipient device.
+    if (o_.mode == Mode::kE2eePreencrypted) {
+      auto tmpl = MakeKeyUploadTemplate();
+      if (!tmpl.ok()) return tmpl.status();
+      if (absl::Status s =
+              ParallelFor(load_devices, o_.setup_concurrency,
+                          [&](size_t i) { return UploadKeys(i, *tmpl); });
+          !s.ok()) {
+        return s;
+      }
+    }
+    // Conversations.
+    if (absl::Status s =
+            ParallelFor(pairs_.size(), o_.setup_concurrency,
+                        [&](size_t i) { return CreateConversation(i); });
+        !s.ok()) {
+      return s;
+    }
+    for (size_t i = 0; i < pairs_.size(); ++i) {
+      const Device& d = devices_[pairs_[i].sender];
+      senders_.push_back(std::make_unique<Sender>(static_cast<uint32_t>(i),
+                                                  Conn(d)->messaging.get(), d,
+                                                  Template(pairs_[i]), &st_));
+    }
+    r_.setup_s = absl::ToDoubleSeconds(absl::Now() - t0);
+    Progress(
+        absl::StrCat("setup done in ", absl::FormatDuration(absl::Now() - t0)));
+    return absl::OkStatus();
+  }
+
+  size_t AddDevice(const std::string& username) {
+    Device d;
+    d.username = username;
+    d.channel = devices_.size() % load_conns_.size();
+    d.registration_id = RegistrationIdFor(devices_.size());
+    devices_.push_back(std::move(d));
+    return devices_.size() - 1;
+  }
+
+  Connection* Conn(const Device& d) {
+    return d.idle ? idle_conns_[d.channel].get() : load_conns_[d.channel].get();
+  }
+
+  absl::Status Register(size_t i) {
+    Device& d = devices_[i];
+    v1::CreateAccountRequest req;
+    req.set_username(d.username);
+    req.set_device_name("bench");
+    v1::CreateAccountResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(kRpcDeadlineS));
+    grpc::Status s = Conn(d)->accounts->CreateAccount(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s, absl::StrCat("CreateAccount ", d.username));
+    d.account_id = resp.account().account_id();
+    d.device_id = resp.device().device_id();
+    d.token = resp.device_token();
+    return absl::OkStatus();
+  }
+
+  absl::Status UploadKeys(size_t i, const v1::UploadKeysRequest& tmpl) {
+    Device& d = devices_[i];
+    v1::UploadKeysRequest req = tmpl;
+    req.set_registration_id(d.registration_id);
+    v1::UploadKeysResponse resp;
+    grpc::ClientContext ctx;
+    SetAuth(&ctx, d.token, kRpcDeadlineS);
+    return FromGrpc(Conn(d)->keys->UploadKeys(&ctx, req, &resp),
+                    absl::StrCat("UploadKeys ", d.username));
+  }
+
+  absl::Status CreateConversation(size_t i) {
+    LoadPair& p = pairs_[i];
+    const Device& s = devices_[p.sender];
+    grpc::ClientContext ctx;
+    SetAuth(&ctx, s.token, kRpcDeadlineS);
+    v1::Conversation conv;
+    if (o_.scenario == Scenario::kGroup) {
+      v1::CreateGroupRequest req;
+      req.set_title(absl::StrCat("bench group ", i));
+      for (size_t k : p.recipients)
+        req.add_member_usernames(devices_[k].username);
+      v1::CreateGroupResponse resp;
+      grpc::Status st = Conn(s)->conversations->CreateGroup(&ctx, req, &resp);
+      if (!st.ok()) return FromGrpc(st, "CreateGroup");
+      conv = resp.conversation();
+    } else {
+      v1::CreateDirectRequest req;
+      req.set_peer_username(devices_[p.recipients[0]].username);
+      v1::CreateDirectResponse resp;
+      grpc::Status st = Conn(s)->conversations->CreateDirect(&ctx, req, &resp);
+      if (!st.ok()) return FromGrpc(st, "CreateDirect");
+      conv = resp.conversation();
+    }
+    p.conversation_id = conv.conversation_id();
+    const v1::SecurityMode m = conv.security().mode();
+    const bool want_e2ee = o_.mode == Mode::kE2eePreencrypted;
+    if (m != v1::SECURITY_MODE_UNSPECIFIED &&
+        (m == v1::SECURITY_MODE_E2EE) != want_e2ee) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "conversation ", p.conversation_id, " is ", v1::SecurityMode_Name(m),
+          " but --mode is ", ModeName(o_.mode),
+          want_e2ee
+              ? " (spawned parleyd runs with --policy preset:signal in this "
+                "mode; a "
+                "--target needs an E2EE-by-default policy)"
+              : " (use a policy whose conversations are server-readable)"));
+    }
+    return absl::OkStatus();
+  }
+
+  v1::SendRequest Template(const LoadPair& p) {
+    v1::SendRequest req;
+    req.set_conversation_id(p.conversation_id);
+    const std::string payload = MakePayload(0, 0, 0, o_.size);
+    if (o_.mode == Mode::kTransport) {
+      req.mutable_body()->mutable_plain()->set_content(payload);
+    } else {
+      for (size_t k : p.recipients) {
+        const Device& d = devices_[k];
+        auto* ct = req.mutable_body()->mutable_encrypted()->add_ciphertexts();
+        ct->set_account_id(d.account_id);
+        ct->set_device_id(d.device_id);
+        ct->set_registration_id(d.registration_id);
+        ct->set_type(2);  // SignalMessage: opaque to the server
+        ct->set_ciphertext(payload);
+      }
+    }
+    return req;
+  }
+
+  // --------------------------------------------------------------- streams
+
+  absl::Status OpenReceivers(const std::vector<size_t>& devices,
+                             std::vector<std::unique_ptr<Receiver>>* out,
+                             size_t batch) {
+    const absl::Duration timeout = absl::Seconds(o_.timeout_s);
+    for (size_t start = 0; start < devices.size(); start += batch) {
+      const size_t end = std::min(devices.size(), start + batch);
+      for (size_t i = start; i < end; ++i) {
+        const Device& d = devices_[devices[i]];
+        out->push_back(
+            std::make_unique<Receiver>(Conn(d)->messaging.get(), d, &st_));
+        out->back()->Open();
+      }
+      auto all_up = [&] {
+        for (size_t i = start; i < end; ++i) {
+          Receiver* r = (*out)[i].get();
+          if (!r->drained() && !r->done()) return false;
+        }
+        return true;
+      };
+      if (!WaitFor(all_up, timeout)) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("Receive streams not up within ",
+                         absl::FormatDuration(timeout), " (", end, " opened)"));
+      }
+      for (size_t i = start; i < end; ++i) {
+        Receiver* r = (*out)[i].get();
+        if (r->done()) return FromGrpc(r->status(), "Receive");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Cancels the streams and waits (bounded) for them to end; streams that do
+  // not end are leaked rather than freed under gRPC.
+  void CloseReceivers(std::vector<std::unique_ptr<Receiver>>* rs) {
+    WaitFor(
+        [&] {
+          for (auto& r : *rs) {
+            if (!r->acks_idle()) return false;
+          }
+          return true;
+        },
+        absl::Seconds(10));
+    for (auto& r : *rs) r->Cancel();
+    const bool all_done = WaitFor(
+        [&] {
+          for (auto& r : *rs) {
+            if (!r->done() || !r->acks_idle()) return false;
+          }
+          return true;
+        },
+        absl::Seconds(o_.timeout_s));
+    if (!all_done) {
+      r_.notes.push_back("some Receive streams did not end in time (leaked)");
+      for (auto& r : *rs) {
+        if (!r->done() || !r->acks_idle()) r.release();
+      }
+    }
+    rs->clear();
+  }
+
+  std::vector<size_t> AllRecipients() const {
+    std::vector<size_t> out;
+    for (const LoadPair& p : pairs_)
+      out.insert(out.end(), p.recipients.begin(), p.recipients.end());
+    return out;
+  }
+
+  uint64_t ExpectedDeliveries() const {
+    uint64_t n = 0;
+    for (size_t i = 0; i < pairs_.size(); ++i) {
+      n += senders_[i]->accepted() * pairs_[i].recipients.size();
+    }
+    return n;
+  }
+
+  // ----------------------------------------------------------- measurement
+
+  struct Snapshot {
+    int64_t t_ns = 0;
+    double server_cpu = -1;
+    double bench_cpu = -1;
+  };
+  Snapshot Take() {
+    Snapshot s;
+    s.t_ns = NowNs();
+    if (ep_.pid > 0) {
+      auto c = ProcessCpuSeconds(ep_.pid);
+      if (c.ok()) s.server_cpu = *c;
+    }
+    auto b = ProcessCpuSeconds(0);
+    if (b.ok()) s.bench_cpu = *b;
+    return s;
+  }
+  void ReadServerMemory() {
+    if (ep_.pid <= 0) return;
+    auto m = ReadProcessMemory(ep_.pid);
+    if (!m.ok()) return;
+    r_.server_peak_rss_kb = m->vm_hwm_kb;
+    r_.server_rss_kb = m->vm_rss_kb;
+    r_.server_threads = m->threads;
+  }
+  void Account(const Snapshot& a, const Snapshot& b, uint64_t deliveries,
+               uint64_t sends) {
+    r_.window_s = static_cast<double>(b.t_ns - a.t_ns) / 1e9;
+    if (a.server_cpu >= 0 && b.server_cpu >= 0) {
+      r_.server_cpu_s = b.server_cpu - a.server_cpu;
+      if (deliveries > 0) {
+        r_.server_cpu_s_per_1k_deliveries =
+            r_.server_cpu_s * 1000.0 / static_cast<double>(deliveries);
+      }
+      if (sends > 0)
+        r_.server_cpu_s_per_1k_sends =
+            r_.server_cpu_s * 1000.0 / static_cast<double>(sends);
+    }
+    if (a.bench_cpu >= 0 && b.bench_cpu >= 0)
+      r_.bench_cpu_s = b.bench_cpu - a.bench_cpu;
+  }
+
+  // Runs the senders for warm-up + duration against open recipient streams.
+  absl::Status LoadPhase() {
+    std::thread pacer;
+    const int64_t begin = NowNs();
+    const int64_t window_start =
+        begin + static_cast<int64_t>(o_.warmup_s * 1e9);
+    const int64_t window_end =
+        window_start + static_cast<int64_t>(o_.duration_s * 1e9);
+    if (o_.rate > 0) {
+      pacer = std::thread([this, window_end] {
+        const int64_t start = NowNs();
+        const double interval_ns = 1e9 / o_.rate;
+        uint64_t issued = 0;
+        size_t rr = 0;
+        while (!g_stop.load()) {
+          const int64_t now = NowNs();
+          if (now >= window_end) break;
+          while (start + static_cast<int64_t>(static_cast<double>(issued) *
+                                              interval_ns) <=
+                 now) {
+            const int64_t sched =
+                start +
+                static_cast<int64_t>(static_cast<double>(issued) * interval_ns);
+            ++issued;
+            if (st_.inflight.load() >= o_.max_inflight) {
+              ++st_.skipped;
+              continue;
+            }
+            senders_[rr++ % senders_.size()]->Issue(sched, false);
+          }
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+      });
+    } else {
+      for (auto& s : senders_) s->StartClosed(o_.window);
+    }
+    Progress(absl::StrCat("load: ",
+                          o_.rate > 0
+                              ? absl::StrCat("open loop ", o_.rate, "/s")
+                              : absl::StrCat("closed loop, window ", o_.window),
+                          ", ", senders_.size(), " senders, warm-up ",
+                          o_.warmup_s, " s, measuring ", o_.duration_s, " s"));
+    SleepUntil(window_start);
+    st_.window_start = NowNs();
+    st_.window_end = INT64_MAX;
+    const Snapshot a = Take();
+    const uint64_t d0 = st_.delivered_window.load();
+    SleepUntil(window_end);
+    const Snapshot b = Take();
+    st_.window_end = b.t_ns;
+    ReadServerMemory();
+    for (auto& s : senders_) s->Stop();
+    if (pacer.joinable()) pacer.join();
+    Account(a, b, st_.delivered_window.load() - d0, st_.accepted_window.load());
+    return Settle();
+  }
+
+  // After the load: waits (bounded) for in-flight Sends, outstanding
+  // deliveries and Acks, then fills the counters.
+  absl::Status Settle() {
+    const absl::Duration timeout = absl::Seconds(o_.timeout_s);
+    if (!WaitFor([&] { return st_.inflight.load() == 0; }, timeout)) {
+      r_.notes.push_back("Sends still in flight at the end");
+    }
+    const bool all = WaitFor(
+        [&] { return st_.delivered.load() >= ExpectedDeliveries(); }, timeout);
+    if (!all) {
+      r_.notes.push_back(
+          absl::StrCat("not every accepted message was delivered within ",
+                       o_.timeout_s, " s"));
+    }
+    FillCounters();
+    return absl::OkStatus();
+  }
+
+  void FillCounters() {
+    r_.sends_accepted = st_.accepted.load();
+    r_.sends_window = st_.accepted_window.load();
+    r_.send_errors = st_.send_errors.load();
+    r_.sends_skipped = st_.skipped.load();
+    r_.deliveries_window = st_.delivered_window.load();
+    r_.deliveries_total = st_.delivered.load();
+    r_.deliveries_expected = ExpectedDeliveries();
+    r_.duplicates = st_.duplicates.load();
+    r_.acked = st_.acked.load();
+    r_.ack_errors = st_.ack_errors.load();
+    if (r_.window_s > 0) {
+      r_.delivered_per_s =
+          static_cast<double>(r_.deliveries_window) / r_.window_s;
+      r_.sends_per_s = static_cast<double>(r_.sends_window) / r_.window_s;
+    }
+    r_.latency = Summarize(st_.e2e);
+    r_.send_rpc = Summarize(st_.rpc);
+    absl::MutexLock lock(&st_.mu);
+    r_.first_error = st_.first_error;
+  }
+
+  // ------------------------------------------------------------- scenarios
+
+  absl::Status RunLoad() {
+    absl::Status s = OpenReceivers(AllRecipients(), &receivers_, 1000);
+    if (s.ok()) s = LoadPhase();
+    CloseReceivers(&receivers_);
+    return s;
+  }
+
+  absl::Status RunDrain() {
+    const absl::Duration timeout = absl::Seconds(o_.timeout_s);
+    // Fill the queues of the offline recipients.
+    const uint64_t per_sender =
+        (static_cast<uint64_t>(o_.drain_messages) + senders_.size() - 1) /
+        senders_.size();
+    for (auto& s : senders_) s->set_quota(per_sender);
+    r_.drain_messages = per_sender * senders_.size();
+    Progress(absl::StrCat("drain: queueing ", r_.drain_messages,
+                          " messages for ", AllRecipients().size(),
+                          " offline device(s)"));
+    const int64_t f0 = NowNs();
+    st_.window_start = f0;
+    st_.window_end = INT64_MAX;
+    for (auto& s : senders_) s->StartClosed(o_.window);
+    const bool filled = WaitFor(
+        [&] {
+          uint64_t n = st_.accepted.load();
+          return st_.inflight.load() == 0 &&
+                 (n >= r_.drain_messages || st_.send_errors.load() > 0);
+        },
+        timeout);
+    const Snapshot fb = Take();
+    st_.window_end = fb.t_ns;
+    if (!filled || st_.accepted.load() < r_.drain_messages) {
+      FillCounters();
+      return absl::DeadlineExceededError(absl::StrCat(
+          "drain: only ", st_.accepted.load(), " of ", r_.drain_messages,
+          " messages accepted (", r_.first_error, ")"));
+    }
+    r_.fill_per_s = static_cast<double>(st_.accepted.load()) /
+                    (static_cast<double>(fb.t_ns - f0) / 1e9);
+    // Reconnect and drain.
+    const uint64_t expected = ExpectedDeliveries();
+    // Latency is only recorded for Sends inside the window: none here.
+    const Snapshot a = Take();
+    const int64_t d0 = a.t_ns;
+    st_.window_start = d0;
+    st_.window_end = INT64_MAX;
+    st_.e2e.Reset();
+    Progress(absl::StrCat("drain: reconnecting ", AllRecipients().size(),
+                          " device(s)"));
+    absl::Status s = OpenReceivers(AllRecipients(), &receivers_, 1000);
+    if (s.ok()) {
+      const bool drained =
+          WaitFor([&] { return st_.delivered.load() >= expected; }, timeout);
+      const Snapshot b = Take();
+      st_.window_end = b.t_ns;
+      ReadServerMemory();
+      Account(a, b, st_.delivered.load(), expected);
+      r_.drain_s = r_.window_s;
+      if (r_.drain_s > 0)
+        r_.drain_per_s = static_cast<double>(st_.delivered.load()) / r_.drain_s;
+      if (!drained)
+        r_.notes.push_back("drain did not complete within the timeout");
+    }
+    FillCounters();
+    r_.latency = LatencySummary();
+    CloseReceivers(&receivers_);
+    return s;
+  }
+
+  absl::Status RunIdle() {
+    auto mem0 = ep_.pid > 0 ? ReadProcessMemory(ep_.pid)
+                            : absl::StatusOr<ProcessMemory>();
+    if (ep_.pid > 0 && mem0.ok()) {
+      r_.rss_before_idle_kb = mem0->vm_rss_kb;
+      r_.threads_before_idle = mem0->threads;
+    }
+    r_.idle_streams = static_cast<int>(idle_devices_.size());
+    r_.idle_connections = static_cast<int>(idle_conns_.size());
+    Progress(absl::StrCat("idle: opening ", idle_devices_.size(),
+                          " Receive streams on ", idle_conns_.size(),
+                          " connections"));
+    const absl::Time t0 = absl::Now();
+    absl::Status s = OpenReceivers(idle_devices_, &idle_receivers_, 500);
+    r_.idle_open_s = absl::ToDoubleSeconds(absl::Now() - t0);
+    if (s.ok()) {
+      absl::SleepFor(absl::Seconds(1));
+      if (ep_.pid > 0) {
+        auto mem1 = ReadProcessMemory(ep_.pid);
+        if (mem1.ok()) {
+          r_.rss_idle_kb = mem1->vm_rss_kb;
+          r_.threads_idle = mem1->threads;
+        }
+      }
+      Progress(absl::StrCat("idle: ", idle_receivers_.size(),
+                            " streams open in ",
+                            absl::FormatDuration(absl::Now() - t0),
+                            "; running the load beside them"));
+      s = RunLoad();
+    }
+    CloseReceivers(&idle_receivers_);
+    return s;
+  }
+
+  void Teardown() {
+    for (auto& s : senders_) {
+      if (s) s->Stop();
+    }
+    WaitFor([&] { return st_.inflight.load() == 0; },
+            absl::Seconds(o_.timeout_s));
+    for (auto& s : senders_) {
+      if (s && s->inflight() != 0) s.release();
+    }
+  }
+
+  const Options& o_;
+  const Endpoint& ep_;
+  RunResult r_;
+  Stats st_;
+  std::vector<std::unique_ptr<Connection>> load_conns_, idle_conns_;
+  std::vector<Device> devices_;
+  std::vector<LoadPair> pairs_;
+  std::vector<size_t> idle_devices_;
+  std::vector<std::unique_ptr<Sender>> senders_;
+  std::vector<std::unique_ptr<Receiver>> receivers_, idle_receivers_;
+};
+
+}  // namespace
+
+std::string MakePayload(uint32_t sender, uint64_t seq, int64_t send_ns,
+                        int size) {
+  // ASCII only: a PlainBody's content must be valid UTF-8.
+  std::string p =
+      absl::StrFormat("PB1:%08x%012x%016x", sender, seq & 0xFFFFFFFFFFFFULL,
+                      static_cast<uint64_t>(send_ns));
+  p.resize(static_cast<size_t>(std::max(size, kPayloadHeaderBytes)), 'x');
+  return p;
+}
+
+bool ParsePayload(const std::string& payload, uint32_t* sender, uint64_t* seq,
+                  int64_t* send_ns) {
+  if (payload.size() < static_cast<size_t>(kPayloadHeaderBytes) ||
+      payload.compare(0, 4, "PB1:") != 0) {
+    return false;
+  }
+  auto hex = [&](size_t pos, size_t len, uint64_t* out) {
+    uint64_t v = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      const char c = payload[i];
+      int d;
+      if (c >= '0' && c <= '9') {
+        d = c - '0';
+      } else if (c >= 'a' && c <= 'f') {
+        d = c - 'a' + 10;
+      } else {
+        return false;
+      }
+      v = v << 4 | static_cast<uint64_t>(d);
+    }
+    *out = v;
+    return true;
+  };
+  uint64_t s = 0, q = 0, t = 0;
+  if (!hex(4, 8, &s) || !hex(12, 12, &q) || !hex(24, 16, &t)) return false;
+  *sender = static_cast<uint32_t>(s);
+  *seq = q;
+  *send_ns = static_cast<int64_t>(t);
+  return true;
+}
+
+absl::StatusOr<RunResult> RunScenario(const Options& o, const Endpoint& ep) {
+  Run run(o, ep);
+  return run.Go();
+}
+
+void RequestStop() { g_stop.store(true); }
+bool StopRequested() { return g_stop.load(); }
+
+}  // namespace parley::bench

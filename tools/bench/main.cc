@@ -1,0 +1,270 @@
+// parley-bench: the end-to-end load generator for parleyd (see
+// BENCHMARKS.md, "parley-bench (server load)").
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <signal.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "tools/bench/args.h"
+#include "tools/bench/compact.h"
+#include "tools/bench/driver.h"
+#include "tools/bench/proc.h"
+#include "tools/bench/process.h"
+#include "tools/bench/report.h"
+
+namespace parley::bench {
+namespace {
+
+void OnSignal(int) { RequestStop(); }
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Tail(const std::string& path, size_t lines) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return "";
+  size_t pos = text->size();
+  for (size_t n = 0; n <= lines && pos > 0; ++n) {
+    size_t p = text->rfind('\n', pos - 1);
+    if (p == std::string::npos) {
+      pos = 0;
+      break;
+    }
+    pos = p;
+  }
+  return text->substr(pos);
+}
+
+// Whether `binary --help` lists `flag` (parleyd's flags differ by version).
+bool HelpMentions(const std::string& binary, const std::string& flag) {
+  std::string cmd = "'";
+  for (char c : binary) {
+    if (c == '\'') {
+      cmd += "'\\''";
+    } else {
+      cmd += c;
+    }
+  }
+  cmd += "' --help 2>/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return false;
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0 && out.size() < (1 << 20))
+    out.append(buf, n);
+  pclose(f);
+  return out.find(flag) != std::string::npos;
+}
+
+bool UserSets(const Options& o, const std::string& flag) {
+  for (const auto& a : o.server_args) {
+    if (a == flag || a.rfind(flag + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
+// Starts parleyd (null == false) or parley-null-server on a temporary data
+// directory, runs the scenario, stops the server and measures its disk use.
+absl::StatusOr<RunResult> RunSpawned(const Options& o, bool null) {
+  char tmpl[] = "/tmp/parley-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+  const std::string dir = tmpl;
+  const std::string data = dir + "/data", port_file = dir + "/port",
+                    log = dir + "/server.log";
+  std::vector<std::string> argv;
+  std::string rate_limit_note;
+  if (null) {
+    argv = {o.null_server_bin, "--data-dir",  data,     "--listen",
+            "127.0.0.1:0",     "--port-file", port_file};
+  } else {
+    argv = {o.parleyd,     "--data-dir",  data,     "--listen",
+            "127.0.0.1:0", "--port-file", port_file};
+    if (o.no_admin) {
+      argv.insert(argv.end(), {"--admin-listen", ""});
+    } else {
+      argv.insert(argv.end(), {"--admin-listen", "127.0.0.1:0",
+                               "--admin-port-file", dir + "/admin-port"});
+    }
+    if (o.mode == Mode::kE2eePreencrypted) {
+      argv.push_back("--policy");
+      argv.push_back("preset:signal");
+    }
+    if (o.sync) argv.push_back("--sync");
+    // One bench device sends thousands of messages a second, far above any
+    // person: lift the per-device rate limit unless the caller sets it.
+    if (!UserSets(o, "--device-rate-limit") &&
+        HelpMentions(o.parleyd, "--device-rate-limit")) {
+      argv.push_back("--device-rate-limit");
+      argv.push_back("0");
+      rate_limit_note =
+          "parleyd per-device rate limit off (--device-rate-limit 0)";
+    }
+    argv.insert(argv.end(), o.server_args.begin(), o.server_args.end());
+  }
+  absl::StatusOr<RunResult> result;
+  {
+    auto server =
+        ServerProcess::Start(argv, port_file, log, absl::Seconds(o.timeout_s));
+    if (!server.ok()) {
+      std::cerr << Tail(log, 20);
+      std::error_code ec;
+      if (!o.keep_data) std::filesystem::remove_all(dir, ec);
+      return server.status();
+    }
+    auto ca = ReadFile(data + "/tls/ca.pem");
+    if (!ca.ok()) {
+      result = ca.status();
+    } else {
+      Endpoint ep;
+      ep.name = null ? "null" : "parleyd";
+      ep.target = absl::StrCat("127.0.0.1:", (*server)->port());
+      ep.ca_pem = *ca;
+      ep.pid = (*server)->pid();
+      result = RunScenario(o, ep);
+      if (result.ok() && !rate_limit_note.empty())
+        result->notes.push_back(rate_limit_note);
+      if (result.ok() && !null && o.no_admin) {
+        result->notes.push_back(
+            "parleyd without its admin service (--admin-listen \"\")");
+      }
+    }
+    auto code = (*server)->Stop(absl::Seconds(20));
+    if (result.ok()) {
+      if (!code.ok()) {
+        result->notes.push_back(std::string(code.status().message()));
+      } else if (*code != 0) {
+        result->notes.push_back(absl::StrCat("server exited with code ", *code,
+                                             " (log ", log, ")"));
+      }
+    } else {
+      std::cerr << "server log tail (" << log << "):\n"
+                << Tail(log, 20) << "\n";
+    }
+  }
+  if (result.ok() && !null) {
+    auto before = DiskUsage(data + "/db");
+    if (before.ok()) result->disk_bytes_before_compaction = *before;
+    absl::Status cs =
+        o.compact ? CompactRocksDb(data + "/db") : absl::OkStatus();
+    if (!cs.ok())
+      result->notes.push_back(absl::StrCat("compaction: ", cs.message()));
+    auto after = DiskUsage(data + "/db");
+    if (after.ok()) {
+      result->disk_bytes = *after;
+      result->compacted = o.compact && cs.ok();
+      if (result->sends_accepted > 0) {
+        result->disk_bytes_per_message =
+            static_cast<double>(*after) /
+            static_cast<double>(result->sends_accepted);
+      }
+    }
+  }
+  if (o.keep_data) {
+    if (result.ok())
+      result->notes.push_back(absl::StrCat("data kept in ", dir));
+  } else {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  return result;
+}
+
+absl::StatusOr<RunResult> RunTarget(const Options& o) {
+  auto ca = ReadFile(o.ca_file);
+  if (!ca.ok()) return ca.status();
+  Endpoint ep;
+  ep.name = "target";
+  ep.target = o.target;
+  ep.ca_pem = *ca;
+  ep.pid = static_cast<pid_t>(o.server_pid);
+  auto r = RunScenario(o, ep);
+  if (r.ok() && ep.pid == 0)
+    r->notes.push_back("server CPU and RSS not measured (no --server-pid)");
+  if (r.ok() && !o.server_data_dir.empty()) {
+    auto du = DiskUsage(o.server_data_dir);
+    if (du.ok()) {
+      r->disk_bytes = *du;
+      r->compacted = false;
+      if (r->sends_accepted > 0) {
+        r->disk_bytes_per_message =
+            static_cast<double>(*du) / static_cast<double>(r->sends_accepted);
+      }
+      r->notes.push_back(
+          "bytes on disk of a live server: whole data directory, not "
+          "compacted");
+    }
+  }
+  return r;
+}
+
+int Main(int argc, char** argv) {
+  RaiseFileLimit();
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::string help;
+  auto opts = ParseArgs(argc, argv, &help);
+  if (!opts.ok()) {
+    std::cerr << "parley-bench: " << opts.status().message() << "\n";
+    return 2;
+  }
+  if (!help.empty()) {
+    std::cout << help;
+    return 0;
+  }
+  const Options& o = *opts;
+  std::vector<RunResult> runs;
+  absl::Status failed;
+  absl::StatusOr<RunResult> first =
+      o.target_kind == TargetKind::kTarget
+          ? RunTarget(o)
+          : RunSpawned(o, o.target_kind == TargetKind::kNull);
+  if (first.ok()) {
+    runs.push_back(*first);
+  } else {
+    failed = first.status();
+  }
+  if (o.compare_null && failed.ok() && !StopRequested()) {
+    auto null = RunSpawned(o, true);
+    if (null.ok()) {
+      runs.push_back(*null);
+    } else {
+      failed = null.status();
+    }
+  }
+  if (!runs.empty()) std::cout << FormatTable(runs);
+  if (!o.json_file.empty() && !runs.empty()) {
+    std::ofstream out(o.json_file);
+    out << BenchJson(o, runs).dump(2) << "\n";
+    if (!out) {
+      std::cerr << "parley-bench: cannot write " << o.json_file << "\n";
+      return 1;
+    }
+  }
+  if (!failed.ok()) {
+    std::cerr << "parley-bench: " << failed << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace parley::bench
+
+int main(int argc, char** argv) { return parley::bench::Main(argc, argv); }

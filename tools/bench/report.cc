@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "tools/bench/report.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace parley::bench {
+namespace {
+
+using nlohmann::json;
+
+json OrNull(double v) { return v < 0 ? json(nullptr) : json(v); }
+json OrNull(int64_t v) { return v < 0 ? json(nullptr) : json(v); }
+
+json LatencyJson(const LatencySummary& l) {
+  return {{"count", l.count},     {"p50_ms", l.p50_ms}, {"p99_ms", l.p99_ms},
+          {"p999_ms", l.p999_ms}, {"max_ms", l.max_ms}, {"mean_ms", l.mean_ms}};
+}
+
+std::string Num(double v, int decimals = 0) {
+  if (v < 0) return "-";
+  return absl::StrFormat("%.*f", decimals, v);
+}
+
+}  // namespace
+
+LatencySummary Summarize(const LatencyHistogram& h) {
+  LatencySummary s;
+  s.count = h.count();
+  s.p50_ms = static_cast<double>(h.Percentile(50)) / 1e6;
+  s.p99_ms = static_cast<double>(h.Percentile(99)) / 1e6;
+  s.p999_ms = static_cast<double>(h.Percentile(99.9)) / 1e6;
+  s.max_ms = static_cast<double>(h.max()) / 1e6;
+  s.mean_ms = h.mean() / 1e6;
+  return s;
+}
+
+json ToJson(const RunResult& r) {
+  json j = {
+      {"server", r.server},
+      {"scenario", r.scenario},
+      {"mode", r.mode},
+      {"senders", r.senders},
+      {"devices_per_send", r.devices_per_send},
+      {"size_bytes", r.size},
+      {"window", r.window},
+      {"rate", r.rate},
+      {"duration_s", r.duration_s},
+      {"warmup_s", r.warmup_s},
+      {"setup_s", r.setup_s},
+      {"sends_accepted", r.sends_accepted},
+      {"sends_window", r.sends_window},
+      {"send_errors", r.send_errors},
+      {"sends_skipped", r.sends_skipped},
+      {"first_error", r.first_error},
+      {"deliveries_window", r.deliveries_window},
+      {"deliveries_total", r.deliveries_total},
+      {"deliveries_expected", r.deliveries_expected},
+      {"duplicates", r.duplicates},
+      {"acked", r.acked},
+      {"ack_errors", r.ack_errors},
+      {"window_s", r.window_s},
+      {"delivered_per_s", r.delivered_per_s},
+      {"sends_per_s", r.sends_per_s},
+      {"latency_send_to_deliver", LatencyJson(r.latency)},
+      {"latency_send_rpc", LatencyJson(r.send_rpc)},
+      {"server_pid", r.server_pid},
+      {"server_cpu_s", OrNull(r.server_cpu_s)},
+      {"server_cpu_s_per_1k_deliveries",
+       OrNull(r.server_cpu_s_per_1k_deliveries)},
+      {"server_cpu_s_per_1k_sends", OrNull(r.server_cpu_s_per_1k_sends)},
+      {"server_peak_rss_kb", OrNull(r.server_peak_rss_kb)},
+      {"server_rss_kb", OrNull(r.server_rss_kb)},
+      {"server_threads", OrNull(r.server_threads)},
+      {"bench_cpu_s", OrNull(r.bench_cpu_s)},
+      {"disk_bytes_before_compaction", OrNull(r.disk_bytes_before_compaction)},
+      {"disk_bytes", OrNull(r.disk_bytes)},
+      {"disk_compacted", r.compacted},
+      {"disk_bytes_per_message", OrNull(r.disk_bytes_per_message)},
+      {"loadavg_before", r.loadavg_before},
+      {"loadavg_after", r.loadavg_after},
+      {"notes", r.notes},
+  };
+  if (r.scenario == "drain") {
+    j["drain"] = {{"messages", r.drain_messages},
+                  {"fill_per_s", OrNull(r.fill_per_s)},
+                  {"drain_s", OrNull(r.drain_s)},
+                  {"drain_per_s", OrNull(r.drain_per_s)}};
+  }
+  if (r.scenario == "idle") {
+    j["idle"] = {{"streams", r.idle_streams},
+                 {"connections", r.idle_connections},
+                 {"open_s", OrNull(r.idle_open_s)},
+                 {"rss_before_kb", OrNull(r.rss_before_idle_kb)},
+                 {"rss_idle_kb", OrNull(r.rss_idle_kb)},
+                 {"threads_before", OrNull(r.threads_before_idle)},
+                 {"threads_idle", OrNull(r.threads_idle)}};
+  }
+  return j;
+}
+
+json OptionsToJson(const Options& o) {
+  return {{"scenario", ScenarioName(o.scenario)},
+          {"mode", ModeName(o.mode)},
+          {"target_kind", TargetKindName(o.target_kind)},
+          {"target", o.target},
+          {"compare_null", o.compare_null},
+          {"sync", o.sync},
+          {"no_admin", o.no_admin},
+          {"server_args", o.server_args},
+          {"pairs", o.pairs},
+          {"groups", o.groups},
+          {"group_size", o.group_size},
+          {"size", o.size},
+          {"window", o.window},
+          {"rate", o.rate},
+          {"duration_s", o.duration_s},
+          {"warmup_s", o.warmup_s},
+          {"connections", o.connections},
+          {"drain_messages", o.drain_messages},
+          {"idle_streams", o.idle_streams},
+          {"idle_connections", o.idle_connections},
+          {"compact", o.compact}};
+}
+
+json BenchJson(const Options& o, const std::vector<RunResult>& runs) {
+  json j = {
+      {"tool", "parley-bench"}, {"format", 1}, {"options", OptionsToJson(o)}};
+  j["runs"] = json::array();
+  for (const RunResult& r : runs) j["runs"].push_back(ToJson(r));
+  if (runs.size() == 2) {
+    const RunResult &a = runs[0], &b = runs[1];
+    auto ratio = [](double x, double y) {
+      return y > 0 && x >= 0 ? json(x / y) : json(nullptr);
+    };
+    j["ratio_to_null"] = {
+        {"delivered_per_s", ratio(a.delivered_per_s, b.delivered_per_s)},
+        {"sends_per_s", ratio(a.sends_per_s, b.sends_per_s)},
+        {"drain_per_s", ratio(a.drain_per_s, b.drain_per_s)},
+        {"latency_p50", ratio(a.latency.p50_ms, b.latency.p50_ms)},
+        {"latency_p99", ratio(a.latency.p99_ms, b.latency.p99_ms)},
+    };
+  }
+  return j;
+}
+
+std::string FormatTable(const std::vector<RunResult>& runs) {
+  if (runs.empty()) return "";
+  struct Row {
+    std::string label;
+    std::function<std::string(const RunResult&)> cell;
+    std::function<double(const RunResult&)> ratio_value;  // null: no ratio
+  };
+  const bool drain = runs[0].scenario == "drain";
+  const bool idle = runs[0].scenario == "idle";
+  std::vector<Row> rows = {
+      {"server", [](const RunResult& r) { return r.server; }, nullptr},
+      {"scenario / mode",
+       [](const RunResult& r) {
+         return absl::StrCat(r.scenario, " / ", r.mode);
+       },
+       nullptr},
+      {"senders x fan-out, size",
+       [](const RunResult& r) {
+         return absl::StrCat(r.senders, " x ", r.devices_per_send, ", ", r.size,
+                             " B");
+       },
+       nullptr},
+      {"load",
+       [](const RunResult& r) {
+         return r.rate > 0 ? absl::StrCat("open ", Num(r.rate), "/s")
+                           : absl::StrCat("closed, window ", r.window);
+       },
+       nullptr},
+      {"window (s)", [](const RunResult& r) { return Num(r.window_s, 1); },
+       nullptr},
+      {"delivered msgs/s",
+       [](const RunResult& r) { return Num(r.delivered_per_s); },
+       [](const RunResult& r) { return r.delivered_per_s; }},
+      {"accepted Sends/s",
+       [](const RunResult& r) { return Num(r.sends_per_s); },
+       [](const RunResult& r) { return r.sends_per_s; }},
+      {"latency p50 / p99 / p99.9 (ms)",
+       [](const RunResult& r) {
+         if (r.latency.count == 0) return std::string("-");
+         return absl::StrFormat("%.2f / %.2f / %.2f", r.latency.p50_ms,
+                                r.latency.p99_ms, r.latency.p999_ms);
+       },
+       nullptr},
+      {"Send RPC p50 / p99 (ms)",
+       [](const RunResult& r) {
+         if (r.send_rpc.count == 0) return std::string("-");
+         return absl::StrFormat("%.2f / %.2f", r.send_rpc.p50_ms,
+                                r.send_rpc.p99_ms);
+       },
+       nullptr},
+      {"server CPU s / 1k deliveries",
+       [](const RunResult& r) {
+         return Num(r.server_cpu_s_per_1k_deliveries, 3);
+       },
+       [](const RunResult& r) { return r.server_cpu_s_per_1k_deliveries; }},
+      {"server CPU s / 1k Sends",
+       [](const RunResult& r) { return Num(r.server_cpu_s_per_1k_sends, 3); },
+       [](const RunResult& r) { return r.server_cpu_s_per_1k_sends; }},
+      {"bench CPU s (window)",
+       [](const RunResult& r) { return Num(r.bench_cpu_s, 1); }, nullptr},
+      {"server peak RSS (MB)",
+       [](const RunResult& r) {
+         return Num(
+             r.server_peak_rss_kb < 0 ? -1 : r.server_peak_rss_kb / 1024.0, 1);
+       },
+       nullptr},
+      {"server threads",
+       [](const RunResult& r) { return Num(double(r.server_threads)); },
+       nullptr},
+      {"disk bytes / message",
+       [](const RunResult& r) {
+         if (r.disk_bytes_per_message < 0) return std::string("-");
+         return absl::StrCat(Num(r.disk_bytes_per_message),
+                             r.compacted ? " (compacted)" : " (not compacted)");
+       },
+       nullptr},
+      {"delivered / expected, dups",
+       [](const RunResult& r) {
+         return absl::StrCat(r.deliveries_total, " / ", r.deliveries_expected,
+                             ", ", r.duplicates);
+       },
+       nullptr},
+      {"send errors (skipped)",
+       [](const RunResult& r) {
+         return absl::StrCat(r.send_errors, " (", r.sends_skipped, ")");
+       },
+       nullptr},
+  };
+  if (drain) {
+    rows.push_back(
+        {"drain: queued messages",
+         [](const RunResult& r) { return absl::StrCat(r.drain_messages); },
+         nullptr});
+    rows.push_back({"drain: fill Sends/s (offline)",
+                    [](const RunResult& r) { return Num(r.fill_per_s); },
+                    [](const RunResult& r) { return r.fill_per_s; }});
+    rows.push_back({"drain: seconds",
+                    [](const RunResult& r) { return Num(r.drain_s, 2); },
+                    nullptr});
+    rows.push_back({"drain: msgs/s on reconnect",
+                    [](const RunResult& r) { return Num(r.drain_per_s); },
+                    [](const RunResult& r) { return r.drain_per_s; }});
+  }
+  if (idle) {
+    rows.push_back({"idle: streams / connections",
+                    [](const RunResult& r) {
+                      return absl::StrCat(r.idle_streams, " / ",
+                                          r.idle_connections);
+                    },
+                    nullptr});
+    rows.push_back({"idle: open time (s)",
+                    [](const RunResult& r) { return Num(r.idle_open_s, 1); },
+                    nullptr});
+    rows.push_back({"idle: RSS before -> open (MB)",
+                    [](const RunResult& r) {
+                      if (r.rss_idle_kb < 0) return std::string("-");
+                      return absl::StrFormat("%.1f -> %.1f",
+                                             r.rss_before_idle_kb / 1024.0,
+                                             r.rss_idle_kb / 1024.0);
+                    },
+                    nullptr});
+    rows.push_back({"idle: threads before -> open",
+                    [](const RunResult& r) {
+                      return absl::StrCat(r.threads_before_idle, " -> ",
+                                          r.threads_idle);
+                    },
+                    nullptr});
+  }
+  rows.push_back({"load average before",
+                  [](const RunResult& r) { return r.loadavg_before; },
+                  nullptr});
+
+  const bool with_ratio = runs.size() == 2;
+  size_t w0 = 0;
+  for (const Row& row : rows) w0 = std::max(w0, row.label.size());
+  std::vector<size_t> widths(runs.size(), 8);
+  for (const Row& row : rows) {
+    for (size_t i = 0; i < runs.size(); ++i) {
+      widths[i] = std::max(widths[i], row.cell(runs[i]).size());
+    }
+  }
+  std::string out;
+  for (const Row& row : rows) {
+    absl::StrAppend(&out,
+                    absl::StrFormat("%-*s", static_cast<int>(w0), row.label));
+    for (size_t i = 0; i < runs.size(); ++i) {
+      absl::StrAppend(&out, "  ",
+                      absl::StrFormat("%*s", static_cast<int>(widths[i]),
+                                      row.cell(runs[i])));
+    }
+    if (with_ratio) {
+      std::string ratio = row.label == "server" ? "ratio" : "";
+      if (row.ratio_value) {
+        const double a = row.ratio_value(runs[0]), b = row.ratio_value(runs[1]);
+        if (a >= 0 && b > 0) ratio = absl::StrFormat("%.2f", a / b);
+      }
+      absl::StrAppend(&out, "  ", ratio);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  for (const RunResult& r : runs) {
+    if (!r.first_error.empty()) {
+      absl::StrAppend(&out, r.server, ": first error: ", r.first_error, "\n");
+    }
+    for (const std::string& n : r.notes)
+      absl::StrAppend(&out, r.server, ": note: ", n, "\n");
+  }
+  return out;
+}
+
+}  // namespace parley::bench

@@ -1,0 +1,94 @@
+// parley-bench results: one run's figures, the table and the JSON document.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#ifndef PARLEY_TOOLS_BENCH_REPORT_H_
+#define PARLEY_TOOLS_BENCH_REPORT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+#include "tools/bench/args.h"
+#include "tools/bench/histogram.h"
+
+namespace parley::bench {
+
+// Latency percentiles in milliseconds.
+struct LatencySummary {
+  uint64_t count = 0;
+  double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;
+};
+LatencySummary Summarize(const LatencyHistogram& h);  // h in nanoseconds
+
+// Figures of one run. Negative numbers mean "not measured" (JSON null).
+struct RunResult {
+  std::string server;  // "parleyd", "null", "target"
+  std::string scenario, mode;
+  int senders = 0;
+  int devices_per_send = 0;  // recipient devices of one Send (fan-out)
+  int size = 0;
+  int window = 0;
+  double rate = 0;  // 0: closed loop
+  double duration_s = 0, warmup_s = 0;
+  double setup_s = 0;
+
+  uint64_t sends_accepted = 0;  // whole run, warm-up included
+  uint64_t sends_window = 0;    // accepted inside the measured window
+  uint64_t send_errors = 0;
+  uint64_t sends_skipped = 0;  // open loop: in-flight bound reached
+  std::string first_error;
+  uint64_t deliveries_window = 0;  // bench envelopes received in the window
+  uint64_t deliveries_total = 0;   // unique bench envelopes, whole run
+  uint64_t deliveries_expected = 0;
+  uint64_t duplicates = 0;
+  uint64_t acked = 0;
+  uint64_t ack_errors = 0;
+  double window_s = 0;         // measured length of the window
+  double delivered_per_s = 0;  // deliveries_window / window_s
+  double sends_per_s = 0;
+  LatencySummary latency;   // Send start -> envelope on the recipient stream
+  LatencySummary send_rpc;  // Send start -> SendResponse
+
+  int64_t server_pid = 0;
+  double server_cpu_s = -1;  // utime+stime inside the window
+  double server_cpu_s_per_1k_deliveries = -1;
+  double server_cpu_s_per_1k_sends = -1;
+  int64_t server_peak_rss_kb = -1;  // VmHWM
+  int64_t server_rss_kb = -1;       // VmRSS at the end of the load
+  int64_t server_threads = -1;
+  double bench_cpu_s = -1;  // this process, inside the window
+
+  int64_t disk_bytes_before_compaction = -1;
+  int64_t disk_bytes = -1;  // after compaction when `compacted`
+  bool compacted = false;
+  double disk_bytes_per_message = -1;
+
+  // drain
+  uint64_t drain_messages = 0;
+  double fill_per_s = -1;   // Sends/s while the recipients were offline
+  double drain_s = -1;      // stream open -> last queued message received
+  double drain_per_s = -1;  // messages/s to the reconnecting devices
+
+  // idle
+  int idle_streams = 0;
+  int idle_connections = 0;
+  double idle_open_s = -1;
+  int64_t rss_before_idle_kb = -1;  // after the idle accounts exist
+  int64_t rss_idle_kb = -1;         // with every idle stream open
+  int64_t threads_before_idle = -1;
+  int64_t threads_idle = -1;
+
+  std::string loadavg_before, loadavg_after;
+  std::vector<std::string> notes;
+};
+
+nlohmann::json ToJson(const RunResult& r);
+nlohmann::json OptionsToJson(const Options& o);
+// The whole document: options, runs and, with two runs, the parleyd/null ratio.
+nlohmann::json BenchJson(const Options& o, const std::vector<RunResult>& runs);
+// Human-readable table (one column per run, plus a ratio column for two runs).
+std::string FormatTable(const std::vector<RunResult>& runs);
+
+}  // namespace parley::bench
+
+#endif  // PARLEY_TOOLS_BENCH_REPORT_H_
