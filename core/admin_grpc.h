@@ -1,5 +1,8 @@
-// gRPC adapter of the admin service (synchronous API: admin traffic is low
-// and a plan streams progress from a long-running scan).
+// gRPC adapter of the admin service (callback API; each call runs on a
+// thread of its own, since admin calls are rare and some are long scans:
+// an apply or plan walks every conversation, and a synchronous gRPC server
+// in the same process slowed the message service's callback server down
+// twelvefold under load, see BENCHMARKS.md).
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // Each RPC: authenticates the admin token, checks the role (table in
@@ -9,7 +12,10 @@
 #ifndef PARLEY_CORE_ADMIN_GRPC_H_
 #define PARLEY_CORE_ADMIN_GRPC_H_
 
+#include <functional>
 #include <vector>
+
+#include "absl/synchronization/mutex.h"
 
 #include "core/admin.h"
 #include "core/safety.h"
@@ -20,61 +26,68 @@ namespace parley::core {
 // Roles allowed to call `method` (e.g. "ApplyPolicy"); empty if unknown.
 std::vector<v1::AdminRole> AllowedRoles(const std::string& method);
 
-class AdminGrpc final : public v1::AdminService::Service {
+class AdminGrpc final : public v1::AdminService::CallbackService {
  public:
   AdminGrpc(Admin* admin, AdminTokens* tokens, AuditLog* audit, Safety* safety)
       : admin_(admin), tokens_(tokens), audit_(audit), safety_(safety) {}
+  // Waits for the calls' threads to end (the server is shut down first).
+  ~AdminGrpc() override;
 
-  grpc::Status WhoAmI(grpc::ServerContext*, const v1::WhoAmIRequest*, v1::WhoAmIResponse*) override;
-  grpc::Status ValidatePolicy(grpc::ServerContext*, const v1::ValidatePolicyRequest*,
+  grpc::ServerUnaryReactor* WhoAmI(grpc::CallbackServerContext*, const v1::WhoAmIRequest*, v1::WhoAmIResponse*) override;
+  grpc::ServerUnaryReactor* ValidatePolicy(grpc::CallbackServerContext*, const v1::ValidatePolicyRequest*,
                               v1::ValidatePolicyResponse*) override;
-  grpc::Status GetPolicy(grpc::ServerContext*, const v1::GetPolicyRequest*,
+  grpc::ServerUnaryReactor* GetPolicy(grpc::CallbackServerContext*, const v1::GetPolicyRequest*,
                          v1::GetPolicyResponse*) override;
-  grpc::Status ListPolicyRevisions(grpc::ServerContext*, const v1::ListPolicyRevisionsRequest*,
+  grpc::ServerUnaryReactor* ListPolicyRevisions(grpc::CallbackServerContext*, const v1::ListPolicyRevisionsRequest*,
                                    v1::ListPolicyRevisionsResponse*) override;
-  grpc::Status PlanPolicy(grpc::ServerContext*, const v1::PlanPolicyRequest*,
-                          grpc::ServerWriter<v1::PlanPolicyResponse>*) override;
-  grpc::Status ApplyPolicy(grpc::ServerContext*, const v1::ApplyPolicyRequest*,
+  grpc::ServerWriteReactor<v1::PlanPolicyResponse>* PlanPolicy(grpc::CallbackServerContext*,
+                                                               const v1::PlanPolicyRequest*) override;
+  grpc::ServerUnaryReactor* ApplyPolicy(grpc::CallbackServerContext*, const v1::ApplyPolicyRequest*,
                            v1::ApplyPolicyResponse*) override;
-  grpc::Status RollbackPolicy(grpc::ServerContext*, const v1::RollbackPolicyRequest*,
+  grpc::ServerUnaryReactor* RollbackPolicy(grpc::CallbackServerContext*, const v1::RollbackPolicyRequest*,
                               v1::ApplyPolicyResponse*) override;
-  grpc::Status ExplainConversation(grpc::ServerContext*, const v1::ExplainConversationRequest*,
+  grpc::ServerUnaryReactor* ExplainConversation(grpc::CallbackServerContext*, const v1::ExplainConversationRequest*,
                                    v1::ExplainConversationResponse*) override;
-  grpc::Status ListConversations(grpc::ServerContext*, const v1::AdminListConversationsRequest*,
+  grpc::ServerUnaryReactor* ListConversations(grpc::CallbackServerContext*, const v1::AdminListConversationsRequest*,
                                  v1::AdminListConversationsResponse*) override;
-  grpc::Status TailAudit(grpc::ServerContext*, const v1::TailAuditRequest*,
+  grpc::ServerUnaryReactor* TailAudit(grpc::CallbackServerContext*, const v1::TailAuditRequest*,
                          v1::TailAuditResponse*) override;
-  grpc::Status CreateToken(grpc::ServerContext*, const v1::CreateTokenRequest*,
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext*, const v1::CreateTokenRequest*,
                            v1::CreateTokenResponse*) override;
-  grpc::Status ListTokens(grpc::ServerContext*, const v1::ListTokensRequest*,
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext*, const v1::ListTokensRequest*,
                           v1::ListTokensResponse*) override;
-  grpc::Status RevokeToken(grpc::ServerContext*, const v1::RevokeTokenRequest*,
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext*, const v1::RevokeTokenRequest*,
                            v1::RevokeTokenResponse*) override;
-  grpc::Status VerifyAudit(grpc::ServerContext*, const v1::VerifyAuditRequest*,
+  grpc::ServerUnaryReactor* VerifyAudit(grpc::CallbackServerContext*, const v1::VerifyAuditRequest*,
                            v1::VerifyAuditResponse*) override;
-  grpc::Status ListReports(grpc::ServerContext*, const v1::ListReportsRequest*,
+  grpc::ServerUnaryReactor* ListReports(grpc::CallbackServerContext*, const v1::ListReportsRequest*,
                            v1::ListReportsResponse*) override;
-  grpc::Status GetReport(grpc::ServerContext*, const v1::GetReportRequest*, v1::GetReportResponse*) override;
-  grpc::Status ResolveReport(grpc::ServerContext*, const v1::ResolveReportRequest*,
+  grpc::ServerUnaryReactor* GetReport(grpc::CallbackServerContext*, const v1::GetReportRequest*, v1::GetReportResponse*) override;
+  grpc::ServerUnaryReactor* ResolveReport(grpc::CallbackServerContext*, const v1::ResolveReportRequest*,
                              v1::ResolveReportResponse*) override;
-  grpc::Status SetAccountSuspended(grpc::ServerContext*, const v1::SetAccountSuspendedRequest*,
+  grpc::ServerUnaryReactor* SetAccountSuspended(grpc::CallbackServerContext*, const v1::SetAccountSuspendedRequest*,
                                    v1::SetAccountSuspendedResponse*) override;
-  grpc::Status ExportConversation(grpc::ServerContext*, const v1::ExportConversationRequest*,
+  grpc::ServerUnaryReactor* ExportConversation(grpc::CallbackServerContext*, const v1::ExportConversationRequest*,
                                   v1::ExportConversationResponse*) override;
-  grpc::Status GetRetentionStatus(grpc::ServerContext*, const v1::GetRetentionStatusRequest*,
+  grpc::ServerUnaryReactor* GetRetentionStatus(grpc::CallbackServerContext*, const v1::GetRetentionStatusRequest*,
                                   v1::GetRetentionStatusResponse*) override;
-  grpc::Status RunRetention(grpc::ServerContext*, const v1::RunRetentionRequest*,
+  grpc::ServerUnaryReactor* RunRetention(grpc::CallbackServerContext*, const v1::RunRetentionRequest*,
                             v1::RunRetentionResponse*) override;
 
  private:
   // Authenticates and authorizes; on success runs fn(principal) and audits.
   template <typename Fn>
-  grpc::Status Call(grpc::ServerContext* ctx, const std::string& method, const std::string& target,
+  grpc::Status Call(grpc::ServerContextBase* ctx, const std::string& method, const std::string& target,
                     Fn fn);
+  // Runs fn on a thread of its own and finishes the call with its status.
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, std::function<grpc::Status()> fn);
+  void Spawn(std::function<void()> fn);
   Admin* const admin_;
   AdminTokens* const tokens_;
   AuditLog* const audit_;
   Safety* const safety_;
+  absl::Mutex threads_mu_;
+  int running_ ABSL_GUARDED_BY(threads_mu_) = 0;
 };
 
 }  // namespace parley::core
