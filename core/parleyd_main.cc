@@ -9,6 +9,8 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
+
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "core/server.h"
@@ -73,6 +75,10 @@ int main(int argc, char** argv) {
   // Everything parleyd creates (database, keys, tokens, TLS material, port
   // files) is private to its user: 0700 directories, 0600 files.
   ::umask(077);
+  // Debian's Abseil checks every mutex acquisition for lock-order cycles
+  // (2-3% of parleyd's CPU under load, see BENCHMARKS.md); the tests keep
+  // the check, the server does not pay for it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   parley::core::ServerOptions o;
   int64_t retention_interval_s = o.retention_interval_ms / 1000;
   std::string config, log_level = "info", port_file;

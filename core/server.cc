@@ -256,12 +256,6 @@ class ServerImpl final : public Server {
       ab.AddListeningPort(o.admin_listen, admin_creds, &admin_port_);
       ab.RegisterService(admin_grpc_.get());
       ab.SetMaxReceiveMessageSize(4 << 20);
-      // The admin service is a synchronous server (low traffic, long plans);
-      // keep its polling to one thread so it does not take over polling
-      // for the message service's callback server.
-      ab.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-      ab.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-      ab.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 1);
       admin_server_ = ab.BuildAndStart();
       if (!admin_server_ || admin_port_ == 0) {
         server_->Shutdown();

@@ -22,7 +22,10 @@
 //   device, the idempotency scope) across the Write. Hence delivery ids of a
 //   device become visible in increasing order (a reader that follows a
 //   cursor never skips an entry), while appends with disjoint lock sets run
-//   concurrently and share fsyncs through RocksDB group commit.
+//   concurrently. In sync mode an append's Write is not fsynced under the
+//   locks; Append waits afterwards for a shared SyncWAL (WaitDurable: one
+//   leader syncs, the writers that arrived meanwhile wait for it), so the
+//   fsync is group-committed across conversations and within one.
 //   Key directory (KeyStore) methods take the stripe of their one device
 //   only (RemoveDevice takes accounts_mu_ and then that stripe): every write
 //   of a device's keys happens under it, after checking that the device
@@ -878,7 +881,13 @@ class RocksDbStorage final : public Storage,
   absl::StatusOr<std::optional<std::string>> MaybeGet(
       Cf c, absl::string_view key,
       const rocksdb::Snapshot* snapshot = nullptr) const;
-  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view op);
+  // `sync` false: never fsync this write, even in sync mode (the caller
+  // waits with WaitDurable after releasing its locks).
+  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view op, bool sync = true);
+  // Sync mode: returns once every write made before the call is fsynced
+  // (one SyncWAL per group of waiting writers).
+  absl::Status WaitDurable();
+  absl::StatusOr<AppendResult> AppendUnsynced(const AppendRequest& req);
   // After a failed write (e.g. disk full): RocksDB's Resume, at most every
   // 500 ms, so service comes back once space is free.
   void MaybeResume();
@@ -928,6 +937,10 @@ class RocksDbStorage final : public Storage,
   absl::Mutex admin_tokens_mu_;
   absl::Mutex safety_mu_;  // AddReport/UpdateReport (number and index)
   std::atomic<bool> needs_resume_{false};
+  absl::Mutex durable_mu_;
+  absl::CondVar durable_cv_;
+  bool syncing_ ABSL_GUARDED_BY(durable_mu_) = false;
+  uint64_t durable_seq_ ABSL_GUARDED_BY(durable_mu_) = 0;
   absl::Mutex resume_mu_;
   std::chrono::steady_clock::time_point last_resume_ ABSL_GUARDED_BY(resume_mu_);
   // Mirrors the "conversation_count" key; written under create_conv_mu_
@@ -1062,9 +1075,11 @@ absl::StatusOr<std::string> RocksDbStorage::Get(
 }
 
 absl::Status RocksDbStorage::Write(rocksdb::WriteBatch* batch,
-                                   absl::string_view op) {
+                                   absl::string_view op, bool sync) {
   if (needs_resume_.load(std::memory_order_relaxed)) MaybeResume();
-  rocksdb::Status s = db_->Write(write_options_, batch);
+  rocksdb::WriteOptions wo = write_options_;
+  wo.sync = wo.sync && sync;
+  rocksdb::Status s = db_->Write(wo, batch);
   if (!s.ok() && (s.IsNoSpace() || s.IsIOError())) {
     // RocksDB stops accepting writes after a write-ahead-log error (a
     // "background error") until Resume(); try that on later writes.
@@ -1971,6 +1986,42 @@ absl::StatusOr<PreKeyRecord> RocksDbStorage::TakeOneTimePreKey(
 // ------------------------------------------------------------ messages
 
 absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
+  // Group commit (sync mode): the append is written without fsync while its
+  // locks are held, and waits for durability after releasing them, so
+  // appends to many conversations and devices share one WAL fsync.
+  absl::StatusOr<AppendResult> r = AppendUnsynced(req);
+  if (r.ok() && options_.sync) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(WaitDurable());
+  }
+  return r;
+}
+
+absl::Status RocksDbStorage::WaitDurable() {
+  const uint64_t target = db_->GetLatestSequenceNumber();
+  absl::MutexLock lock(&durable_mu_);
+  while (durable_seq_ < target) {
+    if (syncing_) {
+      durable_cv_.Wait(&durable_mu_);
+      continue;
+    }
+    // Become the leader: one SyncWAL covers every write made before it.
+    syncing_ = true;
+    const uint64_t covered = db_->GetLatestSequenceNumber();
+    durable_mu_.Unlock();
+    rocksdb::Status s = db_->SyncWAL();
+    durable_mu_.Lock();
+    syncing_ = false;
+    durable_cv_.SignalAll();
+    if (!s.ok()) {
+      needs_resume_.store(true, std::memory_order_relaxed);
+      return FromRocks(s, "sync wal");
+    }
+    durable_seq_ = std::max(durable_seq_, covered);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest& req) {
   PARLEY_STORAGE_RETURN_IF_ERROR(
       CheckId("conversation_id", req.conversation_id));
   const bool idempotent = !req.client_message_id.empty();
@@ -2086,7 +2137,7 @@ absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
     p.set_server_time_ms(req.server_time_ms);
     batch.Put(cf(kIdempotencyCf), idem_key, p.SerializeAsString());
   }
-  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "append"));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "append", /*sync=*/false));
 
   cstripe.cache.insert_or_assign(req.conversation_id, new_state);
   for (const auto& [scope, value] : counters) {

@@ -21,8 +21,11 @@ struct RocksDbOptions {
   // acknowledged, so acknowledged writes survive kill -9 of the process but
   // may be lost on power failure or kernel crash.
   // true: every write is fsync'ed before it is acknowledged (power-loss
-  // durable). Concurrent writers share one fsync (RocksDB group commit), so
-  // throughput depends on concurrency; see BENCHMARKS.md.
+  // durable). Appends are group-committed: written without fsync under
+  // their locks, then acknowledged once a shared SyncWAL covers them (one
+  // fsync for every append waiting at that moment); other writes fsync
+  // themselves. A message may be delivered to a reader shortly before it is
+  // durable; its sender is only answered once it is. See BENCHMARKS.md.
   bool sync = false;
   // Size of the block cache shared by all column families, in bytes.
   size_t block_cache_bytes = 64 << 20;
