@@ -313,7 +313,17 @@ grpc::ServerUnaryReactor* ConversationGrpc::RequestSecurityChange(
 
 grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
                                               v1::SendResponse* resp) {
-  return Authed(s_, ctx, resp, [&](const Caller& c) { return s_->Send(c, *req); });
+  auto caller = Auth(s_, ctx);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  auto r = s_->Send(*caller, *req);
+  if (!r.ok()) return Done(ctx, r.status());
+  *resp = std::move(*r);
+  // Answer once the message (or, for a retry, the original) is durable:
+  // with --sync this waits for the next shared fsync without holding a
+  // thread (group commit); otherwise it finishes at once.
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  s_->storage().WhenDurable([reactor](absl::Status st) { reactor->Finish(ToGrpc(st)); });
+  return reactor;
 }
 
 grpc::ServerWriteReactor<v1::ReceiveResponse>* MessagingGrpc::Receive(grpc::CallbackServerContext* ctx,

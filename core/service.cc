@@ -680,6 +680,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
     return m.SerializeAsString();
   };
   a.expect_epoch = conv.security.epoch;
+  a.defer_durability = true;  // the gRPC adapter waits (Storage::WhenDurable)
   auto appended = d_.storage->messages().Append(a);
   if (absl::IsFailedPrecondition(appended.status())) {
     return absl::AbortedError(absl::StrCat("conversation ", conv.conversation_id,
@@ -792,6 +793,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
   a.targets = targets;
   a.keep_history = false;  // the server keeps no readable content of E2EE conversations
   a.expect_epoch = conv.security.epoch;
+  a.defer_durability = true;  // the gRPC adapter waits (Storage::WhenDurable)
   const uint64_t epoch = conv.security.epoch;
   // The franking stamp binds the sender's commitment to this message's
   // metadata (computed once, when the seq is known).

@@ -107,7 +107,10 @@ class ParleyService {
   // Re-evaluates conversations whose announced change is due.
   absl::StatusOr<uint64_t> RunDueChanges();
 
-  // Messaging. Send notifies the hub for every target device.
+  // Messaging. Send notifies the hub for every target device. The message
+  // is written and visible on return but, with a sync-mode store, durable
+  // only once storage().WhenDurable reports: callers must wait for that
+  // before acknowledging it (the gRPC adapter does).
   absl::StatusOr<v1::SendResponse> Send(const Caller& c, const v1::SendRequest& req);
   absl::StatusOr<v1::AckResponse> Ack(const Caller& c, const v1::AckRequest& req);
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(const Caller& c, const v1::GetHistoryRequest& req);

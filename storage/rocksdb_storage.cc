@@ -62,6 +62,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -74,6 +75,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
@@ -762,6 +764,7 @@ class RocksDbStorage final : public Storage,
   KeyStore& keys() override { return *this; }
   SafetyStore& safety() override { return *this; }
   absl::Status Flush() override;
+  void WhenDurable(std::function<void(absl::Status)> done) override;
   absl::Status Compact() override;
 
   // SafetyStore
@@ -887,6 +890,11 @@ class RocksDbStorage final : public Storage,
   // Sync mode: returns once every write made before the call is fsynced
   // (one SyncWAL per group of waiting writers).
   absl::Status WaitDurable();
+  void SyncLoop();
+  struct DurableWaiter {
+    uint64_t target = 0;
+    std::function<void(absl::Status)> done;
+  };
   absl::StatusOr<AppendResult> AppendUnsynced(const AppendRequest& req);
   // After a failed write (e.g. disk full): RocksDB's Resume, at most every
   // 500 ms, so service comes back once space is free.
@@ -938,9 +946,10 @@ class RocksDbStorage final : public Storage,
   absl::Mutex safety_mu_;  // AddReport/UpdateReport (number and index)
   std::atomic<bool> needs_resume_{false};
   absl::Mutex durable_mu_;
-  absl::CondVar durable_cv_;
-  bool syncing_ ABSL_GUARDED_BY(durable_mu_) = false;
   uint64_t durable_seq_ ABSL_GUARDED_BY(durable_mu_) = 0;
+  std::vector<DurableWaiter> durable_waiters_ ABSL_GUARDED_BY(durable_mu_);
+  bool stop_syncer_ ABSL_GUARDED_BY(durable_mu_) = false;
+  std::thread syncer_;  // sync mode only
   absl::Mutex resume_mu_;
   std::chrono::steady_clock::time_point last_resume_ ABSL_GUARDED_BY(resume_mu_);
   // Mirrors the "conversation_count" key; written under create_conv_mu_
@@ -1032,9 +1041,17 @@ RocksDbStorage::RocksDbStorage(
       device_stripes_(new DeviceStripe[kDeviceStripes]) {
   write_options_.sync = options_.sync;
   write_options_.disableWAL = false;
+  if (options_.sync) syncer_ = std::thread([this] { SyncLoop(); });
 }
 
 RocksDbStorage::~RocksDbStorage() {
+  if (syncer_.joinable()) {
+    {
+      absl::MutexLock lock(&durable_mu_);
+      stop_syncer_ = true;
+    }
+    syncer_.join();
+  }
   for (rocksdb::ColumnFamilyHandle* h : handles_) {
     db_->DestroyColumnFamilyHandle(h);
   }
@@ -1987,38 +2004,74 @@ absl::StatusOr<PreKeyRecord> RocksDbStorage::TakeOneTimePreKey(
 
 absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
   // Group commit (sync mode): the append is written without fsync while its
-  // locks are held, and waits for durability after releasing them, so
-  // appends to many conversations and devices share one WAL fsync.
+  // locks are held; durability is waited for after releasing them (or by
+  // the caller, with defer_durability), so appends to many conversations and
+  // devices share one WAL fsync.
   absl::StatusOr<AppendResult> r = AppendUnsynced(req);
-  if (r.ok() && options_.sync) {
+  if (r.ok() && options_.sync && !req.defer_durability) {
     PARLEY_STORAGE_RETURN_IF_ERROR(WaitDurable());
   }
   return r;
 }
 
 absl::Status RocksDbStorage::WaitDurable() {
+  absl::Notification done;
+  absl::Status result;
+  WhenDurable([&](absl::Status s) {
+    result = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+void RocksDbStorage::WhenDurable(std::function<void(absl::Status)> done) {
+  if (!options_.sync) {
+    done(absl::OkStatus());
+    return;
+  }
   const uint64_t target = db_->GetLatestSequenceNumber();
-  absl::MutexLock lock(&durable_mu_);
-  while (durable_seq_ < target) {
-    if (syncing_) {
-      durable_cv_.Wait(&durable_mu_);
-      continue;
+  {
+    absl::MutexLock lock(&durable_mu_);
+    if (durable_seq_ < target) {
+      durable_waiters_.push_back({target, std::move(done)});
+      return;
     }
-    // Become the leader: one SyncWAL covers every write made before it.
-    syncing_ = true;
+  }
+  done(absl::OkStatus());
+}
+
+// The sync mode's committer: one SyncWAL covers every write made before it;
+// then the waiters it covers are answered (outside the lock).
+void RocksDbStorage::SyncLoop() {
+  absl::MutexLock lock(&durable_mu_);
+  while (true) {
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_) {
+      return stop_syncer_ || !durable_waiters_.empty();
+    };
+    durable_mu_.Await(absl::Condition(&ready));
+    if (durable_waiters_.empty() && stop_syncer_) return;
     const uint64_t covered = db_->GetLatestSequenceNumber();
     durable_mu_.Unlock();
     rocksdb::Status s = db_->SyncWAL();
     durable_mu_.Lock();
-    syncing_ = false;
-    durable_cv_.SignalAll();
-    if (!s.ok()) {
-      needs_resume_.store(true, std::memory_order_relaxed);
-      return FromRocks(s, "sync wal");
+    absl::Status st = FromRocks(s, "sync wal");
+    if (!s.ok()) needs_resume_.store(true, std::memory_order_relaxed);
+    if (s.ok()) durable_seq_ = std::max(durable_seq_, covered);
+    std::vector<DurableWaiter> answered;
+    std::vector<DurableWaiter> rest;
+    for (auto& w : durable_waiters_) {
+      if (!s.ok() || w.target <= durable_seq_) {
+        answered.push_back(std::move(w));
+      } else {
+        rest.push_back(std::move(w));
+      }
     }
-    durable_seq_ = std::max(durable_seq_, covered);
+    durable_waiters_ = std::move(rest);
+    durable_mu_.Unlock();
+    for (auto& w : answered) w.done(st);
+    durable_mu_.Lock();
   }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest& req) {
@@ -2218,7 +2271,10 @@ absl::StatusOr<size_t> RocksDbStorage::Ack(
     ++found;
   }
   if (found == 0) return 0;
-  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "ack"));
+  // Not fsynced even in sync mode: after a power loss an acknowledged entry
+  // may be delivered again (at-least-once; clients drop duplicates by
+  // message id), and acks no longer queue behind the senders' fsyncs.
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "ack", /*sync=*/false));
   return found;
 }
 

@@ -24,6 +24,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -1231,6 +1232,65 @@ TEST_F(StorageTest, PurgeQueuesBeforeDeletesOldUndeliveredEntries) {
   ASSERT_TRUE(msgs().Append(later).ok());
   EXPECT_EQ(VALUE(msgs().LastDeliveryId("a", 1)), 5u);
   EXPECT_EQ(VALUE(msgs().PurgeQueuesBefore(2500)), 0u);
+}
+
+TEST(StorageSyncTest, DeferredAppendsBecomeDurableThroughWhenDurable) {
+  char tmpl[] = "/tmp/parley_storage_sync.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    RocksDbOptions opts;
+    opts.path = dir + "/db";
+    opts.sync = true;
+    auto st = OpenRocksDbStorage(opts);
+    ASSERT_TRUE(st.ok()) << st.status();
+    Storage& s = **st;
+    AccountRecord a;
+    a.account_id = "a";
+    a.username = "a";
+    DeviceRecord d;
+    d.account_id = "a";
+    d.device_id = 1;
+    d.token_hash = std::string(32, 't');
+    ASSERT_TRUE(s.accounts().CreateAccount(a, d).ok());
+    ConversationRecord c;
+    c.conversation_id = "g";
+    c.kind = 2;
+    c.members.push_back({.account_id = "a"});
+    ASSERT_OK(s.conversations().CreateConversation(c));
+    // Many deferred appends from several threads, each waiting through
+    // WhenDurable; every callback runs exactly once, with OK.
+    std::atomic<int> answered{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 50; ++i) {
+          AppendRequest r;
+          r.conversation_id = "g";
+          r.sender_account_id = "a";
+          r.sender_device_id = 1;
+          r.client_message_id = absl::StrCat("m", t, "-", i);
+          r.server_time_ms = 1;
+          r.targets = {{"a", 1}};
+          r.defer_durability = true;
+          r.make_payload = [](uint64_t seq) { return absl::StrCat("p", seq); };
+          ASSERT_TRUE(s.messages().Append(r).ok());
+          absl::Notification n;
+          s.WhenDurable([&](absl::Status st) {
+            EXPECT_TRUE(st.ok()) << st;
+            ++answered;
+            n.Notify();
+          });
+          n.WaitForNotification();
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(answered.load(), 200);
+    EXPECT_EQ(VALUE(s.messages().ReadQueue("a", 1, 0, 1000)).size(), 200u);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST_F(StorageTest, ReportsNumberedListedAndIndexedByStatus) {

@@ -281,6 +281,11 @@ struct AppendRequest {
       make_target_payload;
   std::vector<QueueTarget> targets;
   bool keep_history = false;  // store make_payload(seq) in readable history
+  // true: return once the append is written and visible, without waiting
+  // for it to be durable; the caller must not acknowledge it before
+  // Storage::WhenDurable reports (group commit without blocking a thread).
+  // false (default): durable on return, as every other write.
+  bool defer_durability = false;
   // If set, the conversation's security state is replaced in the same atomic
   // write (a SecurityChange event together with its new state).
   std::optional<SecurityStateRecord> new_security;
@@ -327,7 +332,8 @@ class MessageStore {
   virtual absl::StatusOr<uint64_t> LastDeliveryId(const std::string& account_id,
                                                   uint32_t device_id) = 0;
   // Deletes the given entries of the device's queue; returns how many
-  // existed. Unknown ids are ignored.
+  // existed. Unknown ids are ignored. Acks need not be power-loss durable
+  // (a lost ack means a redelivery, which clients drop by message id).
   virtual absl::StatusOr<size_t> Ack(const std::string& account_id,
                                      uint32_t device_id,
                                      const std::vector<uint64_t>& delivery_ids) = 0;
@@ -476,6 +482,11 @@ class Storage {
   virtual SafetyStore& safety() = 0;
   // Flushes buffered writes to durable storage (used at shutdown).
   virtual absl::Status Flush() = 0;
+  // Calls `done` once every write made before this call is as durable as
+  // the backend promises (RocksDB sync mode: fsynced, shared by every
+  // waiter at that moment; otherwise at once, inline). `done` may run on
+  // the calling thread or on the backend's own thread; it must not block.
+  virtual void WhenDurable(std::function<void(absl::Status)> done) = 0;
   // Flushes and compacts everything, so deleted data is physically removed
   // from the files (after a retention purge). Slow; call rarely.
   virtual absl::Status Compact() = 0;
