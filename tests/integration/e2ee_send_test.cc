@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/api_client.h"
+#include "tests/support/keys.h"
 
 namespace parley {
 namespace {
@@ -51,26 +52,9 @@ class E2eeSendTest : public ::testing::Test {
   }
   // Uploads keys for `d` from a fresh crypto profile.
   void Upload(KeyedDevice* k) {
-    auto c = crypto::DeviceCrypto::Open(dir_ + "/" + k->d.username + std::to_string(k->d.device_id));
+    auto c = testing::UploadFreshKeys(*client_, k->d, dir_ + "/" + k->d.username + std::to_string(k->d.device_id));
     ASSERT_TRUE(c.ok()) << c.status();
     k->crypto = std::move(*c);
-    auto up = k->crypto->GeneratePreKeys(5);
-    ASSERT_TRUE(up.ok()) << up.status();
-    v1::UploadKeysRequest req;
-    req.set_identity_key(up->identity_key.serialized());
-    req.set_registration_id(up->registration_id);
-    req.mutable_signed_pre_key()->set_key_id(up->signed_pre_key.id);
-    req.mutable_signed_pre_key()->set_public_key(up->signed_pre_key.key.serialized());
-    req.mutable_signed_pre_key()->set_signature(up->signed_pre_key.signature);
-    for (const auto& p : up->one_time_pre_keys) {
-      auto* pk = req.add_one_time_pre_keys();
-      pk->set_key_id(p.id);
-      pk->set_public_key(p.key.serialized());
-    }
-    v1::UploadKeysResponse resp;
-    auto ctx = client_->Ctx(k->d);
-    grpc::Status s = client_->keys->UploadKeys(ctx.get(), req, &resp);
-    ASSERT_TRUE(s.ok()) << s.error_message();
   }
   KeyedDevice Reg(const std::string& name, bool keys = true) {
     KeyedDevice k;

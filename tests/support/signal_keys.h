@@ -1,7 +1,7 @@
 // Test helper: real Signal-protocol key material (Curve25519 key pairs,
 // XEdDSA-signed pre-keys) made with libsignal-protocol-c, for tests that
 // upload keys through the KeyService. Link PkgConfig::SIGNAL and
-// OpenSSL::Crypto. (The same helper as in tests/integration/keys_test.cc.)
+// OpenSSL::Crypto.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #ifndef PARLEY_TESTS_SUPPORT_SIGNAL_KEYS_H_
 #define PARLEY_TESTS_SUPPORT_SIGNAL_KEYS_H_
