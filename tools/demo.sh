@@ -36,7 +36,31 @@ run --profile bob conversations
 run --profile alice history "$CONV"
 say "Alice turns on end-to-end encryption (the default policy lets either participant of a 1:1 chat do so)"
 run --profile alice secure "$CONV"
-run --profile alice send "$CONV" "From now on only our devices can read this."
+OUT="$(run --profile alice send "$CONV" "From now on only our devices can read this.")"
+echo "$OUT"
+SEQ="$(printf '%s\n' "$OUT" | sed -n 's/^sent \[.* #\([0-9]*\)\].*/\1/p')"
 say "Bob sees the security change, then the message, decrypted on his device"
 run --profile bob listen --count 2 --timeout 5
+# Safety in E2EE mode: the report carries the plaintext, the franking key
+# from inside the ciphertext and the server's stamp; parleyd checks both.
+# Needs the admin service (parleyd's default 127.0.0.1:7444) and the
+# operator token parleyd wrote into its data directory on first start.
+ADMIN="${PARLEY_ADMIN:-127.0.0.1:7444}"
+TOKEN="${PARLEY_ADMIN_TOKEN_FILE:-$(dirname "$(dirname "$CA")")/admin/operator.token}"
+C="$B/tools/parleyctl/parleyctl"
+if [ -r "$TOKEN" ] && [ -x "$C" ] && [ -n "$SEQ" ]; then
+  ctl() { printf '$ parleyctl'; printf ' %q' "$@"; printf '\n'; "$C" --server "$ADMIN" --ca "$CA" --token-file "$TOKEN" "$@"; }
+  say "Bob reports Alice's end-to-end encrypted message: it is revealed with its message-franking proof"
+  run --profile bob report "$CONV" "$SEQ" --reason harassment --comment "demo report"
+  say "The operator makes a moderator token; the moderator sees only what Bob revealed, verified"
+  MOD="$PARLEY_HOME/moderator.token"
+  ctl tokens create --role moderator --name "demo-mod-$S" --out "$MOD" >/dev/null
+  echo "(moderator token written to $MOD, mode 0600)"
+  ctlm() { printf '$ parleyctl --token-file moderator.token'; printf ' %q' "$@"; printf '\n'; "$C" --server "$ADMIN" --ca "$CA" --token-file "$MOD" "$@"; }
+  ctlm reports list --status open
+  REP="$("$C" --server "$ADMIN" --ca "$CA" --token-file "$MOD" --json reports list --status open | sed -n 's/.*"report_id":"\(rep-[0-9]*\)".*/\1/p' | tail -n 1)"
+  [ -n "$REP" ] && ctlm reports show "$REP"
+  say "The audit log records the moderator's reading of the report; its hash chain verifies"
+  ctl audit verify
+fi
 say "Done. Every message line says whether it is end-to-end encrypted or readable by the server."
