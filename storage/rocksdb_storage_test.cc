@@ -370,6 +370,63 @@ TEST_F(StorageTest, TokenLookup) {
             absl::StatusCode::kNotFound);
 }
 
+// Accounts and devices found by token are cached; a write must never leave a
+// stale record behind, also when readers fill the cache concurrently with
+// the write (a reader that read the database before the write must not
+// insert what it read after it).
+TEST_F(StorageTest, CachedAuthRecordsFollowConcurrentWrites) {
+  MakeAccount("a1");
+  const uint32_t id = AddDevice("a1", "tok_0");
+  std::atomic<bool> stop{false};
+  std::atomic<int> current{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      for (int i = 0; i < 200000 && !stop.load(); ++i) {
+        (void)accounts().GetAccount("a1");
+        (void)accounts().FindDeviceByTokenHash(
+            absl::StrCat("tok_", current.load()));
+        (void)accounts().FindDeviceByTokenHash(
+            absl::StrCat("tok_", current.load() - 1));
+      }
+    });
+  }
+  for (int round = 1; round <= 200; ++round) {
+    AccountRecord a = VALUE(accounts().GetAccount("a1"));
+    a.suspended = round % 2 == 1;
+    a.display_name = absl::StrCat("name ", round);
+    ASSERT_OK(accounts().UpdateAccount(a));
+    DeviceRecord d = VALUE(accounts().GetDevice("a1", id));
+    d.token_hash = absl::StrCat("tok_", round);
+    ASSERT_OK(accounts().UpdateDevice(d));
+    current.store(round);
+    // Read-your-writes, whatever the readers cached meanwhile.
+    AccountRecord got = VALUE(accounts().GetAccount("a1"));
+    ASSERT_EQ(got.suspended, round % 2 == 1) << "round " << round;
+    ASSERT_EQ(got.display_name, absl::StrCat("name ", round));
+    ASSERT_EQ(accounts()
+                  .FindDeviceByTokenHash(absl::StrCat("tok_", round - 1))
+                  .status()
+                  .code(),
+              absl::StatusCode::kNotFound)
+        << "round " << round;
+    ASSERT_EQ(VALUE(accounts().FindDeviceByTokenHash(
+                        absl::StrCat("tok_", round)))
+                  .device_id,
+              id);
+  }
+  stop.store(true);
+  for (auto& r : readers) r.join();
+  // After the readers are gone, too: nothing stale was left cached.
+  EXPECT_EQ(accounts().FindDeviceByTokenHash("tok_199").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(VALUE(accounts().GetAccount("a1")).display_name, "name 200");
+  EXPECT_FALSE(VALUE(accounts().GetAccount("a1")).suspended);
+  ASSERT_OK(accounts().RemoveDevice("a1", id));
+  EXPECT_EQ(accounts().FindDeviceByTokenHash("tok_200").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(StorageTest, DeviceLinksAreSingleUse) {
   MakeAccount("a1");
   std::string code(32, '\0');  // Raw hash bytes, including NUL.
@@ -1090,6 +1147,8 @@ TEST_F(StorageTest, NewSecurityAppliedAtomically) {
   sec.e2ee_ever_enabled = true;
   sec.pending_mode = 1;
   sec.pending_effective_at_ms = 1234;
+  // Read (and cached) before the append that changes it.
+  EXPECT_EQ(VALUE(convs().GetConversation("g")).security.epoch, 1u);
   AppendRequest r = Req("g", {{"a", 1}});
   r.new_security = sec;
   r.expect_epoch = 1;
