@@ -163,6 +163,9 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
         buffer_.push_back(std::move(r));
       }
       if (batch->size() == kReceiveBatch) dirty_ = true;  // more on disk
+      // A short read found the end of the queue: every entry up to the
+      // backlog's end (all visible when the stream opened) has been read.
+      if (batch->size() < kReceiveBatch) queue_read_to_end_ = true;
     }
     if (!buffer_.empty()) {
       if (!drained_sent_ && buffer_.front().envelope().delivery_id() > backlog_end_) {
@@ -179,7 +182,10 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
       cursor_ = current_.envelope().delivery_id();
       return Action::kWrite;
     }
-    if (!drained_sent_ && cursor_ >= backlog_end_) {
+    // Empty buffer: the backlog is drained once the cursor reached its end
+    // or a read found the end of the queue (ids have gaps: acknowledged or
+    // purged entries, ids skipped after a restart).
+    if (!drained_sent_ && (cursor_ >= backlog_end_ || queue_read_to_end_)) {
       drained_sent_ = true;
       current_.Clear();
       current_.mutable_backlog_drained()->set_last_delivery_id(cursor_);
@@ -204,6 +210,7 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool first_ ABSL_GUARDED_BY(mu_) = true;
   bool drained_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool queue_read_to_end_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };

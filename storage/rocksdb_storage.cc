@@ -119,7 +119,8 @@ namespace pb = ::parley::storage::internal;
 // marked pb.X are serialized parley.storage.internal.X (records.proto).
 //
 // column family "meta"
-//   "format_version"                           -> BE32 (currently 1)
+//   "format_version"                           -> BE32 (currently 2; a version
+//        1 database is upgraded in place at open, see "C" below)
 //   "conversation_count"                       -> BE64 number of conversations
 //        (written with every CreateConversation; initialized at open by
 //        counting "conversations" record keys when absent)
@@ -140,10 +141,15 @@ namespace pb = ::parley::storage::internal;
 // column family "queues"
 //   "Q" + account_id + 0x00 + BE32(device_id) + BE64(delivery_id)
 //                                              -> pb.QueueValue
-//   "C" + account_id + 0x00 + BE32(device_id)  -> BE64 highest delivery id
-//        ever assigned. Written when the device is created, in the same batch
-//        as every queue entry of the device, deleted with the device: its
-//        presence means "the device exists".
+//   "C" + account_id + 0x00 + BE32(device_id)  -> BE64 delivery id bound:
+//        no delivery id above it was ever assigned. Ids are reserved in
+//        blocks (kDeliveryIdBlock): an append that needs an id above the
+//        bound raises it in its own batch, so most appends do not write it;
+//        after a restart a device's ids continue above the bound (a gap,
+//        never a reuse). Written when the device is created (0), deleted
+//        with the device: its presence means "the device exists". (Format 1
+//        wrote the highest id assigned with every append, a valid bound;
+//        format 1 is therefore read as is and marked 2 at open.)
 // column family "history"
 //   "H" + conversation_id + 0x00 + BE64(seq)   -> pb.HistoryValue
 //   "T" + TIME(server_time_ms) + conversation_id + 0x00 + BE64(seq) -> ""
@@ -177,7 +183,11 @@ namespace pb = ::parley::storage::internal;
 //   "V" + name                                 -> value (opaque)
 // ===================================================================
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
+// Older formats this build opens (and then marks kFormatVersion).
+constexpr uint32_t kOldestReadableFormat = 1;
+// Delivery ids reserved per write of a device's "C" bound.
+constexpr uint64_t kDeliveryIdBlock = 1024;
 constexpr char kFormatVersionKey[] = "format_version";
 constexpr char kConversationCountKey[] = "conversation_count";
 
@@ -717,10 +727,17 @@ struct ConvStripe {
       ABSL_GUARDED_BY(mu);
 };
 
+// A device's delivery ids: the highest assigned and the stored bound ("C").
+struct DeliveryCounter {
+  uint64_t last = 0;
+  uint64_t bound = 0;
+};
+
 struct DeviceStripe {
   absl::Mutex mu;
   // DeviceScope -> highest delivery id, for existing devices only.
-  absl::flat_hash_map<std::string, uint64_t> last_delivery ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<std::string, DeliveryCounter> last_delivery
+      ABSL_GUARDED_BY(mu);
 };
 
 // Holds a set of device stripes, locked in ascending index order.
@@ -933,8 +950,8 @@ class RocksDbStorage final : public Storage,
                                           const std::string& conv_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
   // Cached delivery counter; nullopt when the device does not exist.
-  absl::StatusOr<std::optional<uint64_t>> LoadCounter(DeviceStripe& stripe,
-                                                      const std::string& scope)
+  absl::StatusOr<std::optional<DeliveryCounter>> LoadCounter(
+      DeviceStripe& stripe, const std::string& scope)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
   // OK if the device of `scope` exists, NotFound otherwise.
   absl::Status CheckDeviceExists(DeviceStripe& stripe, const std::string& scope,
@@ -1051,11 +1068,21 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   } else {
     PARLEY_STORAGE_ASSIGN_OR_RETURN(uint64_t v,
                                     ParseFixed(*version, 4, "format version"));
-    if (v != kFormatVersion) {
+    if (v < kOldestReadableFormat || v > kFormatVersion) {
       return absl::FailedPreconditionError(absl::StrCat(
           "storage: database format version ", v, " at ", options.path,
-          " is not supported (this build reads version ", kFormatVersion,
-          ")"));
+          " is not supported (this build reads versions ",
+          kOldestReadableFormat, " to ", kFormatVersion, ")"));
+    }
+    if (v != kFormatVersion) {
+      // Upgrade in place: older versions are valid readings of this one,
+      // but a database written by this build must not be opened by an
+      // older one.
+      std::string nv;
+      PutBE32(&nv, kFormatVersion);
+      rocksdb::WriteBatch batch;
+      batch.Put(storage->cf(kMetaCf), kFormatVersionKey, nv);
+      PARLEY_STORAGE_RETURN_IF_ERROR(storage->Write(&batch, "upgrade format"));
     }
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(storage->InitConversationCount());
@@ -1243,20 +1270,23 @@ absl::StatusOr<ConvState> RocksDbStorage::LoadConvState(
   return state;
 }
 
-absl::StatusOr<std::optional<uint64_t>> RocksDbStorage::LoadCounter(
+absl::StatusOr<std::optional<DeliveryCounter>> RocksDbStorage::LoadCounter(
     DeviceStripe& stripe, const std::string& scope) {
   auto it = stripe.last_delivery.find(scope);
   if (it != stripe.last_delivery.end()) return std::optional(it->second);
   PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> v,
                                   MaybeGet(kQueuesCf, CounterKey(scope)));
-  if (!v.has_value()) return std::optional<uint64_t>();
-  PARLEY_STORAGE_ASSIGN_OR_RETURN(uint64_t last,
+  if (!v.has_value()) return std::optional<DeliveryCounter>();
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(uint64_t bound,
                                   ParseFixed(*v, 8, "delivery counter"));
+  // Ids up to the bound may have been assigned before a restart: continue
+  // above it.
+  const DeliveryCounter c{.last = bound, .bound = bound};
   if (stripe.last_delivery.size() >= kMaxCachedPerDeviceStripe) {
     stripe.last_delivery.clear();
   }
-  stripe.last_delivery.emplace(scope, last);
-  return std::optional(last);
+  stripe.last_delivery.emplace(scope, c);
+  return std::optional(c);
 }
 
 // ------------------------------------------------------------ accounts
@@ -1936,7 +1966,7 @@ absl::Status RocksDbStorage::CheckDeviceExists(DeviceStripe& stripe,
                                                uint32_t device_id) {
   // The delivery counter key exists exactly while the device does, and is
   // deleted by RemoveDevice under this stripe.
-  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<uint64_t> counter,
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<DeliveryCounter> counter,
                                   LoadCounter(stripe, scope));
   if (!counter.has_value()) {
     return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
@@ -2244,7 +2274,8 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
   }
 
   // New counter values, by scope, applied to the caches after the write.
-  absl::flat_hash_map<absl::string_view, std::pair<DeviceStripe*, uint64_t>>
+  absl::flat_hash_map<absl::string_view,
+                      std::pair<DeviceStripe*, DeliveryCounter>>
       counters;
   std::string shared_value;
   if (shared_queue_payload) {
@@ -2256,12 +2287,12 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
     if (it == counters.end()) {
       DeviceStripe* stripe = &device_stripes_[stripe_indexes[i]];
       stripe->mu.AssertHeld();
-      PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<uint64_t> last,
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<DeliveryCounter> last,
                                       LoadCounter(*stripe, scope));
       if (!last.has_value()) continue;  // The device no longer exists.
       it = counters.emplace(scope, std::make_pair(stripe, *last)).first;
     }
-    const uint64_t delivery_id = ++it->second.second;
+    const uint64_t delivery_id = ++it->second.second.last;
     if (shared_queue_payload) {
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id), shared_value);
     } else {
@@ -2270,8 +2301,14 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
                                  req.server_time_ms));
     }
   }
-  for (const auto& [scope, value] : counters) {
-    batch.Put(cf(kQueuesCf), CounterKey(scope), BE64(value.second));
+  // A device whose ids passed its stored bound reserves the next block in
+  // this batch (see the "C" key); the others write no counter.
+  for (auto& [scope, value] : counters) {
+    DeliveryCounter& c = value.second;
+    if (c.last > c.bound) {
+      c.bound = c.last + kDeliveryIdBlock;
+      batch.Put(cf(kQueuesCf), CounterKey(scope), BE64(c.bound));
+    }
   }
   if (idempotent) {
     pb::IdempotencyValue p;
@@ -2323,12 +2360,12 @@ absl::StatusOr<std::vector<QueueEntry>> RocksDbStorage::ReadQueue(
 
 absl::StatusOr<uint64_t> RocksDbStorage::LastDeliveryId(
     const std::string& account_id, uint32_t device_id) {
-  // The counter key is written in the same batch as the queue entries.
-  PARLEY_STORAGE_ASSIGN_OR_RETURN(
-      std::optional<std::string> v,
-      MaybeGet(kQueuesCf, CounterKey(DeviceScope(account_id, device_id))));
-  if (!v.has_value()) return 0;
-  return ParseFixed(*v, 8, "delivery counter");
+  const std::string scope = DeviceScope(account_id, device_id);
+  DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+  absl::MutexLock lock(&stripe.mu);
+  PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<DeliveryCounter> c,
+                                  LoadCounter(stripe, scope));
+  return c.has_value() ? c->last : 0;
 }
 
 absl::StatusOr<size_t> RocksDbStorage::Ack(

@@ -1610,13 +1610,155 @@ TEST_F(StorageTest, ReopenKeepsEverythingAndCountersContinue) {
   EXPECT_THAT(VALUE(convs().ListConversationIds("a")), ElementsAre("direct"));
   EXPECT_EQ(VALUE(convs().GetConversation("direct")).last_seq, 4u);
   EXPECT_EQ(VALUE(msgs().ReadHistory("direct", 0, 10)).size(), 4u);
-  EXPECT_EQ(VALUE(msgs().LastDeliveryId("b", 1)), 4u);
+  // Ids continue above the stored bound (a gap, see kDeliveryIdBlock).
+  const uint64_t last = VALUE(msgs().LastDeliveryId("b", 1));
+  EXPECT_GE(last, 4u);
 
   AppendResult r = VALUE(msgs().Append(Req("direct", {{"b", 1}})));
   EXPECT_EQ(r.seq, 5u);
   std::vector<QueueEntry> q = Queue("b", 1);
   ASSERT_EQ(q.size(), 1u);
-  EXPECT_EQ(q[0].delivery_id, 5u);  // Not reused after restart.
+  EXPECT_EQ(q[0].delivery_id, last + 1);  // Not reused after restart.
+}
+
+// Appends write the device's delivery id bound once per block of ids: after
+// any mix of acks, purges and restarts, ids only increase (gaps after a
+// restart, never a reuse), and a removed device's counter is gone for good.
+TEST_F(StorageTest, DeliveryIdsOnlyIncreaseAcrossAcksPurgesAndRestarts) {
+  MakeAccount("a");
+  MakeAccount("b");
+  MakeGroup("g", {"a", "b"});
+  uint64_t highest = 0;  // highest id seen so far
+  size_t seen = 0;
+  auto append_and_check = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(msgs().Append(Req("g", {{"b", 1}})).ok());
+    }
+    std::vector<QueueEntry> q = Queue("b", 1);
+    ASSERT_GE(q.size(), static_cast<size_t>(n));
+    for (size_t i = q.size() - n; i < q.size(); ++i) {
+      ASSERT_GT(q[i].delivery_id, highest) << "after " << seen << " ids";
+      highest = q[i].delivery_id;
+      ++seen;
+    }
+    EXPECT_EQ(VALUE(msgs().LastDeliveryId("b", 1)), highest);
+  };
+  append_and_check(6);
+  EXPECT_EQ(highest, 6u);  // Dense while the process runs.
+  EXPECT_EQ(VALUE(msgs().Ack("b", 1, {6})), 1u);  // only the highest
+  Reopen();
+  EXPECT_GE(VALUE(msgs().LastDeliveryId("b", 1)), highest);
+  append_and_check(1);
+  EXPECT_EQ(VALUE(msgs().Ack("b", 1, {1, 2, 3})), 3u);
+  Reopen();
+  append_and_check(1);
+  EXPECT_EQ(VALUE(msgs().PurgeQueuesBefore(INT64_MAX)), 4u);  // 4, 5, +2
+  EXPECT_TRUE(Queue("b", 1).empty());
+  Reopen();
+  append_and_check(1);
+  Reopen();  // No ack or purge since the last append.
+  append_and_check(3);
+  // More appends than one block of ids within one process run.
+  append_and_check(1100);
+  Reopen();
+  append_and_check(2);
+  EXPECT_EQ(seen, 1114u);
+  // A removed device's queue and counter go, and nothing brings them back.
+  DeviceRecord d2;
+  d2.account_id = "b";
+  d2.token_hash = "tok_b2";
+  const uint32_t id2 = VALUE(accounts().AddDevice(d2)).device_id;
+  ASSERT_TRUE(msgs().Append(Req("g", {{"b", id2}})).ok());
+  ASSERT_OK(accounts().RemoveDevice("b", id2));
+  EXPECT_EQ(VALUE(msgs().Ack("b", id2, {1})), 0u);
+  EXPECT_EQ(VALUE(msgs().LastDeliveryId("b", id2)), 0u);
+  ASSERT_TRUE(msgs().Append(Req("g", {{"b", id2}})).ok());  // skipped
+  Reopen();
+  EXPECT_EQ(VALUE(msgs().LastDeliveryId("b", id2)), 0u);
+  EXPECT_TRUE(Queue("b", id2).empty());
+}
+
+// Format 1 wrote the counter with every append (a valid floor): such a
+// database opens, continues its ids and is marked format 2, which an older
+// build refuses. Unknown (newer) formats are refused.
+TEST_F(StorageTest, FormatOneDatabaseIsUpgradedAndNewerRefused) {
+  MakeAccount("b");
+  MakeGroup("g", {"b"});
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(msgs().Append(Req("g", {{"b", 1}})).ok());
+  }
+  EXPECT_EQ(VALUE(msgs().Ack("b", 1, {1, 2, 3})), 3u);
+  storage_.reset();
+  auto rewrite = [&](uint32_t version, const char* counter) {
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
+            .ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : names) {
+      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(
+        rocksdb::DB::Open(rocksdb::DBOptions(), DbPath(), descs, &handles, &raw)
+            .ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == "meta") {
+        std::string v(4, '\0');
+        v[3] = static_cast<char>(version);
+        ASSERT_TRUE(
+            db->Put(rocksdb::WriteOptions(), handles[i], "format_version", v)
+                .ok());
+      } else if (names[i] == "queues" && counter != nullptr) {
+        // "C" + "b" + 0x00 + BE32(1) -> BE64(counter), as format 1 kept it.
+        std::string key("Cb\0\0\0\0\1", 7);
+        std::string v(8, '\0');
+        v[7] = counter[0];
+        ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], key, v).ok());
+      }
+    }
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  };
+  rewrite(1, "\x0b");  // Format 1, counter 11.
+  Open();
+  EXPECT_EQ(VALUE(msgs().LastDeliveryId("b", 1)), 11u);
+  ASSERT_TRUE(msgs().Append(Req("g", {{"b", 1}})).ok());
+  EXPECT_EQ(Queue("b", 1).at(0).delivery_id, 12u);
+  storage_.reset();
+  {
+    std::unique_ptr<rocksdb::DB> db;
+    std::vector<std::string> names;
+    ASSERT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
+            .ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : names) {
+      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), DbPath(),
+                                             descs, &handles, &raw)
+                    .ok());
+    db.reset(raw);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] != "meta") continue;
+      std::string v;
+      ASSERT_TRUE(
+          db->Get(rocksdb::ReadOptions(), handles[i], "format_version", &v)
+              .ok());
+      EXPECT_EQ(v, std::string("\0\0\0\2", 4));
+    }
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  rewrite(3, nullptr);
+  auto s = OpenRocksDbStorage(RocksDbOptions{.path = DbPath()});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.status().message()),
+              ::testing::HasSubstr("format version 3"));
 }
 
 TEST_F(StorageTest, ReopenWithoutFlushKeepsAcknowledgedWrites) {

@@ -527,6 +527,46 @@ TEST_F(ServerTest, OrderingBacklogAckAndRedelivery) {
   EXPECT_EQ(e.message().plain().content(), "msg " + std::to_string(kN / 2));
 }
 
+// The backlog marker also comes when nothing is left to deliver: every entry
+// acknowledged, and after a restart (delivery ids then continue above a
+// stored bound, so the queue's end is not the device's last id).
+TEST_F(ServerTest, BacklogDrainedWhenQueueEmptyAlsoAfterRestart) {
+  Device a = Reg("alice"), b = Reg("bob");
+  std::string dm = DirectId(a, b);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client_->SendText(a, dm, "e" + std::to_string(i), "m").ok());
+  }
+  v1::AckRequest ack;
+  {
+    Stream st(*client_, b, 10);
+    v1::Envelope e;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(st.NextEnvelope(&e));
+      ack.add_delivery_ids(e.delivery_id());
+    }
+  }
+  v1::AckResponse ar;
+  auto ctx = client_->Ctx(b);
+  ASSERT_TRUE(client_->messaging->Ack(ctx.get(), ack, &ar).ok());
+  EXPECT_EQ(ar.removed(), 3u);
+  auto expect_marker_first = [&](const char* when) {
+    Stream st(*client_, b, 10);
+    v1::ReceiveResponse r;
+    ASSERT_TRUE(st.Read(&r)) << when;
+    EXPECT_TRUE(r.has_backlog_drained()) << when;
+  };
+  expect_marker_first("all acknowledged");
+  Restart();
+  expect_marker_first("after a restart");
+  // New messages after the restart still arrive, with larger ids.
+  ASSERT_TRUE(client_->SendText(a, dm, "after", "new").ok());
+  Stream st(*client_, b, 10);
+  v1::Envelope e;
+  ASSERT_TRUE(st.NextEnvelope(&e));
+  EXPECT_GT(e.delivery_id(), ack.delivery_ids(2));
+  EXPECT_EQ(e.message().plain().content(), "new");
+}
+
 TEST_F(ServerTest, LiveDeliveryAfterBacklogAndReplacedStream) {
   Device a = Reg("alice"), b = Reg("bob");
   std::string dm = DirectId(a, b);
