@@ -42,6 +42,22 @@ void DeliveryHub::Notify(const std::vector<storage::QueueTarget>& targets) {
   for (auto& s : wake) s->Notify();
 }
 
+void DeliveryHub::Offer(const std::vector<storage::QueueTarget>& targets,
+                        const std::vector<storage::QueuedEntry>& queued) {
+  std::vector<std::pair<std::shared_ptr<Subscriber>, const storage::QueuedEntry*>> offer;
+  offer.reserve(queued.size());
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& e : queued) {
+      if (e.target >= targets.size()) continue;
+      const storage::QueueTarget& t = targets[e.target];
+      auto it = subs_.find(DeviceKey(t.account_id, t.device_id));
+      if (it != subs_.end()) offer.emplace_back(it->second, &e);
+    }
+  }
+  for (auto& [s, e] : offer) s->Offer(e->delivery_id, e->payload);
+}
+
 void DeliveryHub::Close(const DeviceKey& device, const absl::Status& status) {
   std::shared_ptr<Subscriber> sub;
   {

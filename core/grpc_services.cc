@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/grpc_services.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -90,6 +91,30 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
     Pump();
   }
 
+  // A just-written entry: taken into the buffer when it is the next one this
+  // stream has not seen (ids of one device are consecutive while the process
+  // runs) and nothing is waiting to be read from storage; otherwise the
+  // queue is read as after Notify. Storage stays the source of truth.
+  void Offer(uint64_t delivery_id, const std::shared_ptr<const std::string>& payload) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (delivery_id <= last_seen_) return;  // already read from storage
+      bool taken = false;
+      if (!first_ && !dirty_ && delivery_id == last_seen_ + 1 && buffer_.size() < kReceiveBatch) {
+        v1::ReceiveResponse r;
+        v1::Envelope* e = r.mutable_envelope();
+        e->set_delivery_id(delivery_id);
+        if (e->mutable_message()->ParseFromString(*payload)) {
+          buffer_.push_back(std::move(r));
+          last_seen_ = delivery_id;
+          taken = true;
+        }
+      }
+      if (!taken) dirty_ = true;
+    }
+    Pump();
+  }
+
   void Close(const absl::Status& status) override {
     {
       absl::MutexLock lock(&mu_);
@@ -157,6 +182,7 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
         *error = batch.status();
         return Action::kFinish;
       }
+      if (!batch->empty()) last_seen_ = std::max(last_seen_, batch->back().delivery_id());
       for (auto& e : *batch) {
         v1::ReceiveResponse r;
         *r.mutable_envelope() = std::move(e);
@@ -206,6 +232,8 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
   std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t backlog_end_ ABSL_GUARDED_BY(mu_) = 0;
+  // Highest delivery id read from storage or taken from Offer.
+  uint64_t last_seen_ ABSL_GUARDED_BY(mu_) = 0;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool first_ ABSL_GUARDED_BY(mu_) = true;

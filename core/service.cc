@@ -681,6 +681,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   };
   a.expect_epoch = conv.security.epoch;
   a.defer_durability = true;  // the gRPC adapter waits (Storage::WhenDurable)
+  a.return_queued = true;     // handed to connected streams (DeliveryHub::Offer)
   auto appended = d_.storage->messages().Append(a);
   if (absl::IsFailedPrecondition(appended.status())) {
     return absl::AbortedError(absl::StrCat("conversation ", conv.conversation_id,
@@ -688,7 +689,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   }
   if (!appended.ok()) return appended.status();
   const storage::AppendResult& r = *appended;
-  if (!r.duplicate) d_.hub->Notify(targets);
+  if (!r.duplicate) d_.hub->Offer(targets, r.queued);
   if (!r.duplicate && d_.safety != nullptr && d_.safety->scanning_configured()) {
     v1::Message m;
     if (m.ParseFromString(a.make_payload(r.seq))) d_.safety->ScanMessage(conv, m);
@@ -794,6 +795,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
   a.keep_history = false;  // the server keeps no readable content of E2EE conversations
   a.expect_epoch = conv.security.epoch;
   a.defer_durability = true;  // the gRPC adapter waits (Storage::WhenDurable)
+  a.return_queued = true;     // handed to connected streams (DeliveryHub::Offer)
   const uint64_t epoch = conv.security.epoch;
   // The franking stamp binds the sender's commitment to this message's
   // metadata (computed once, when the seq is known).
@@ -836,7 +838,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
   }
   if (!appended.ok()) return appended.status();
   if (!stamp_status.ok()) return stamp_status;  // never happens with a valid key
-  if (!appended->duplicate) d_.hub->Notify(targets);
+  if (!appended->duplicate) d_.hub->Offer(targets, appended->queued);
   v1::SendResponse resp;
   resp.set_seq(appended->seq);
   resp.set_server_time_ms(appended->server_time_ms);

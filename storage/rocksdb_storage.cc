@@ -2234,7 +2234,8 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
           Parse<pb::IdempotencyValue>(*prior, "idempotency"));
       return AppendResult{.seq = p.seq(),
                           .server_time_ms = p.server_time_ms(),
-                          .duplicate = true};
+                          .duplicate = true,
+                          .queued = {}};
     }
   }
 
@@ -2278,9 +2279,15 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
                       std::pair<DeviceStripe*, DeliveryCounter>>
       counters;
   std::string shared_value;
+  std::shared_ptr<const std::string> shared_payload;
   if (shared_queue_payload) {
     shared_value = EncodeQueueValue(*payload, req.server_time_ms);
+    if (req.return_queued) {
+      shared_payload = std::make_shared<const std::string>(*payload);
+    }
   }
+  std::vector<QueuedEntry> queued;
+  if (req.return_queued) queued.reserve(req.targets.size());
   for (size_t i = 0; i < req.targets.size(); ++i) {
     const std::string& scope = scopes[i];
     auto it = counters.find(scope);
@@ -2295,10 +2302,15 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
     const uint64_t delivery_id = ++it->second.second.last;
     if (shared_queue_payload) {
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id), shared_value);
+      if (req.return_queued) queued.push_back({i, delivery_id, shared_payload});
     } else {
+      std::string p = req.make_target_payload(seq, req.targets[i]);
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id),
-                EncodeQueueValue(req.make_target_payload(seq, req.targets[i]),
-                                 req.server_time_ms));
+                EncodeQueueValue(p, req.server_time_ms));
+      if (req.return_queued) {
+        queued.push_back(
+            {i, delivery_id, std::make_shared<const std::string>(std::move(p))});
+      }
     }
   }
   // A device whose ids passed its stored bound reserves the next block in
@@ -2327,7 +2339,8 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
   }
   return AppendResult{.seq = seq,
                       .server_time_ms = req.server_time_ms,
-                      .duplicate = false};
+                      .duplicate = false,
+                      .queued = std::move(queued)};
 }
 
 absl::StatusOr<std::vector<QueueEntry>> RocksDbStorage::ReadQueue(

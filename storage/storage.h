@@ -292,12 +292,26 @@ struct AppendRequest {
   // Appended only if the conversation's security epoch equals this value
   // (0: no check). FailedPrecondition otherwise.
   uint64_t expect_epoch = 0;
+  // true: AppendResult::queued lists the entries written (for handing them
+  // to connected receivers without reading them back).
+  bool return_queued = false;
+};
+
+// A queue entry written by an Append.
+struct QueuedEntry {
+  size_t target = 0;  // index into AppendRequest::targets
+  uint64_t delivery_id = 0;
+  // The stored payload; shared by all targets when they get the same one.
+  std::shared_ptr<const std::string> payload;
 };
 
 struct AppendResult {
   uint64_t seq = 0;
   int64_t server_time_ms = 0;
   bool duplicate = false;  // the idempotency key existed; nothing was stored
+  // With AppendRequest::return_queued, in target order; targets whose device
+  // no longer exists have no entry.
+  std::vector<QueuedEntry> queued;
 };
 
 struct QueueEntry {
