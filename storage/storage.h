@@ -342,7 +342,10 @@ class MessageStore {
   virtual absl::StatusOr<std::vector<QueueEntry>> ReadQueue(
       const std::string& account_id, uint32_t device_id,
       uint64_t after_delivery_id, size_t limit) = 0;
-  // The highest delivery id ever assigned to the device (0 if none).
+  // No delivery id above this was ever assigned to the device (0 if none);
+  // the next one is higher. The highest id assigned while the process runs;
+  // after a restart it may be higher than any assigned (ids are reserved in
+  // blocks, see the backend).
   virtual absl::StatusOr<uint64_t> LastDeliveryId(const std::string& account_id,
                                                   uint32_t device_id) = 0;
   // Deletes the given entries of the device's queue; returns how many
