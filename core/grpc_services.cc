@@ -91,10 +91,12 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
     Pump();
   }
 
-  // A just-written entry: taken into the buffer when it is the next one this
-  // stream has not seen (ids of one device are consecutive while the process
-  // runs) and nothing is waiting to be read from storage; otherwise the
-  // queue is read as after Notify. Storage stays the source of truth.
+  // A just-written entry: taken into the buffer when its id is exactly one
+  // above the highest this stream has seen (nothing can lie between; ids
+  // are assigned in order and an entry is visible before any later one) and
+  // nothing is waiting to be read from storage; otherwise (out-of-order
+  // offers, a gap in the ids, a full buffer) the queue is read as after
+  // Notify. Storage stays the source of truth.
   void Offer(uint64_t delivery_id, const std::shared_ptr<const std::string>& payload) override {
     {
       absl::MutexLock lock(&mu_);
