@@ -1267,6 +1267,9 @@ absl::StatusOr<ConvState> RocksDbStorage::LoadConvState(
   ConvState state{.last_seq = last_seq, .epoch = c.security.epoch};
   if (stripe.cache.size() >= kMaxCachedPerStripe) stripe.cache.clear();
   stripe.cache.emplace(conv_id, state);
+  // The record was read anyway: keep it for GetConversation.
+  if (stripe.records.size() >= kMaxRecordsPerStripe) stripe.records.clear();
+  stripe.records.insert_or_assign(conv_id, std::move(c));
   return state;
 }
 
@@ -1634,10 +1637,11 @@ absl::StatusOr<ConversationRecord> RocksDbStorage::GetConversation(
   // cached record and state are one consistent view (as a snapshot was).
   ConvStripe& stripe = conv_stripes_[ConvStripeIndex(conversation_id)];
   absl::MutexLock lock(&stripe.mu);
+  // Reads (and keeps) the record too when the state was not cached.
   PARLEY_STORAGE_ASSIGN_OR_RETURN(ConvState state,
                                   LoadConvState(stripe, conversation_id));
   auto it = stripe.records.find(conversation_id);
-  if (it == stripe.records.end()) {
+  if (it == stripe.records.end()) {  // State cached, record evicted.
     PARLEY_STORAGE_ASSIGN_OR_RETURN(ConversationRecord c,
                                     ReadConversationRecord(conversation_id));
     if (stripe.records.size() >= kMaxRecordsPerStripe) stripe.records.clear();
