@@ -20,7 +20,10 @@ if [ "${PARLEY_SANITIZE_STAGE:-1}" = "1" ]; then
   echo "== stage 2: build and test with ASan + UBSan"
   PARLEY_BUILD_DIR=build-asan ./scripts/build.sh -DCMAKE_BUILD_TYPE=Debug -DPARLEY_SANITIZE=ON \
     -DPARLEY_BUILD_BENCHMARKS=OFF -DPARLEY_WERROR=ON
-  (cd build-asan && ctest --output-on-failure -j2 --timeout 900)
+  # Known leak at exit in gRPC + OpenSSL 3, not ours: see tests/lsan.supp.
+  supp="$(pwd)/tests/lsan.supp"
+  (cd build-asan && LSAN_OPTIONS="suppressions=${supp}${LSAN_OPTIONS:+:${LSAN_OPTIONS}}" \
+    ctest --output-on-failure -j2 --timeout 900)
 fi
 
 if [ "${PARLEY_FUZZ_STAGE:-1}" = "1" ]; then
