@@ -83,6 +83,39 @@ class StorageTest : public ::testing::Test {
 
   std::string DbPath() const { return dir_ + "/db/nested"; }
 
+  // The closed store's database opened directly with RocksDB, every column
+  // family by name: for rewriting it into older shapes and reading it back.
+  struct RawDb {
+    std::unique_ptr<rocksdb::DB> db;  // destroyed after the handles
+    std::map<std::string, rocksdb::ColumnFamilyHandle*> cf;
+    ~RawDb() {
+      for (auto& [name, h] : cf) EXPECT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    }
+  };
+  std::unique_ptr<RawDb> OpenRaw(bool read_only = false) {
+    std::vector<std::string> names;
+    EXPECT_TRUE(
+        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
+            .ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+    for (const auto& n : names) {
+      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status st =
+        read_only ? rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), DbPath(),
+                                                 descs, &handles, &db)
+                  : rocksdb::DB::Open(rocksdb::DBOptions(), DbPath(), descs,
+                                      &handles, &db);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    if (!st.ok()) return nullptr;
+    auto raw = std::make_unique<RawDb>();
+    raw->db.reset(db);
+    for (size_t i = 0; i < names.size(); ++i) raw->cf[names[i]] = handles[i];
+    return raw;
+  }
+
   AccountStore& accounts() { return storage_->accounts(); }
   ConversationStore& convs() { return storage_->conversations(); }
   MessageStore& msgs() { return storage_->messages(); }
@@ -670,33 +703,17 @@ TEST_F(StorageTest, OpensDatabaseFromBeforeNewStores) {
 
   // Rewrite the database into the older shape.
   {
-    std::vector<std::string> names;
-    ASSERT_TRUE(
-        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
-            .ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const auto& n : names) {
-      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(
-        rocksdb::DB::Open(rocksdb::DBOptions(), DbPath(), descs, &handles, &raw)
-            .ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "policies" || names[i] == "audit" ||
-          names[i] == "admin_tokens" || names[i] == "keys") {
-        ASSERT_TRUE(db->DropColumnFamily(handles[i]).ok());
-      } else if (names[i] == "meta") {
-        ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i],
-                               "conversation_count")
-                        .ok());
+    {
+      std::unique_ptr<RawDb> raw = OpenRaw();
+      ASSERT_NE(raw, nullptr);
+      for (const char* name : {"policies", "audit", "admin_tokens", "keys"}) {
+        ASSERT_TRUE(raw->db->DropColumnFamily(raw->cf.at(name)).ok());
       }
+      ASSERT_TRUE(raw->db->Delete(rocksdb::WriteOptions(), raw->cf.at("meta"),
+                                  "conversation_count")
+                      .ok());
     }
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    ASSERT_TRUE(db->Close().ok());
-    names.clear();
+    std::vector<std::string> names;
     ASSERT_TRUE(
         rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
             .ok());
@@ -1690,36 +1707,22 @@ TEST_F(StorageTest, FormatOneDatabaseIsUpgradedAndNewerRefused) {
   EXPECT_EQ(VALUE(msgs().Ack("b", 1, {1, 2, 3})), 3u);
   storage_.reset();
   auto rewrite = [&](uint32_t version, const char* counter) {
-    std::vector<std::string> names;
-    ASSERT_TRUE(
-        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
-            .ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const auto& n : names) {
-      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::unique_ptr<RawDb> raw = OpenRaw();
+    ASSERT_NE(raw, nullptr);
+    std::string v(4, '\0');
+    v[3] = static_cast<char>(version);
+    ASSERT_TRUE(raw->db->Put(rocksdb::WriteOptions(), raw->cf.at("meta"),
+                             "format_version", v)
+                    .ok());
+    if (counter != nullptr) {
+      // "C" + "b" + 0x00 + BE32(1) -> BE64(counter), as format 1 kept it.
+      std::string key("Cb\0\0\0\0\1", 7);
+      std::string c(8, '\0');
+      c[7] = counter[0];
+      ASSERT_TRUE(
+          raw->db->Put(rocksdb::WriteOptions(), raw->cf.at("queues"), key, c)
+              .ok());
     }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(
-        rocksdb::DB::Open(rocksdb::DBOptions(), DbPath(), descs, &handles, &raw)
-            .ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] == "meta") {
-        std::string v(4, '\0');
-        v[3] = static_cast<char>(version);
-        ASSERT_TRUE(
-            db->Put(rocksdb::WriteOptions(), handles[i], "format_version", v)
-                .ok());
-      } else if (names[i] == "queues" && counter != nullptr) {
-        // "C" + "b" + 0x00 + BE32(1) -> BE64(counter), as format 1 kept it.
-        std::string key("Cb\0\0\0\0\1", 7);
-        std::string v(8, '\0');
-        v[7] = counter[0];
-        ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], key, v).ok());
-      }
-    }
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
   };
   rewrite(1, "\x0b");  // Format 1, counter 11.
   Open();
@@ -1728,30 +1731,13 @@ TEST_F(StorageTest, FormatOneDatabaseIsUpgradedAndNewerRefused) {
   EXPECT_EQ(Queue("b", 1).at(0).delivery_id, 12u);
   storage_.reset();
   {
-    std::unique_ptr<rocksdb::DB> db;
-    std::vector<std::string> names;
-    ASSERT_TRUE(
-        rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), DbPath(), &names)
-            .ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-    for (const auto& n : names) {
-      descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), DbPath(),
-                                             descs, &handles, &raw)
+    std::unique_ptr<RawDb> raw = OpenRaw(/*read_only=*/true);
+    ASSERT_NE(raw, nullptr);
+    std::string v;
+    ASSERT_TRUE(raw->db->Get(rocksdb::ReadOptions(), raw->cf.at("meta"),
+                             "format_version", &v)
                     .ok());
-    db.reset(raw);
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (names[i] != "meta") continue;
-      std::string v;
-      ASSERT_TRUE(
-          db->Get(rocksdb::ReadOptions(), handles[i], "format_version", &v)
-              .ok());
-      EXPECT_EQ(v, std::string("\0\0\0\2", 4));
-    }
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    EXPECT_EQ(v, std::string("\0\0\0\2", 4));
   }
   rewrite(3, nullptr);
   auto s = OpenRocksDbStorage(RocksDbOptions{.path = DbPath()});
