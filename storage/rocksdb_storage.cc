@@ -76,10 +76,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
@@ -708,6 +710,86 @@ class StderrLogger final : public rocksdb::Logger {
   }
 };
 
+// After a background error (a write-ahead-log write, flush or compaction
+// that failed, e.g. on a full disk) RocksDB refuses writes until the error is
+// cleared. Its own recovery from a full disk polls every 5 s (SstFileManager)
+// and makes DB::Resume() return Busy meanwhile; this listener turns that off
+// and Run() calls Resume() itself until it succeeds: first after
+// kFirstRetry, then backing off to kMaxRetry between attempts (each failed
+// attempt logs a RocksDB warning), and at once when the free space of the
+// database's file system has grown by kFreedBytes since the last attempt.
+// So writes work again within about kPollInterval of space being freed.
+class ErrorRecovery final : public rocksdb::EventListener {
+ public:
+  static constexpr absl::Duration kPollInterval = absl::Milliseconds(250);
+  static constexpr absl::Duration kFirstRetry = absl::Milliseconds(250);
+  static constexpr absl::Duration kMaxRetry = absl::Seconds(4);
+  static constexpr uint64_t kFreedBytes = 1 << 20;
+
+  void OnBackgroundError(rocksdb::BackgroundErrorReason /*reason*/,
+                         rocksdb::Status* bg_error) override {
+    if (bg_error != nullptr && !bg_error->ok() &&
+        !bg_error->IsShutdownInProgress()) {
+      Request();
+    }
+  }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
+                            rocksdb::Status /*bg_error*/,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;  // Run() resumes.
+  }
+  void Request() {
+    absl::MutexLock lock(&mu_);
+    pending_ = true;
+  }
+  // The recovery thread's body: returns after Stop().
+  void Run(rocksdb::DB* db, const std::string& path) {
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return pending_ || stop_;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (stop_) return;
+      absl::Duration backoff = kFirstRetry;
+      while (pending_ && !stop_) {
+        pending_ = false;
+        mu_.Unlock();
+        const rocksdb::Status r = db->Resume();
+        const uint64_t free_then = FreeBytes(path);
+        mu_.Lock();
+        if (r.ok()) break;
+        pending_ = true;
+        // Wait for the backoff, the space to grow, or Stop().
+        const absl::Time retry_at = absl::Now() + backoff;
+        backoff = std::min(backoff * 2, kMaxRetry);
+        while (!stop_ && absl::Now() < retry_at) {
+          mu_.AwaitWithTimeout(absl::Condition(&stop_), kPollInterval);
+          mu_.Unlock();
+          const uint64_t free_now = FreeBytes(path);
+          mu_.Lock();
+          if (free_now >= free_then + kFreedBytes) break;
+        }
+      }
+    }
+  }
+  void Stop() {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+
+ private:
+  static uint64_t FreeBytes(const std::string& path) {
+    std::error_code ec;
+    const std::filesystem::space_info si = std::filesystem::space(path, ec);
+    return ec ? 0 : static_cast<uint64_t>(si.available);
+  }
+
+  absl::Mutex mu_;
+  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // ------------------------------------------------------------ the store
 
 
@@ -901,6 +983,7 @@ class RocksDbStorage final : public Storage,
 
  private:
   RocksDbStorage(const RocksDbOptions& options, rocksdb::DB* db,
+                 std::shared_ptr<ErrorRecovery> recovery,
                  std::vector<rocksdb::ColumnFamilyHandle*> handles);
 
   rocksdb::ColumnFamilyHandle* cf(Cf c) const { return handles_[c]; }
@@ -925,9 +1008,6 @@ class RocksDbStorage final : public Storage,
     std::function<void(absl::Status)> done;
   };
   absl::StatusOr<AppendResult> AppendUnsynced(const AppendRequest& req);
-  // After a failed write (e.g. disk full): RocksDB's Resume, at most every
-  // 500 ms, so service comes back once space is free.
-  void MaybeResume();
 
   absl::StatusOr<DeviceRecord> ReadDevice(absl::string_view account_id,
                                           uint32_t device_id) const;
@@ -988,14 +1068,13 @@ class RocksDbStorage final : public Storage,
   absl::Mutex audit_mu_;
   absl::Mutex admin_tokens_mu_;
   absl::Mutex safety_mu_;  // AddReport/UpdateReport (number and index)
-  std::atomic<bool> needs_resume_{false};
+  std::shared_ptr<ErrorRecovery> recovery_;
+  std::thread recovery_thread_;
   absl::Mutex durable_mu_;
   uint64_t durable_seq_ ABSL_GUARDED_BY(durable_mu_) = 0;
   std::vector<DurableWaiter> durable_waiters_ ABSL_GUARDED_BY(durable_mu_);
   bool stop_syncer_ ABSL_GUARDED_BY(durable_mu_) = false;
   std::thread syncer_;  // sync mode only
-  absl::Mutex resume_mu_;
-  std::chrono::steady_clock::time_point last_resume_ ABSL_GUARDED_BY(resume_mu_);
   // Mirrors the "conversation_count" key; written under create_conv_mu_
   // after a successful write, read without a lock.
   std::atomic<uint64_t> conversation_count_{0};
@@ -1026,10 +1105,11 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   db_opts.db_write_buffer_size = 4 * options.write_buffer_bytes;
   db_opts.keep_log_file_num = 5;
   db_opts.info_log = std::make_shared<StderrLogger>();
-  // Not enable_pipelined_write: it was ~10% faster in parley-bench, but
-  // after a full disk (tests/e2e/disk_full_test) recovery through Resume()
-  // then sometimes took one or more extra 5 s cycles (2 of 14 runs; > 20 s
-  // under ASan) instead of always one. See BENCHMARKS.md.
+  auto recovery = std::make_shared<ErrorRecovery>();
+  db_opts.listeners.push_back(recovery);
+  // The write-ahead-log and memtable stages of consecutive write groups
+  // overlap: +10-25% messages/s in parley-bench (BENCHMARKS.md).
+  db_opts.enable_pipelined_write = true;
 
   std::shared_ptr<rocksdb::Cache> cache =
       rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -1053,7 +1133,7 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
     return FromRocks(s, absl::StrCat("open ", options.path));
   }
   std::unique_ptr<RocksDbStorage> storage(
-      new RocksDbStorage(options, raw, std::move(handles)));
+      new RocksDbStorage(options, raw, std::move(recovery), std::move(handles)));
 
   // Format version: written on first open, checked afterwards.
   PARLEY_STORAGE_ASSIGN_OR_RETURN(
@@ -1091,18 +1171,24 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
 
 RocksDbStorage::RocksDbStorage(
     const RocksDbOptions& options, rocksdb::DB* db,
+    std::shared_ptr<ErrorRecovery> recovery,
     std::vector<rocksdb::ColumnFamilyHandle*> handles)
     : options_(options),
       db_(db),
       handles_(std::move(handles)),
+      recovery_(std::move(recovery)),
       conv_stripes_(new ConvStripe[kConvStripes]),
       device_stripes_(new DeviceStripe[kDeviceStripes]) {
   write_options_.sync = options_.sync;
   write_options_.disableWAL = false;
   if (options_.sync) syncer_ = std::thread([this] { SyncLoop(); });
+  recovery_thread_ =
+      std::thread([this] { recovery_->Run(db_.get(), options_.path); });
 }
 
 RocksDbStorage::~RocksDbStorage() {
+  recovery_->Stop();
+  recovery_thread_.join();
   if (syncer_.joinable()) {
     {
       absl::MutexLock lock(&durable_mu_);
@@ -1151,26 +1237,13 @@ absl::StatusOr<std::string> RocksDbStorage::Get(
 
 absl::Status RocksDbStorage::Write(rocksdb::WriteBatch* batch,
                                    absl::string_view op, bool sync) {
-  if (needs_resume_.load(std::memory_order_relaxed)) MaybeResume();
   rocksdb::WriteOptions wo = write_options_;
   wo.sync = wo.sync && sync;
   rocksdb::Status s = db_->Write(wo, batch);
-  if (!s.ok() && (s.IsNoSpace() || s.IsIOError())) {
-    // RocksDB stops accepting writes after a write-ahead-log error (a
-    // "background error") until Resume(); try that on later writes.
-    needs_resume_.store(true, std::memory_order_relaxed);
-  }
+  // A write-ahead-log error also reaches ErrorRecovery as a background
+  // error; asking again covers any that does not.
+  if (!s.ok() && (s.IsNoSpace() || s.IsIOError())) recovery_->Request();
   return FromRocks(s, op);
-}
-
-void RocksDbStorage::MaybeResume() {
-  absl::MutexLock lock(&resume_mu_);
-  if (!needs_resume_.load(std::memory_order_relaxed)) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_resume_ < std::chrono::milliseconds(500)) return;
-  last_resume_ = now;
-  rocksdb::Status r = db_->Resume();
-  if (r.ok()) needs_resume_.store(false, std::memory_order_relaxed);
 }
 
 absl::StatusOr<DeviceRecord> RocksDbStorage::ReadDevice(
@@ -2179,7 +2252,7 @@ void RocksDbStorage::SyncLoop() {
     rocksdb::Status s = db_->SyncWAL();
     durable_mu_.Lock();
     absl::Status st = FromRocks(s, "sync wal");
-    if (!s.ok()) needs_resume_.store(true, std::memory_order_relaxed);
+    if (!s.ok()) recovery_->Request();
     if (s.ok()) durable_seq_ = std::max(durable_seq_, covered);
     std::vector<DurableWaiter> answered;
     std::vector<DurableWaiter> rest;
