@@ -119,7 +119,7 @@ absl::StatusOr<v1::ApplyPolicyResponse> Admin::CommitAndApply(const AdminPrincip
           .status());
   // The revision is in force for new conversations from here; existing ones
   // are switched now (each with its own SecurityChange event).
-  PARLEY_ASSIGN_OR_RETURN(auto res, d_.service->ReevaluateAll(3));
+  PARLEY_ASSIGN_OR_RETURN(auto res, d_.service->ReevaluateAll(3, /*schedule_pending=*/false));
   v1::ApplyPolicyResponse resp;
   ToProto(*v, true, resp.mutable_revision());
   *resp.mutable_result() = std::move(res.plan);

@@ -389,11 +389,4 @@ std::vector<std::string> PolicyEngine::TakeDue(int64_t now_ms) {
   return due;
 }
 
-absl::Status PolicyEngine::LoadSchedule() {
-  return o_.storage->conversations().ForEachConversation([&](const storage::ConversationRecord& c) {
-    if (c.security.pending_mode != 0) Schedule(c.conversation_id, c.security.pending_effective_at_ms);
-    return true;
-  });
-}
-
 }  // namespace parley::core

@@ -158,8 +158,6 @@ class PolicyEngine {
   // Conversations whose announced change is due at `now_ms` (removed from
   // the schedule; re-evaluating them re-schedules what is still pending).
   std::vector<std::string> TakeDue(int64_t now_ms);
-  // Fills the schedule from storage (at start).
-  absl::Status LoadSchedule();
 
   storage::Storage& storage() const { return *o_.storage; }
   int64_t Now() const { return o_.now_ms(); }

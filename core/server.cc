@@ -216,13 +216,13 @@ class ServerImpl final : public Server {
     // Every start re-evaluates stored conversations under the revision in
     // force: after a new revision, and to finish an apply that a crash
     // interrupted (the revision is stored before conversations switch).
-    // Only conversations whose state changes are written.
+    // Only conversations whose state changes are written. The same walk
+    // loads the schedule of announced (pending) changes.
     {
-      PARLEY_ASSIGN_OR_RETURN(auto res, service_->ReevaluateAll(3));
+      PARLEY_ASSIGN_OR_RETURN(auto res, service_->ReevaluateAll(3, /*schedule_pending=*/true));
       spdlog::info("event=policy_reevaluate revision={} conversations={} changed={}", current->revision_id,
                    res.plan.conversations(), res.changed);
     }
-    PARLEY_RETURN_IF_ERROR(policy_->LoadSchedule());
     Admin::Deps ad;
     ad.service = service_.get();
     ad.policy = policy_.get();

@@ -1078,7 +1078,8 @@ absl::StatusOr<bool> ParleyService::Reevaluate(const std::string& conversation_i
   return ReevaluateLocked(*conv, nullptr);
 }
 
-absl::StatusOr<ParleyService::ReevaluateResult> ParleyService::ReevaluateAll(size_t samples) {
+absl::StatusOr<ParleyService::ReevaluateResult> ParleyService::ReevaluateAll(size_t samples,
+                                                                             bool schedule_pending) {
   // Pass 1 (read only): find what changes. Pass 2: change each under its
   // lock, re-deciding from the state as it is then.
   auto v = d_.policy->current();
@@ -1094,7 +1095,11 @@ absl::StatusOr<ParleyService::ReevaluateResult> ParleyService::ReevaluateAll(siz
         if (!err.ok()) return false;
         Evaluation e = Evaluate(*v, conv, f, now, /*full_state=*/false);
         tally.Add(conv, e);
-        if (e.changed) changed_ids.push_back(conv.conversation_id);
+        if (e.changed) {
+          changed_ids.push_back(conv.conversation_id);
+        } else if (schedule_pending && conv.security.pending_mode != 0) {
+          d_.policy->Schedule(conv.conversation_id, conv.security.pending_effective_at_ms);
+        }
         return true;
       }));
   PARLEY_RETURN_IF_ERROR(err);

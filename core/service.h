@@ -102,8 +102,11 @@ class ParleyService {
     v1::PolicyPlan plan;     // what the evaluation found
     uint64_t changed = 0;    // conversations that got a new state
   };
-  // Re-evaluates every stored conversation (after a policy commit).
-  absl::StatusOr<ReevaluateResult> ReevaluateAll(size_t samples);
+  // Re-evaluates every stored conversation (after a policy commit, and at
+  // start). `schedule_pending` (start only): the same walk also hands every
+  // unchanged conversation's announced change to the policy engine's
+  // scheduler (changed ones are scheduled by their re-evaluation).
+  absl::StatusOr<ReevaluateResult> ReevaluateAll(size_t samples, bool schedule_pending);
   // Re-evaluates conversations whose announced change is due.
   absl::StatusOr<uint64_t> RunDueChanges();
 

@@ -390,7 +390,7 @@ void Run(World& w, uint8_t handler, const core::Caller& caller, std::string_view
       const auto& presets = core::BuiltinPresets();
       const core::BuiltinPreset& p = presets[static_cast<uint8_t>(payload[0]) % presets.size()];
       if (w.policy->Commit(p.content, std::string("preset:") + p.name, "fuzz", "", 0).ok()) {
-        (void)s.ReevaluateAll(3);
+        (void)s.ReevaluateAll(3, /*schedule_pending=*/false);
       }
       break;
     }

@@ -308,6 +308,31 @@ TEST_F(PolicyTest, DowngradeIsAnnouncedAndWaitsForItsNoticePeriod) {
   EXPECT_EQ(NextEvent(sb).plain().content(), "now readable");
 }
 
+// The schedule of announced changes lives in memory; parleyd rebuilds it at
+// start from the stored conversations (in the start-up re-evaluation walk).
+TEST_F(PolicyTest, DowngradeAnnouncedBeforeARestartHappensAfterIt) {
+  policy_file_ = "preset:signal";
+  Restart();
+  Device a = Reg("alice"), b = Reg("bob");
+  v1::Conversation dm = Direct(a, b);
+  ASSERT_TRUE(Apply(Preset("instagram-2026")).ok());
+  ASSERT_TRUE(Get(a, dm.conversation_id()).security().has_pending());
+
+  policy_file_.clear();  // the applied revision stays in force
+  Restart();
+  EXPECT_EQ(Get(a, dm.conversation_id()).security().mode(), v1::SECURITY_MODE_E2EE);
+  EXPECT_TRUE(Get(a, dm.conversation_id()).security().has_pending());
+  now_ms_ += 30 * kDay + 1;
+  v1::SecurityState after;
+  for (int i = 0; i < 500; ++i) {  // the scheduler runs every 20 ms; at most 10 s
+    after = Get(a, dm.conversation_id()).security();
+    if (after.mode() == v1::SECURITY_MODE_TRANSPORT) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(after.mode(), v1::SECURITY_MODE_TRANSPORT) << after.DebugString();
+  EXPECT_FALSE(after.has_pending());
+}
+
 TEST_F(PolicyTest, RollbackCreatesANewRevisionAndCancelsAnnouncedDowngrades) {
   policy_file_ = "preset:signal";
   Restart();
