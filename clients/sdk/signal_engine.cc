@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "clients/sdk/e2ee_format.h"
+#include "clients/sdk/key_wire.h"
 #include "clients/sdk/parse.h"
 #include "clients/sdk/profile.h"
 
@@ -125,23 +126,6 @@ bool UsesSenderKeys(const v1::Conversation& c) {
 
 crypto::Address AddressOf(const std::string& account_id, uint32_t device_id) {
   return crypto::Address{account_id, static_cast<int32_t>(device_id)};
-}
-
-crypto::PreKeyBundle ToCrypto(const v1::PreKeyBundle& b) {
-  crypto::PreKeyBundle cb;
-  cb.registration_id = b.registration_id();
-  cb.device_id = static_cast<int32_t>(b.device_id());
-  cb.identity_key = crypto::PublicKey::FromSerialized(b.identity_key());
-  cb.signed_pre_key.id = b.signed_pre_key().key_id();
-  cb.signed_pre_key.key =
-      crypto::PublicKey::FromSerialized(b.signed_pre_key().public_key());
-  cb.signed_pre_key.signature = b.signed_pre_key().signature();
-  if (b.has_one_time_pre_key() && !b.one_time_pre_key().public_key().empty()) {
-    cb.one_time_pre_key = crypto::OneTimePreKeyPublic{
-        b.one_time_pre_key().key_id(),
-        crypto::PublicKey::FromSerialized(b.one_time_pre_key().public_key())};
-  }
-  return cb;
 }
 
 absl::Status Prefixed(const absl::Status& s, absl::string_view what) {
@@ -258,24 +242,10 @@ void SignalEngine::CollectIdentityChangesLocked() {
 
 absl::Status SignalEngine::UploadLocked(E2eeHost& host,
                                         const crypto::PreKeyUpload& up) {
-  size_t next = 0;
-  do {
-    v1::UploadKeysRequest req;
-    req.set_identity_key(up.identity_key.serialized());
-    req.set_registration_id(up.registration_id);
-    v1::SignedPreKey* spk = req.mutable_signed_pre_key();
-    spk->set_key_id(up.signed_pre_key.id);
-    spk->set_public_key(up.signed_pre_key.key.serialized());
-    spk->set_signature(up.signed_pre_key.signature);
-    for (int n = 0; n < kMaxPreKeysPerUpload &&
-                    next < up.one_time_pre_keys.size();
-         ++n, ++next) {
-      v1::PreKey* k = req.add_one_time_pre_keys();
-      k->set_key_id(up.one_time_pre_keys[next].id);
-      k->set_public_key(up.one_time_pre_keys[next].key.serialized());
-    }
+  for (const v1::UploadKeysRequest& req :
+       UploadRequests(up, kMaxPreKeysPerUpload)) {
     PARLEY_ENGINE_RETURN_IF_ERROR(host.UploadKeys(req));
-  } while (next < up.one_time_pre_keys.size());
+  }
   return absl::OkStatus();
 }
 
@@ -345,7 +315,7 @@ absl::Status SignalEngine::FetchSessionsLocked(E2eeHost& host,
     } else if (dc->HasSession(addr)) {
       continue;
     }
-    if (absl::Status s = dc->ProcessBundle(addr, ToCrypto(b)); !s.ok()) {
+    if (absl::Status s = dc->ProcessBundle(addr, BundleFromProto(b)); !s.ok()) {
       return Prefixed(s, absl::StrCat("session with ", account_id, " device ",
                                       device));
     }
@@ -667,7 +637,7 @@ absl::StatusOr<std::vector<SafetyNumberInfo>> SignalEngine::SafetyNumbers(
     for (const v1::PreKeyBundle& b : *bundles) {
       if (b.device_id() == 0) continue;
       const crypto::Address addr = AddressOf(account_id, b.device_id());
-      const absl::Status processed = dc->ProcessBundle(addr, ToCrypto(b));
+      const absl::Status processed = dc->ProcessBundle(addr, BundleFromProto(b));
       if (!processed.ok() && !absl::IsFailedPrecondition(processed)) {
         return Prefixed(processed, addr.ToString());
       }

@@ -12,7 +12,10 @@
 namespace parley::bench {
 
 enum class Scenario { kPairs, kGroup, kDrain, kIdle };
-enum class Mode { kTransport, kE2eePreencrypted };
+// kE2eePreencrypted: opaque per-device bytes (isolates the server);
+// kE2eeSignal: every message Signal-encrypted by the sending device and
+// decrypted by each receiving device (clients/crypto), as real clients do.
+enum class Mode { kTransport, kE2eePreencrypted, kE2eeSignal };
 // Where the load goes: a parleyd started by the bench, a running server, or
 // the null server (a separate process started by the bench).
 enum class TargetKind { kSpawn, kTarget, kNull };

@@ -2,11 +2,13 @@
 #include "tools/bench/driver.h"
 
 #include <grpcpp/grpcpp.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -20,6 +22,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "clients/crypto/crypto.h"
+#include "clients/sdk/key_wire.h"
 #include "parley/v1/parley.grpc.pb.h"
 #include "tools/bench/histogram.h"
 #include "tools/bench/keys.h"
@@ -111,7 +115,13 @@ struct Device {
   std::string token;
   size_t channel = 0;
   bool idle = false;  // on the idle connections
+  // --mode e2ee-signal: the device's Signal state (load devices only).
+  std::shared_ptr<crypto::DeviceCrypto> crypto;
 };
+
+crypto::Address AddressOf(const Device& d) {
+  return crypto::Address{d.account_id, static_cast<int32_t>(d.device_id)};
+}
 
 // One HTTP/2 connection (its own subchannel) and its stubs.
 struct Connection {
@@ -154,7 +164,7 @@ struct Stats {
   std::atomic<int64_t> window_start{INT64_MAX};
   std::atomic<int64_t> window_end{INT64_MAX};
   std::atomic<uint64_t> delivered{0}, delivered_window{0}, duplicates{0};
-  std::atomic<uint64_t> acked{0}, ack_errors{0};
+  std::atomic<uint64_t> acked{0}, ack_errors{0}, decrypt_errors{0};
   std::atomic<uint64_t> accepted{0}, accepted_window{0}, send_errors{0},
       skipped{0};
   std::atomic<int64_t> inflight{0};
@@ -233,6 +243,26 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
     const std::string* payload = nullptr;
     if (m.has_plain()) payload = &m.plain().content();
     if (m.has_ciphertext()) payload = &m.ciphertext().ciphertext();
+    std::string plaintext;
+    if (m.has_ciphertext() && device_.crypto != nullptr) {
+      // Real Signal mode: decrypt as the receiving client does; the
+      // latency then includes the receiver's decryption.
+      crypto::Ciphertext ct;
+      ct.type = static_cast<crypto::MessageType>(m.ciphertext().type());
+      ct.bytes = m.ciphertext().ciphertext();
+      absl::StatusOr<std::string> pt = device_.crypto->Decrypt(
+          crypto::Address{m.sender_account_id(),
+                          static_cast<int32_t>(m.sender_device_id())},
+          ct);
+      if (pt.ok()) {
+        plaintext = std::move(*pt);
+        payload = &plaintext;
+      } else {
+        payload = nullptr;
+        ++st_->decrypt_errors;
+        st_->Error(absl::StrCat("Decrypt: ", pt.status().ToString()));
+      }
+    }
     uint32_t sender = 0;
     uint64_t seq = 0;
     int64_t send_ns = 0;
@@ -324,12 +354,16 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
 // late server cannot hide queueing: no coordinated omission).
 class Sender {
  public:
+  // `peers`: --mode e2ee-signal only, the recipient device of each of the
+  // template's ciphertexts, in order; each message is Signal-encrypted to
+  // every one of them with the sender's device_.crypto.
   Sender(uint32_t index, v1::MessagingService::Stub* stub, Device d,
-         v1::SendRequest tmpl, Stats* st)
+         v1::SendRequest tmpl, std::vector<crypto::Address> peers, Stats* st)
       : index_(index),
         stub_(stub),
         device_(std::move(d)),
         template_(std::move(tmpl)),
+        peers_(std::move(peers)),
         st_(st) {}
 
   void StartClosed(int window) {
@@ -374,6 +408,25 @@ class Sender {
     };
     if (body->has_plain()) {
       fill(body->mutable_plain()->mutable_content(), true);
+    } else if (!peers_.empty()) {
+      // Real Signal mode: the template's first ciphertext is the plaintext
+      // (header + filler, --size bytes); encrypt it for every device.
+      auto* cts = body->mutable_encrypted()->mutable_ciphertexts();
+      std::string plaintext = (*cts)[0].ciphertext();
+      fill(&plaintext, false);
+      for (int k = 0; k < cts->size(); ++k) {
+        absl::StatusOr<crypto::Ciphertext> c =
+            device_.crypto->Encrypt(peers_[static_cast<size_t>(k)], plaintext);
+        if (!c.ok()) {
+          st_->Error(absl::StrCat("Encrypt: ", c.status().ToString()));
+          ++st_->send_errors;
+          stop_ = true;
+          delete call;
+          return false;
+        }
+        (*cts)[k].set_type(static_cast<uint32_t>(c->type));
+        (*cts)[k].set_ciphertext(std::move(c->bytes));
+      }
     } else {
       for (auto& ct : *body->mutable_encrypted()->mutable_ciphertexts()) {
         fill(ct.mutable_ciphertext(), false);
@@ -424,6 +477,7 @@ class Sender {
   v1::MessagingService::Stub* const stub_;
   const Device device_;
   const v1::SendRequest template_;
+  const std::vector<crypto::Address> peers_;
   Stats* const st_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_seq_{0};
@@ -536,7 +590,9 @@ class Run {
     }
     // Keys (E2EE): every load device publishes keys, so the server expects a
     // ciphertext for each recipient device.
-    if (o_.mode == Mode::kE2eePreencrypted) {
+    if (o_.mode == Mode::kE2eeSignal) {
+      if (absl::Status s = MakeSignalDevices(load_devices); !s.ok()) return s;
+    } else if (o_.mode == Mode::kE2eePreencrypted) {
       auto tmpl = MakeKeyUploadTemplate();
       if (!tmpl.ok()) return tmpl.status();
       if (absl::Status s =
@@ -553,11 +609,25 @@ class Run {
         !s.ok()) {
       return s;
     }
+    if (o_.mode == Mode::kE2eeSignal) {
+      if (absl::Status s =
+              ParallelFor(pairs_.size(), o_.setup_concurrency,
+                          [&](size_t i) { return MakeSessions(pairs_[i]); });
+          !s.ok()) {
+        return s;
+      }
+    }
     for (size_t i = 0; i < pairs_.size(); ++i) {
       const Device& d = devices_[pairs_[i].sender];
-      senders_.push_back(std::make_unique<Sender>(static_cast<uint32_t>(i),
-                                                  Conn(d)->messaging.get(), d,
-                                                  Template(pairs_[i]), &st_));
+      std::vector<crypto::Address> peers;
+      if (o_.mode == Mode::kE2eeSignal) {
+        for (size_t k : pairs_[i].recipients) {
+          peers.push_back(AddressOf(devices_[k]));
+        }
+      }
+      senders_.push_back(std::make_unique<Sender>(
+          static_cast<uint32_t>(i), Conn(d)->messaging.get(), d,
+          Template(pairs_[i]), std::move(peers), &st_));
     }
     r_.setup_s = absl::ToDoubleSeconds(absl::Now() - t0);
     Progress(
@@ -606,6 +676,92 @@ class Run {
                     absl::StrCat("UploadKeys ", d.username));
   }
 
+  // --mode e2ee-signal: a Signal profile per load device (in a temporary
+  // directory, removed with the run), with one-time pre-keys published
+  // through UploadKeys like the SDK does.
+  absl::Status MakeSignalDevices(size_t load_devices) {
+    char tmpl[] = "/tmp/parley_bench_signal_XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      return absl::InternalError("mkdtemp for the Signal profiles failed");
+    }
+    signal_dir_.path = tmpl;
+    return ParallelFor(load_devices, o_.setup_concurrency, [&](size_t i) {
+      Device& d = devices_[i];
+      auto c = crypto::DeviceCrypto::Open(
+          absl::StrCat(signal_dir_.path, "/", i));
+      if (!c.ok()) return c.status();
+      auto up = (*c)->GeneratePreKeys(4);
+      if (!up.ok()) return up.status();
+      d.registration_id = (*c)->registration_id();
+      d.crypto = std::move(*c);
+      for (const v1::UploadKeysRequest& req : UploadRequests(*up, 100)) {
+        v1::UploadKeysResponse resp;
+        grpc::ClientContext ctx;
+        SetAuth(&ctx, d.token, kRpcDeadlineS);
+        if (absl::Status s =
+                FromGrpc(Conn(d)->keys->UploadKeys(&ctx, req, &resp),
+                         absl::StrCat("UploadKeys ", d.username));
+            !s.ok()) {
+          return s;
+        }
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  // --mode e2ee-signal: the sender fetches each recipient device's bundle
+  // from the server's key directory and runs X3DH; then one message each
+  // way (handed over in process, not through the server) completes the
+  // handshake, so the measured messages are ordinary SignalMessages (type
+  // 2), as in a conversation where both sides have written.
+  absl::Status MakeSessions(const LoadPair& p) {
+    const Device& s = devices_[p.sender];
+    for (size_t k : p.recipients) {
+      const Device& r = devices_[k];
+      v1::FetchBundlesRequest req;
+      req.set_account_id(r.account_id);
+      v1::FetchBundlesResponse resp;
+      grpc::ClientContext ctx;
+      SetAuth(&ctx, s.token, kRpcDeadlineS);
+      if (absl::Status st =
+              FromGrpc(Conn(s)->keys->FetchBundles(&ctx, req, &resp),
+                       absl::StrCat("FetchBundles ", r.username));
+          !st.ok()) {
+        return st;
+      }
+      const v1::PreKeyBundle* bundle = nullptr;
+      for (const auto& b : resp.bundles()) {
+        if (b.device_id() == r.device_id) bundle = &b;
+      }
+      if (bundle == nullptr) {
+        return absl::NotFoundError(absl::StrCat(
+            "FetchBundles ", r.username, ": no bundle for device ",
+            r.device_id));
+      }
+      const crypto::Address to_r = AddressOf(r), to_s = AddressOf(s);
+      absl::Status st = s.crypto->ProcessBundle(to_r, BundleFromProto(*bundle));
+      absl::StatusOr<crypto::Ciphertext> hello =
+          st.ok() ? s.crypto->Encrypt(to_r, "parley-bench: hello")
+                  : absl::StatusOr<crypto::Ciphertext>(st);
+      absl::StatusOr<std::string> got =
+          hello.ok() ? r.crypto->Decrypt(to_s, *hello)
+                     : absl::StatusOr<std::string>(hello.status());
+      absl::StatusOr<crypto::Ciphertext> reply =
+          got.ok() ? r.crypto->Encrypt(to_s, "parley-bench: hello back")
+                   : absl::StatusOr<crypto::Ciphertext>(got.status());
+      absl::StatusOr<std::string> back =
+          reply.ok() ? s.crypto->Decrypt(to_r, *reply)
+                     : absl::StatusOr<std::string>(reply.status());
+      if (!back.ok()) {
+        return absl::Status(
+            back.status().code(),
+            absl::StrCat("Signal session ", s.username, " -> ", r.username,
+                         ": ", back.status().message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status CreateConversation(size_t i) {
     LoadPair& p = pairs_[i];
     const Device& s = devices_[p.sender];
@@ -631,7 +787,7 @@ class Run {
     }
     p.conversation_id = conv.conversation_id();
     const v1::SecurityMode m = conv.security().mode();
-    const bool want_e2ee = o_.mode == Mode::kE2eePreencrypted;
+    const bool want_e2ee = o_.mode != Mode::kTransport;
     if (m != v1::SECURITY_MODE_UNSPECIFIED &&
         (m == v1::SECURITY_MODE_E2EE) != want_e2ee) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -873,6 +1029,7 @@ class Run {
     r_.duplicates = st_.duplicates.load();
     r_.acked = st_.acked.load();
     r_.ack_errors = st_.ack_errors.load();
+    r_.decrypt_errors = st_.decrypt_errors.load();
     if (r_.window_s > 0) {
       r_.delivered_per_s =
           static_cast<double>(r_.deliveries_window) / r_.window_s;
@@ -1000,6 +1157,17 @@ class Run {
     }
   }
 
+  // Removes the Signal profiles' directory when the run ends (declared
+  // first: destroyed after every sender, receiver and device).
+  struct TempDir {
+    std::string path;
+    ~TempDir() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove_all(path, ec);
+    }
+  };
+
+  TempDir signal_dir_;
   const Options& o_;
   const Endpoint& ep_;
   RunResult r_;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "clients/crypto/crypto.h"
+#include "clients/sdk/key_wire.h"
 
 namespace parley::bench {
 
@@ -24,13 +25,7 @@ absl::StatusOr<v1::UploadKeysRequest> MakeKeyUploadTemplate() {
       if (!up.ok()) {
         status = up.status();
       } else {
-        req.set_identity_key(up->identity_key.serialized());
-        req.set_registration_id(up->registration_id);
-        req.mutable_signed_pre_key()->set_key_id(up->signed_pre_key.id);
-        req.mutable_signed_pre_key()->set_public_key(
-            up->signed_pre_key.key.serialized());
-        req.mutable_signed_pre_key()->set_signature(
-            up->signed_pre_key.signature);
+        req = UploadRequests(*up, 1).front();
       }
     }
   }

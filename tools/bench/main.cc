@@ -97,7 +97,7 @@ absl::StatusOr<RunResult> RunSpawned(const Options& o, bool null) {
       argv.insert(argv.end(), {"--admin-listen", "127.0.0.1:0",
                                "--admin-port-file", dir + "/admin-port"});
     }
-    if (o.mode == Mode::kE2eePreencrypted) {
+    if (o.mode != Mode::kTransport) {
       argv.push_back("--policy");
       argv.push_back("preset:signal");
     }

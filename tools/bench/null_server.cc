@@ -337,16 +337,48 @@ class ConversationSvc final : public v1::ConversationService::CallbackService {
 class KeySvc final : public v1::KeyService::CallbackService {
  public:
   explicit KeySvc(State* st) : st_(st) {}
+  // Kept in memory unchecked; one device (id 1) per account.
   grpc::ServerUnaryReactor* UploadKeys(grpc::CallbackServerContext* ctx,
-                                       const v1::UploadKeysRequest*,
+                                       const v1::UploadKeysRequest* req,
                                        v1::UploadKeysResponse*) override {
     grpc::Status err;
+    auto caller = st_->Auth(ctx, &err);
+    if (!caller) return Reply(ctx, err);
+    absl::MutexLock lock(&mu_);
+    v1::UploadKeysRequest& k = keys_[caller->account_id];
+    const auto one_time = std::move(*k.mutable_one_time_pre_keys());
+    k = *req;
+    for (const auto& p : one_time) *k.add_one_time_pre_keys() = p;
+    return Reply(ctx, grpc::Status::OK);
+  }
+  // One bundle, consuming a one-time pre-key when there is one.
+  grpc::ServerUnaryReactor* FetchBundles(grpc::CallbackServerContext* ctx,
+                                         const v1::FetchBundlesRequest* req,
+                                         v1::FetchBundlesResponse* resp) override {
+    grpc::Status err;
     if (!st_->Auth(ctx, &err)) return Reply(ctx, err);
+    absl::MutexLock lock(&mu_);
+    auto it = keys_.find(req->account_id());
+    if (it == keys_.end()) {
+      return Reply(ctx, grpc::Status(grpc::StatusCode::NOT_FOUND, "no keys"));
+    }
+    v1::UploadKeysRequest& k = it->second;
+    v1::PreKeyBundle* b = resp->add_bundles();
+    b->set_device_id(1);
+    b->set_registration_id(k.registration_id());
+    b->set_identity_key(k.identity_key());
+    *b->mutable_signed_pre_key() = k.signed_pre_key();
+    if (k.one_time_pre_keys_size() > 0) {
+      *b->mutable_one_time_pre_key() = k.one_time_pre_keys(0);
+      k.mutable_one_time_pre_keys()->erase(k.mutable_one_time_pre_keys()->begin());
+    }
     return Reply(ctx, grpc::Status::OK);
   }
 
  private:
   State* st_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, v1::UploadKeysRequest> keys_ ABSL_GUARDED_BY(mu_);
 };
 
 class MessagingSvc final : public v1::MessagingService::CallbackService {

@@ -4,7 +4,8 @@
 //
 // Serves AccountService.CreateAccount, ConversationService.CreateDirect /
 // CreateGroup, MessagingService.Send / Receive / Ack and KeyService.UploadKeys
-// (accepted, ignored); everything else is UNIMPLEMENTED. One device per
+// / FetchBundles (keys kept in memory unchecked; a fetch hands out the latest
+// upload with one one-time pre-key); everything else is UNIMPLEMENTED. One device per
 // account. State lives in memory: accounts and tokens, conversation members
 // and per-device queues of unacknowledged envelopes (so offline devices get
 // their backlog, as from parleyd). A Send appends one envelope per recipient

@@ -62,6 +62,7 @@ json ToJson(const RunResult& r) {
       {"duplicates", r.duplicates},
       {"acked", r.acked},
       {"ack_errors", r.ack_errors},
+      {"decrypt_errors", r.decrypt_errors},
       {"window_s", r.window_s},
       {"delivered_per_s", r.delivered_per_s},
       {"sends_per_s", r.sends_per_s},
@@ -235,6 +236,14 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        },
        nullptr},
   };
+  const bool signal = std::any_of(runs.begin(), runs.end(), [](const RunResult& r) {
+    return r.mode == "e2ee-signal";
+  });
+  if (signal) {
+    rows.push_back({"decrypt errors (e2ee-signal)",
+                    [](const RunResult& r) { return absl::StrCat(r.decrypt_errors); },
+                    nullptr});
+  }
   if (drain) {
     rows.push_back(
         {"drain: queued messages",

@@ -43,6 +43,8 @@ struct RunResult {
   uint64_t duplicates = 0;
   uint64_t acked = 0;
   uint64_t ack_errors = 0;
+  // --mode e2ee-signal: envelopes the receiving device could not decrypt.
+  uint64_t decrypt_errors = 0;
   double window_s = 0;         // measured length of the window
   double delivered_per_s = 0;  // deliveries_window / window_s
   double sends_per_s = 0;
