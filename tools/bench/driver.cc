@@ -247,13 +247,18 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
     if (m.has_ciphertext() && device_.crypto != nullptr) {
       // Real Signal mode: decrypt as the receiving client does; the
       // latency then includes the receiver's decryption.
-      crypto::Ciphertext ct;
-      ct.type = static_cast<crypto::MessageType>(m.ciphertext().type());
-      ct.bytes = m.ciphertext().ciphertext();
-      absl::StatusOr<std::string> pt = device_.crypto->Decrypt(
-          crypto::Address{m.sender_account_id(),
-                          static_cast<int32_t>(m.sender_device_id())},
-          ct);
+      const crypto::Address from{m.sender_account_id(),
+                                 static_cast<int32_t>(m.sender_device_id())};
+      absl::StatusOr<std::string> pt;
+      if (m.ciphertext().type() == 4) {  // sender key (groups)
+        pt = device_.crypto->GroupDecrypt(m.conversation_id(), from,
+                                          m.ciphertext().ciphertext());
+      } else {
+        crypto::Ciphertext ct;
+        ct.type = static_cast<crypto::MessageType>(m.ciphertext().type());
+        ct.bytes = m.ciphertext().ciphertext();
+        pt = device_.crypto->Decrypt(from, ct);
+      }
       if (pt.ok()) {
         plaintext = std::move(*pt);
         payload = &plaintext;
@@ -355,15 +360,20 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
 class Sender {
  public:
   // `peers`: --mode e2ee-signal only, the recipient device of each of the
-  // template's ciphertexts, in order; each message is Signal-encrypted to
-  // every one of them with the sender's device_.crypto.
+  // template's ciphertexts, in order. Each message is encrypted with the
+  // sender's device_.crypto as the SDK does: to every one of them over the
+  // pairwise session (direct conversations), or once with the sender key
+  // of the conversation, the same type-4 ciphertext for every device
+  // (`sender_keys`, groups).
   Sender(uint32_t index, v1::MessagingService::Stub* stub, Device d,
-         v1::SendRequest tmpl, std::vector<crypto::Address> peers, Stats* st)
+         v1::SendRequest tmpl, std::vector<crypto::Address> peers,
+         bool sender_keys, Stats* st)
       : index_(index),
         stub_(stub),
         device_(std::move(d)),
         template_(std::move(tmpl)),
         peers_(std::move(peers)),
+        sender_keys_(sender_keys),
         st_(st) {}
 
   void StartClosed(int window) {
@@ -414,7 +424,22 @@ class Sender {
       auto* cts = body->mutable_encrypted()->mutable_ciphertexts();
       std::string plaintext = (*cts)[0].ciphertext();
       fill(&plaintext, false);
-      for (int k = 0; k < cts->size(); ++k) {
+      if (sender_keys_) {
+        absl::StatusOr<std::string> c =
+            device_.crypto->GroupEncrypt(call->req.conversation_id(), plaintext);
+        if (!c.ok()) {
+          st_->Error(absl::StrCat("GroupEncrypt: ", c.status().ToString()));
+          ++st_->send_errors;
+          stop_ = true;
+          delete call;
+          return false;
+        }
+        for (auto& ct : *cts) {
+          ct.set_type(4);
+          ct.set_ciphertext(*c);
+        }
+      }
+      for (int k = 0; !sender_keys_ && k < cts->size(); ++k) {
         absl::StatusOr<crypto::Ciphertext> c =
             device_.crypto->Encrypt(peers_[static_cast<size_t>(k)], plaintext);
         if (!c.ok()) {
@@ -478,6 +503,7 @@ class Sender {
   const Device device_;
   const v1::SendRequest template_;
   const std::vector<crypto::Address> peers_;
+  const bool sender_keys_;
   Stats* const st_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_seq_{0};
@@ -627,7 +653,8 @@ class Run {
       }
       senders_.push_back(std::make_unique<Sender>(
           static_cast<uint32_t>(i), Conn(d)->messaging.get(), d,
-          Template(pairs_[i]), std::move(peers), &st_));
+          Template(pairs_[i]), std::move(peers),
+          o_.scenario == Scenario::kGroup, &st_));
     }
     r_.setup_s = absl::ToDoubleSeconds(absl::Now() - t0);
     Progress(
@@ -713,7 +740,8 @@ class Run {
   // from the server's key directory and runs X3DH; then one message each
   // way (handed over in process, not through the server) completes the
   // handshake, so the measured messages are ordinary SignalMessages (type
-  // 2), as in a conversation where both sides have written.
+  // 2), as in a conversation where both sides have written. In a group
+  // every member also gets the sender's sender key.
   absl::Status MakeSessions(const LoadPair& p) {
     const Device& s = devices_[p.sender];
     for (size_t k : p.recipients) {
@@ -757,6 +785,20 @@ class Run {
             back.status().code(),
             absl::StrCat("Signal session ", s.username, " -> ", r.username,
                          ": ", back.status().message()));
+      }
+    }
+    if (o_.scenario == Scenario::kGroup) {
+      // The sender key of the group; the SDK sends the distribution message
+      // inside a pairwise-encrypted envelope, the bench hands it over here.
+      absl::StatusOr<std::string> dist =
+          s.crypto->CreateSenderKeyDistribution(p.conversation_id);
+      if (!dist.ok()) return dist.status();
+      for (size_t k : p.recipients) {
+        if (absl::Status st = devices_[k].crypto->ProcessSenderKeyDistribution(
+                p.conversation_id, AddressOf(s), *dist);
+            !st.ok()) {
+          return st;
+        }
       }
     }
     return absl::OkStatus();
