@@ -264,6 +264,8 @@ TEST_F(NullServerRunTest, PairsClosedLoop) {
   EXPECT_GT(r->delivered_per_s, 0);
   EXPECT_EQ(r->deliveries_total, r->deliveries_expected);
   EXPECT_EQ(r->send_errors, 0u);
+  EXPECT_GT(r->ack_calls, 0u);
+  EXPECT_LE(r->ack_calls, r->deliveries_total);  // one Ack covers every id that arrived meanwhile
   EXPECT_GT(r->latency.count, 0u);
   EXPECT_GE(r->latency.p99_ms, r->latency.p50_ms);
   EXPECT_GE(r->server_cpu_s, 0);

@@ -164,7 +164,8 @@ struct Stats {
   std::atomic<int64_t> window_start{INT64_MAX};
   std::atomic<int64_t> window_end{INT64_MAX};
   std::atomic<uint64_t> delivered{0}, delivered_window{0}, duplicates{0};
-  std::atomic<uint64_t> acked{0}, ack_errors{0}, decrypt_errors{0};
+  std::atomic<uint64_t> acked{0}, ack_calls{0}, ack_errors{0},
+      decrypt_errors{0};
   std::atomic<uint64_t> accepted{0}, accepted_window{0}, send_errors{0},
       skipped{0};
   std::atomic<int64_t> inflight{0};
@@ -312,6 +313,7 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
 
   void SendAck(std::vector<uint64_t> ids) {
     auto* call = new AckCall();
+    ++st_->ack_calls;
     SetAuth(&call->ctx, device_.token, kRpcDeadlineS);
     for (uint64_t id : ids) call->req.add_delivery_ids(id);
     stub_->async()->Ack(
@@ -1071,6 +1073,7 @@ class Run {
     r_.duplicates = st_.duplicates.load();
     r_.acked = st_.acked.load();
     r_.ack_errors = st_.ack_errors.load();
+    r_.ack_calls = st_.ack_calls.load();
     r_.decrypt_errors = st_.decrypt_errors.load();
     if (r_.window_s > 0) {
       r_.delivered_per_s =

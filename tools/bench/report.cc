@@ -62,6 +62,7 @@ json ToJson(const RunResult& r) {
       {"duplicates", r.duplicates},
       {"acked", r.acked},
       {"ack_errors", r.ack_errors},
+      {"ack_calls", r.ack_calls},
       {"decrypt_errors", r.decrypt_errors},
       {"window_s", r.window_s},
       {"delivered_per_s", r.delivered_per_s},
@@ -228,6 +229,14 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        [](const RunResult& r) {
          return absl::StrCat(r.deliveries_total, " / ", r.deliveries_expected,
                              ", ", r.duplicates);
+       },
+       nullptr},
+      {"Ack RPCs per delivery",
+       [](const RunResult& r) {
+         return r.deliveries_total == 0
+                    ? std::string("-")
+                    : absl::StrFormat("%.2f", static_cast<double>(r.ack_calls) /
+                                                  static_cast<double>(r.deliveries_total));
        },
        nullptr},
       {"send errors (skipped)",

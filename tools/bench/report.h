@@ -43,6 +43,7 @@ struct RunResult {
   uint64_t duplicates = 0;
   uint64_t acked = 0;
   uint64_t ack_errors = 0;
+  uint64_t ack_calls = 0;  // Ack RPCs (each acks the ids that arrived meanwhile)
   // --mode e2ee-signal: envelopes the receiving device could not decrypt.
   uint64_t decrypt_errors = 0;
   double window_s = 0;         // measured length of the window
