@@ -98,6 +98,17 @@ class PolicyTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp.conversation();
   }
+  // parleyd restarted under preset:signal, alice and bob in an E2EE direct
+  // conversation, then instagram-2026 applied: its downgrade is announced.
+  void AnnounceDowngrade(Device* a, Device* b, v1::Conversation* dm) {
+    policy_file_ = "preset:signal";
+    Restart();
+    *a = Reg("alice");
+    *b = Reg("bob");
+    *dm = Direct(*a, *b);
+    ASSERT_TRUE(Apply(Preset("instagram-2026")).ok());
+    ASSERT_TRUE(Get(*a, dm->conversation_id()).security().has_pending());
+  }
   v1::Conversation Get(const Device& d, const std::string& id) {
     v1::GetConversationRequest req;
     req.set_conversation_id(id);
@@ -311,12 +322,9 @@ TEST_F(PolicyTest, DowngradeIsAnnouncedAndWaitsForItsNoticePeriod) {
 // The schedule of announced changes lives in memory; parleyd rebuilds it at
 // start from the stored conversations (in the start-up re-evaluation walk).
 TEST_F(PolicyTest, DowngradeAnnouncedBeforeARestartHappensAfterIt) {
-  policy_file_ = "preset:signal";
-  Restart();
-  Device a = Reg("alice"), b = Reg("bob");
-  v1::Conversation dm = Direct(a, b);
-  ASSERT_TRUE(Apply(Preset("instagram-2026")).ok());
-  ASSERT_TRUE(Get(a, dm.conversation_id()).security().has_pending());
+  Device a, b;
+  v1::Conversation dm;
+  ASSERT_NO_FATAL_FAILURE(AnnounceDowngrade(&a, &b, &dm));
 
   policy_file_.clear();  // the applied revision stays in force
   Restart();
@@ -334,12 +342,9 @@ TEST_F(PolicyTest, DowngradeAnnouncedBeforeARestartHappensAfterIt) {
 }
 
 TEST_F(PolicyTest, RollbackCreatesANewRevisionAndCancelsAnnouncedDowngrades) {
-  policy_file_ = "preset:signal";
-  Restart();
-  Device a = Reg("alice"), b = Reg("bob");
-  v1::Conversation dm = Direct(a, b);
-  ASSERT_TRUE(Apply(Preset("instagram-2026")).ok());
-  ASSERT_TRUE(Get(a, dm.conversation_id()).security().has_pending());
+  Device a, b;
+  v1::Conversation dm;
+  ASSERT_NO_FATAL_FAILURE(AnnounceDowngrade(&a, &b, &dm));
 
   // r1 is the default preset (first start), r2 signal (restart), r3 instagram.
   v1::RollbackPolicyRequest rb;

@@ -426,33 +426,13 @@ class Sender {
       auto* cts = body->mutable_encrypted()->mutable_ciphertexts();
       std::string plaintext = (*cts)[0].ciphertext();
       fill(&plaintext, false);
-      if (sender_keys_) {
-        absl::StatusOr<std::string> c =
-            device_.crypto->GroupEncrypt(call->req.conversation_id(), plaintext);
-        if (!c.ok()) {
-          st_->Error(absl::StrCat("GroupEncrypt: ", c.status().ToString()));
-          ++st_->send_errors;
-          stop_ = true;
-          delete call;
-          return false;
-        }
-        for (auto& ct : *cts) {
-          ct.set_type(4);
-          ct.set_ciphertext(*c);
-        }
-      }
-      for (int k = 0; !sender_keys_ && k < cts->size(); ++k) {
-        absl::StatusOr<crypto::Ciphertext> c =
-            device_.crypto->Encrypt(peers_[static_cast<size_t>(k)], plaintext);
-        if (!c.ok()) {
-          st_->Error(absl::StrCat("Encrypt: ", c.status().ToString()));
-          ++st_->send_errors;
-          stop_ = true;
-          delete call;
-          return false;
-        }
-        (*cts)[k].set_type(static_cast<uint32_t>(c->type));
-        (*cts)[k].set_ciphertext(std::move(c->bytes));
+      if (absl::Status e = Encrypt(call->req.conversation_id(), plaintext, cts);
+          !e.ok()) {
+        st_->Error(e.ToString());
+        ++st_->send_errors;
+        stop_ = true;
+        delete call;
+        return false;
       }
     } else {
       for (auto& ct : *body->mutable_encrypted()->mutable_ciphertexts()) {
@@ -504,6 +484,31 @@ class Sender {
   v1::MessagingService::Stub* const stub_;
   const Device device_;
   const v1::SendRequest template_;
+  // --mode e2ee-signal: fills every ciphertext of `cts` (one per peers_)
+  // with `plaintext` encrypted for that device.
+  absl::Status Encrypt(
+      const std::string& conversation_id, const std::string& plaintext,
+      google::protobuf::RepeatedPtrField<v1::DeviceCiphertext>* cts) {
+    if (sender_keys_) {
+      absl::StatusOr<std::string> c =
+          device_.crypto->GroupEncrypt(conversation_id, plaintext);
+      if (!c.ok()) return c.status();
+      for (auto& ct : *cts) {
+        ct.set_type(4);
+        ct.set_ciphertext(*c);
+      }
+      return absl::OkStatus();
+    }
+    for (int k = 0; k < cts->size(); ++k) {
+      absl::StatusOr<crypto::Ciphertext> c =
+          device_.crypto->Encrypt(peers_[static_cast<size_t>(k)], plaintext);
+      if (!c.ok()) return c.status();
+      (*cts)[k].set_type(static_cast<uint32_t>(c->type));
+      (*cts)[k].set_ciphertext(std::move(c->bytes));
+    }
+    return absl::OkStatus();
+  }
+
   const std::vector<crypto::Address> peers_;
   const bool sender_keys_;
   Stats* const st_;
@@ -694,15 +699,24 @@ class Run {
     return absl::OkStatus();
   }
 
+  // One unary call made by device `d` (bearer token, deadline); a failure
+  // names `what` and the device.
+  absl::Status Authed(
+      const Device& d, const std::string& what,
+      const std::function<grpc::Status(grpc::ClientContext*)>& call) {
+    grpc::ClientContext ctx;
+    SetAuth(&ctx, d.token, kRpcDeadlineS);
+    return FromGrpc(call(&ctx), absl::StrCat(what, " (", d.username, ")"));
+  }
+
   absl::Status UploadKeys(size_t i, const v1::UploadKeysRequest& tmpl) {
     Device& d = devices_[i];
     v1::UploadKeysRequest req = tmpl;
     req.set_registration_id(d.registration_id);
     v1::UploadKeysResponse resp;
-    grpc::ClientContext ctx;
-    SetAuth(&ctx, d.token, kRpcDeadlineS);
-    return FromGrpc(Conn(d)->keys->UploadKeys(&ctx, req, &resp),
-                    absl::StrCat("UploadKeys ", d.username));
+    return Authed(d, "UploadKeys", [&](grpc::ClientContext* ctx) {
+      return Conn(d)->keys->UploadKeys(ctx, req, &resp);
+    });
   }
 
   // --mode e2ee-signal: a Signal profile per load device (in a temporary
@@ -725,11 +739,11 @@ class Run {
       d.crypto = std::move(*c);
       for (const v1::UploadKeysRequest& req : UploadRequests(*up, 100)) {
         v1::UploadKeysResponse resp;
-        grpc::ClientContext ctx;
-        SetAuth(&ctx, d.token, kRpcDeadlineS);
-        if (absl::Status s =
-                FromGrpc(Conn(d)->keys->UploadKeys(&ctx, req, &resp),
-                         absl::StrCat("UploadKeys ", d.username));
+        if (absl::Status s = Authed(d, "UploadKeys",
+                                    [&](grpc::ClientContext* ctx) {
+                                      return Conn(d)->keys->UploadKeys(
+                                          ctx, req, &resp);
+                                    });
             !s.ok()) {
           return s;
         }
@@ -751,11 +765,11 @@ class Run {
       v1::FetchBundlesRequest req;
       req.set_account_id(r.account_id);
       v1::FetchBundlesResponse resp;
-      grpc::ClientContext ctx;
-      SetAuth(&ctx, s.token, kRpcDeadlineS);
-      if (absl::Status st =
-              FromGrpc(Conn(s)->keys->FetchBundles(&ctx, req, &resp),
-                       absl::StrCat("FetchBundles ", r.username));
+      if (absl::Status st = Authed(s, absl::StrCat("FetchBundles ", r.username),
+                                   [&](grpc::ClientContext* ctx) {
+                                     return Conn(s)->keys->FetchBundles(
+                                         ctx, req, &resp);
+                                   });
           !st.ok()) {
         return st;
       }
