@@ -189,10 +189,10 @@ absl::StatusOr<v1::AdminListConversationsResponse> Admin::ListConversations(
   }
   const size_t limit = req.limit() == 0 ? 100 : req.limit();
   v1::AdminListConversationsResponse resp;
-  // Conversations are visited in id order: the page token is the last id.
-  PARLEY_RETURN_IF_ERROR(d_.storage->conversations().ForEachConversation(
-      [&](const storage::ConversationRecord& c) {
-        if (!req.page_token().empty() && c.conversation_id <= req.page_token()) return true;
+  // Conversations are visited in id order: the page token is the last id,
+  // and a page starts right after it (no walk over the earlier pages).
+  PARLEY_RETURN_IF_ERROR(d_.storage->conversations().ForEachConversationAfter(
+      req.page_token(), [&](const storage::ConversationRecord& c) {
         if (req.mode() != 0 && c.security.mode != req.mode()) return true;
         if (static_cast<size_t>(resp.conversations_size()) == limit) {
           resp.set_next_page_token(resp.conversations(resp.conversations_size() - 1).conversation_id());

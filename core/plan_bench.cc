@@ -136,6 +136,30 @@ BENCHMARK_CAPTURE(BM_PlanAllConversations, instagram_2026, "instagram-2026")
 BENCHMARK_CAPTURE(BM_PlanAllConversations, protect_minors, "protect-minors")
     ->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
+// One page of 100 conversations of an admin listing (`parleyctl
+// conversations list`), starting in the middle of the population: the page
+// seeks to its token, so it costs the same wherever it starts.
+void BM_ConversationPageFromTheMiddle(benchmark::State& state) {
+  Fixture& f = Get();
+  std::string middle;
+  uint64_t seen = 0;
+  absl::Status s = f.storage->conversations().ForEachConversation([&](const storage::ConversationRecord& c) {
+    if (++seen < f.conversations / 2) return true;
+    middle = c.conversation_id;
+    return false;
+  });
+  if (!s.ok()) Die(s);
+  for (auto _ : state) {
+    int n = 0;
+    s = f.storage->conversations().ForEachConversationAfter(middle, [&](const storage::ConversationRecord& c) {
+      benchmark::DoNotOptimize(c);
+      return ++n < 100;
+    });
+    if (!s.ok()) Die(s);
+  }
+}
+BENCHMARK(BM_ConversationPageFromTheMiddle)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace parley::core
 

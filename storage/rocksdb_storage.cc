@@ -924,7 +924,8 @@ class RocksDbStorage final : public Storage,
   absl::Status UpdateConversation(const ConversationRecord& c) override;
   absl::StatusOr<std::vector<std::string>> ListConversationIds(
       const std::string& account_id) override;
-  absl::Status ForEachConversation(
+  absl::Status ForEachConversationAfter(
+      const std::string& after_id,
       const std::function<bool(const ConversationRecord&)>& visit) override;
   uint64_t EstimateConversationCount() override;
 
@@ -1796,14 +1797,25 @@ absl::StatusOr<std::vector<std::string>> RocksDbStorage::ListConversationIds(
   return out;
 }
 
-absl::Status RocksDbStorage::ForEachConversation(
+absl::Status RocksDbStorage::ForEachConversationAfter(
+    const std::string& after_id,
     const std::function<bool(const ConversationRecord&)>& visit) {
   // One iterator (an implicit snapshot): each conversation's record key
-  // ("\0r") sorts immediately before its last_seq key ("\0s").
+  // ("\0r") sorts immediately before its last_seq key ("\0s"). Ids hold no
+  // NUL (CheckId), so after_id's keys and those of every smaller id sort
+  // before after_id + "\x01", and the keys of every larger id at or after it.
+  if (!after_id.empty()) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("after_id", after_id));
+  }
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cf(kConversationsCf)));
   std::optional<ConversationRecord> pending;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+  if (after_id.empty()) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(after_id + '\x01');
+  }
+  for (; it->Valid(); it->Next()) {
     absl::string_view key = View(it->key());
     if (key.size() < 2 || key[key.size() - 2] != '\0') {
       return absl::DataLossError("storage: malformed conversation key");

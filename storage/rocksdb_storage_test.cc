@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -585,6 +586,40 @@ TEST_F(StorageTest, ForEachConversationVisitsAllAndStops) {
     return false;
   }));
   EXPECT_EQ(visits, 1);
+}
+
+// Ids that are prefixes of each other and ids with a 0x01 byte: the seek key
+// after_id + "\x01" must neither skip nor repeat any of them.
+TEST_F(StorageTest, ForEachConversationAfterStartsRightAfterTheId) {
+  const std::vector<std::string> ids = {"g", "g\x01", "g\x01a", "ga", "gb",
+                                        "h"};
+  for (const auto& id : ids) MakeGroup(id, {"a"});
+  ASSERT_TRUE(msgs().Append(Req("ga", {})).ok());
+  auto after = [&](const std::string& from) {
+    std::vector<std::string> seen;
+    const absl::Status s = convs().ForEachConversationAfter(
+        from, [&](const ConversationRecord& c) {
+          seen.push_back(c.conversation_id);
+          if (c.conversation_id == "ga") {
+            EXPECT_EQ(c.last_seq, 1u);
+          }
+          return true;
+        });
+    EXPECT_TRUE(s.ok()) << s;
+    return seen;
+  };
+  EXPECT_EQ(after(""), ids);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(after(ids[i]),
+              std::vector<std::string>(ids.begin() + i + 1, ids.end()))
+        << "after " << absl::CEscape(ids[i]);
+  }
+  // A token that is not a stored id: everything that sorts after it.
+  EXPECT_EQ(after("g\x01\x01"), (std::vector<std::string>{"g\x01a", "ga", "gb", "h"}));
+  EXPECT_EQ(after("zzz"), std::vector<std::string>{});
+  const absl::Status bad = convs().ForEachConversationAfter(
+      std::string("g\0", 2), [](const ConversationRecord&) { return true; });
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(StorageTest, SecurityStateNewFieldsRoundTrip) {

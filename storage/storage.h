@@ -161,9 +161,17 @@ class ConversationStore {
   virtual absl::Status UpdateConversation(const ConversationRecord& c) = 0;
   virtual absl::StatusOr<std::vector<std::string>> ListConversationIds(
       const std::string& account_id) = 0;
-  // Visits every conversation (for policy planning and re-evaluation); stops
-  // early when the visitor returns false.
-  virtual absl::Status ForEachConversation(
+  // Visits every conversation in id order (bytewise), for policy planning
+  // and re-evaluation; stops early when the visitor returns false.
+  absl::Status ForEachConversation(
+      const std::function<bool(const ConversationRecord&)>& visit) {
+    return ForEachConversationAfter("", visit);
+  }
+  // The same, starting with the first conversation whose id sorts after
+  // `after_id` ("": from the first); the cost does not depend on how many
+  // come before it (admin listings page with it).
+  virtual absl::Status ForEachConversationAfter(
+      const std::string& after_id,
       const std::function<bool(const ConversationRecord&)>& visit) = 0;
   // A cheap estimate of the number of conversations (for progress bars); may
   // be off by a few percent, never fails.
