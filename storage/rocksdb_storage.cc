@@ -714,8 +714,8 @@ class StderrLogger final : public rocksdb::Logger {
 // that failed, e.g. on a full disk) RocksDB refuses writes until the error is
 // cleared. Its own recovery from a full disk polls every 5 s (SstFileManager)
 // and makes DB::Resume() return Busy meanwhile; this listener turns that off
-// and Run() calls Resume() itself until it succeeds: first after
-// kFirstRetry, then backing off to kMaxRetry between attempts (each failed
+// and Run() calls Resume() itself until it succeeds: at once, then after
+// kFirstRetry, doubling up to kMaxRetry between attempts (each failed
 // attempt logs a RocksDB warning), and at once when the free space of the
 // database's file system has grown by kFreedBytes since the last attempt.
 // So writes work again within about kPollInterval of space being freed.
