@@ -121,8 +121,9 @@ namespace pb = ::parley::storage::internal;
 // marked pb.X are serialized parley.storage.internal.X (records.proto).
 //
 // column family "meta"
-//   "format_version"                           -> BE32 (currently 2; a version
-//        1 database is upgraded in place at open, see "C" below)
+//   "format_version"                           -> BE32 (currently 3; version
+//        1 and 2 databases are upgraded in place at open, see "C" and "T"
+//        below)
 //   "conversation_count"                       -> BE64 number of conversations
 //        (written with every CreateConversation; initialized at open by
 //        counting "conversations" record keys when absent)
@@ -154,8 +155,13 @@ namespace pb = ::parley::storage::internal;
 //        format 1 is therefore read as is and marked 2 at open.)
 // column family "history"
 //   "H" + conversation_id + 0x00 + BE64(seq)   -> pb.HistoryValue
+//        (PurgeHistoryBefore walks each conversation's entries from its
+//        oldest and skips to the next conversation at the first one inside
+//        retention: seq order is time order, to within clock steps)
 //   "T" + TIME(server_time_ms) + conversation_id + 0x00 + BE64(seq) -> ""
-//        (time index for PurgeHistoryBefore; written/deleted with "H" key)
+//        Formats 1 and 2 only (a time index, one more key per message);
+//        removed at open by one DeleteRange ["T", "U") when a database of
+//        format < 3 is upgraded. Never written by format 3.
 // column family "idempotency"
 //   account_id + 0x00 + BE32(device_id) + client_message_id
 //                                              -> pb.IdempotencyValue
@@ -185,7 +191,7 @@ namespace pb = ::parley::storage::internal;
 //   "V" + name                                 -> value (opaque)
 // ===================================================================
 
-constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kFormatVersion = 3;
 // Older formats this build opens (and then marks kFormatVersion).
 constexpr uint32_t kOldestReadableFormat = 1;
 // Delivery ids reserved per write of a device's "C" bound.
@@ -347,14 +353,6 @@ std::string HistoryPrefix(absl::string_view conv_id) {
 }
 std::string HistoryKey(absl::string_view conv_id, uint64_t seq) {
   std::string k = HistoryPrefix(conv_id);
-  PutBE64(&k, seq);
-  return k;
-}
-std::string HistoryTimeKey(int64_t server_time_ms, absl::string_view conv_id,
-                           uint64_t seq) {
-  std::string k = "T";
-  PutBE64(&k, TimeKey(server_time_ms));
-  absl::StrAppend(&k, conv_id, absl::string_view("\0", 1));
   PutBE64(&k, seq);
   return k;
 }
@@ -1161,13 +1159,15 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
           kOldestReadableFormat, " to ", kFormatVersion, ")"));
     }
     if (v != kFormatVersion) {
-      // Upgrade in place: older versions are valid readings of this one,
-      // but a database written by this build must not be opened by an
-      // older one.
+      // Upgrade in place: older versions are valid readings of this one
+      // (format 1's "C" keys are valid bounds; formats 1-2 kept a history
+      // time index, dropped here in the same batch), but a database written
+      // by this build must not be opened by an older one.
       std::string nv;
       PutBE32(&nv, kFormatVersion);
       rocksdb::WriteBatch batch;
       batch.Put(storage->cf(kMetaCf), kFormatVersionKey, nv);
+      if (v < 3) batch.DeleteRange(storage->cf(kHistoryCf), "T", "U");
       PARLEY_STORAGE_RETURN_IF_ERROR(storage->Write(&batch, "upgrade format"));
     }
   }
@@ -2363,9 +2363,6 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
     h.set_payload(*payload);
     batch.Put(cf(kHistoryCf), HistoryKey(req.conversation_id, seq),
               h.SerializeAsString());
-    batch.Put(cf(kHistoryCf),
-              HistoryTimeKey(req.server_time_ms, req.conversation_id, seq),
-              "");
   }
 
   // New counter values, by scope, applied to the caches after the write.
@@ -2542,12 +2539,14 @@ absl::StatusOr<std::vector<HistoryEntry>> RocksDbStorage::ReadHistory(
 }
 
 absl::StatusOr<size_t> RocksDbStorage::PurgeHistoryBefore(int64_t cutoff_ms) {
-  // Walks the time index in time order and deletes in bounded batches. Each
-  // batch is atomic and removes the oldest remaining entries first, so an
-  // interrupted purge leaves the state of a purge with an earlier cutoff.
+  // Walks each conversation's entries from its oldest, deleting those older
+  // than the cutoff, and seeks to the next conversation at the first entry
+  // inside retention (seq order is time order, to within clock steps; see
+  // PurgeConversationHistoryBefore). Deletes go in bounded batches, each
+  // atomic; an interrupted purge leaves every conversation's history a
+  // suffix of what it was.
   absl::MutexLock lock(&purge_mu_);
-  std::string upper = "T";
-  PutBE64(&upper, TimeKey(cutoff_ms));
+  const std::string upper = PrefixSuccessor("H");
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
@@ -2555,22 +2554,28 @@ absl::StatusOr<size_t> RocksDbStorage::PurgeHistoryBefore(int64_t cutoff_ms) {
   size_t purged = 0;
   rocksdb::WriteBatch batch;
   size_t in_batch = 0;
-  for (it->Seek("T"); it->Valid(); it->Next()) {
+  it->Seek("H");
+  while (it->Valid()) {
     absl::string_view key = View(it->key());
-    // "T" + TIME + conversation_id + 0x00 + BE64(seq)
-    if (key.size() < 1 + 8 + 1 + 1 + 8 || key[key.size() - 9] != '\0') {
-      return absl::DataLossError("storage: malformed history time key");
+    // "H" + conversation_id + 0x00 + BE64(seq)
+    if (key.size() < 1 + 1 + 1 + 8 || key[key.size() - 9] != '\0') {
+      return absl::DataLossError("storage: malformed history key");
     }
-    absl::string_view conv_id = key.substr(9, key.size() - 9 - 9);
-    const uint64_t seq = GetBE(key.substr(key.size() - 8));
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::HistoryValue h, Parse<pb::HistoryValue>(View(it->value()), "history"));
+    if (h.server_time_ms() >= cutoff_ms) {
+      // The rest of this conversation is inside retention.
+      it->Seek(PrefixSuccessor(std::string(key.substr(0, key.size() - 8))));
+      continue;
+    }
     batch.Delete(cf(kHistoryCf), it->key());
-    batch.Delete(cf(kHistoryCf), HistoryKey(conv_id, seq));
     if (++in_batch == kPurgeBatchEntries) {
       PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge history"));
       purged += in_batch;
       in_batch = 0;
       batch.Clear();
     }
+    it->Next();
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge history"));
   if (in_batch > 0) {
@@ -2604,10 +2609,7 @@ absl::StatusOr<size_t> RocksDbStorage::PurgeConversationHistoryBefore(
     PARLEY_STORAGE_ASSIGN_OR_RETURN(
         pb::HistoryValue h, Parse<pb::HistoryValue>(View(it->value()), "history"));
     if (h.server_time_ms() >= cutoff_ms) break;
-    const uint64_t seq = GetBE(key.substr(prefix.size()));
     batch.Delete(cf(kHistoryCf), it->key());
-    batch.Delete(cf(kHistoryCf),
-                 HistoryTimeKey(h.server_time_ms(), conversation_id, seq));
     if (++in_batch == kPurgeBatchEntries) {
       PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge conversation history"));
       purged += in_batch;
@@ -2628,16 +2630,12 @@ absl::Status RocksDbStorage::DeleteHistoryEntry(const std::string& conversation_
   PARLEY_STORAGE_RETURN_IF_ERROR(CheckId("conversation_id", conversation_id));
   absl::MutexLock lock(&purge_mu_);
   const std::string key = HistoryKey(conversation_id, seq);
-  PARLEY_STORAGE_ASSIGN_OR_RETURN(
-      std::string raw,
+  PARLEY_STORAGE_RETURN_IF_ERROR(
       Get(kHistoryCf, key,
-          absl::StrCat("history entry ", conversation_id, "#", seq)));
-  PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::HistoryValue h,
-                                  Parse<pb::HistoryValue>(raw, "history"));
+          absl::StrCat("history entry ", conversation_id, "#", seq))
+          .status());
   rocksdb::WriteBatch batch;
   batch.Delete(cf(kHistoryCf), key);
-  batch.Delete(cf(kHistoryCf),
-               HistoryTimeKey(h.server_time_ms(), conversation_id, seq));
   return Write(&batch, "delete history entry");
 }
 

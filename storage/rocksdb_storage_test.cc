@@ -1301,6 +1301,27 @@ TEST_F(StorageTest, PurgeHistoryBefore) {
   EXPECT_TRUE(VALUE(msgs().ReadHistory("g", 0, 100)).empty());
 }
 
+// The global purge skips from a conversation's first entry inside retention
+// to the next conversation, also when ids are prefixes of each other.
+TEST_F(StorageTest, PurgeHistoryBeforeSkipsKeptEntriesPerConversation) {
+  const std::vector<std::string> ids = {"g", "g\x01", "ga", "h"};
+  for (const auto& id : ids) MakeGroup(id, {"a"});
+  for (size_t k = 0; k < ids.size(); ++k) {
+    for (int i = 1; i <= 3; ++i) {
+      AppendRequest r = Req(ids[k], {});
+      r.keep_history = true;
+      // "g" and "ga": old, old, new; "g\x01" and "h": all new.
+      r.server_time_ms = (k % 2 == 0 && i < 3) ? 10 : 1000;
+      ASSERT_TRUE(msgs().Append(r).ok());
+    }
+  }
+  EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(500)), 4u);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    EXPECT_EQ(VALUE(msgs().ReadHistory(ids[k], 0, 10)).size(), k % 2 == 0 ? 1u : 3u)
+        << absl::CEscape(ids[k]);
+  }
+}
+
 TEST_F(StorageTest, PurgeConversationHistoryAndDeleteEntry) {
   MakeGroup("g", {"a"});
   MakeGroup("h", {"a"});
@@ -1320,7 +1341,7 @@ TEST_F(StorageTest, PurgeConversationHistoryAndDeleteEntry) {
   for (const auto& e : VALUE(msgs().ReadHistory("g", 0, 100))) left.push_back(e.seq);
   EXPECT_THAT(left, ElementsAre(5u, 3u));
   EXPECT_EQ(msgs().DeleteHistoryEntry("g", 4).code(), absl::StatusCode::kNotFound);
-  // The time index went with the entries: a global purge counts only the rest.
+  // A global purge counts only the entries left.
   EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(1000)), 7u);
 }
 
@@ -1772,14 +1793,65 @@ TEST_F(StorageTest, FormatOneDatabaseIsUpgradedAndNewerRefused) {
     ASSERT_TRUE(raw->db->Get(rocksdb::ReadOptions(), raw->cf.at("meta"),
                              "format_version", &v)
                     .ok());
-    EXPECT_EQ(v, std::string("\0\0\0\2", 4));
+    EXPECT_EQ(v, std::string("\0\0\0\3", 4));
   }
-  rewrite(3, nullptr);
+  rewrite(4, nullptr);
   auto s = OpenRocksDbStorage(RocksDbOptions{.path = DbPath()});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.status().message()),
-              ::testing::HasSubstr("format version 3"));
+              ::testing::HasSubstr("format version 4"));
+}
+
+// Formats 1 and 2 kept a history time index ("T" keys); opening such a
+// database drops it with the upgrade, and purges work from the entries.
+TEST_F(StorageTest, FormatTwoHistoryTimeIndexIsDroppedAtOpen) {
+  MakeGroup("g", {"a"});
+  MakeGroup("h", {"a"});
+  for (int i = 1; i <= 4; ++i) {
+    for (const char* conv : {"g", "h"}) {
+      AppendRequest r = Req(conv, {});
+      r.keep_history = true;
+      r.server_time_ms = i * 100;
+      ASSERT_TRUE(msgs().Append(r).ok());
+    }
+  }
+  storage_.reset();
+  auto count_time_keys = [](RawDb& raw) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        raw.db->NewIterator(rocksdb::ReadOptions(), raw.cf.at("history")));
+    int n = 0;
+    for (it->Seek("T"); it->Valid() && it->key().starts_with("T"); it->Next()) ++n;
+    return n;
+  };
+  {
+    std::unique_ptr<RawDb> raw = OpenRaw();
+    ASSERT_NE(raw, nullptr);
+    ASSERT_TRUE(raw->db->Put(rocksdb::WriteOptions(), raw->cf.at("meta"),
+                             "format_version", std::string("\0\0\0\2", 4))
+                    .ok());
+    // What format 2 wrote with each entry: "T" + TIME + id + 0x00 + BE64(seq).
+    for (const char* conv : {"g", "h"}) {
+      for (uint64_t seq = 1; seq <= 4; ++seq) {
+        std::string k = "T";
+        const uint64_t t = static_cast<uint64_t>(seq * 100) ^ (uint64_t{1} << 63);
+        for (int b = 7; b >= 0; --b) k.push_back(static_cast<char>(t >> (8 * b)));
+        k += conv;
+        k.push_back('\0');
+        for (int b = 7; b >= 0; --b) k.push_back(static_cast<char>(seq >> (8 * b)));
+        ASSERT_TRUE(raw->db->Put(rocksdb::WriteOptions(), raw->cf.at("history"), k, "").ok());
+      }
+    }
+    EXPECT_EQ(count_time_keys(*raw), 8);
+  }
+  Open();
+  EXPECT_EQ(VALUE(msgs().PurgeHistoryBefore(300)), 4u);  // seqs 1-2 of both
+  EXPECT_EQ(VALUE(msgs().ReadHistory("g", 0, 10)).size(), 2u);
+  EXPECT_EQ(VALUE(msgs().ReadHistory("h", 0, 10)).size(), 2u);
+  storage_.reset();
+  std::unique_ptr<RawDb> raw = OpenRaw(/*read_only=*/true);
+  ASSERT_NE(raw, nullptr);
+  EXPECT_EQ(count_time_keys(*raw), 0);
 }
 
 TEST_F(StorageTest, ReopenWithoutFlushKeepsAcknowledgedWrites) {
