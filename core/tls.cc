@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -168,6 +169,27 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& data, i
   return absl::OkStatus();
 }
 
+absl::StatusOr<GeneratedTls> GenerateTls(const std::string& ca_name, const std::string& server_name,
+                                         const std::vector<std::string>& hosts, int ca_days, int server_days) {
+  PARLEY_ASSIGN_OR_RETURN(Pkey cakey, NewKey());
+  PARLEY_ASSIGN_OR_RETURN(Cert ca, NewCert(cakey.get(), ca_name, nullptr, nullptr, ca_days, true, {}));
+  std::vector<std::string> sans = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
+  for (const auto& h : hosts) {
+    std::string e = SanEntry(h);
+    if (std::find(sans.begin(), sans.end(), e) == sans.end() && h != "0.0.0.0" && h != "::") {
+      sans.push_back(e);
+    }
+  }
+  PARLEY_ASSIGN_OR_RETURN(Pkey key, NewKey());
+  PARLEY_ASSIGN_OR_RETURN(Cert cert, NewCert(key.get(), server_name, ca.get(), cakey.get(), server_days, false, sans));
+  GeneratedTls out;
+  PARLEY_ASSIGN_OR_RETURN(out.ca_key_pem, KeyPem(cakey.get()));
+  PARLEY_ASSIGN_OR_RETURN(out.ca_cert_pem, CertPem(ca.get()));
+  PARLEY_ASSIGN_OR_RETURN(out.key_pem, KeyPem(key.get()));
+  PARLEY_ASSIGN_OR_RETURN(out.cert_pem, CertPem(cert.get()));
+  return out;
+}
+
 absl::StatusOr<TlsMaterial> EnsureLocalTls(const std::string& dir, const std::vector<std::string>& hosts) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -177,25 +199,11 @@ absl::StatusOr<TlsMaterial> EnsureLocalTls(const std::string& dir, const std::ve
   const std::string srv_pem = dir + "/server.pem", srv_key = dir + "/server.key";
   if (!std::filesystem::exists(srv_pem) || !std::filesystem::exists(srv_key) ||
       !std::filesystem::exists(ca_pem)) {
-    PARLEY_ASSIGN_OR_RETURN(Pkey cakey, NewKey());
-    PARLEY_ASSIGN_OR_RETURN(Cert ca, NewCert(cakey.get(), "Parley local CA", nullptr, nullptr, 3650, true, {}));
-    std::vector<std::string> sans = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
-    for (const auto& h : hosts) {
-      std::string e = SanEntry(h);
-      if (std::find(sans.begin(), sans.end(), e) == sans.end() && h != "0.0.0.0" && h != "::") {
-        sans.push_back(e);
-      }
-    }
-    PARLEY_ASSIGN_OR_RETURN(Pkey key, NewKey());
-    PARLEY_ASSIGN_OR_RETURN(Cert cert, NewCert(key.get(), "parleyd", ca.get(), cakey.get(), 825, false, sans));
-    PARLEY_ASSIGN_OR_RETURN(std::string ca_key_pem, KeyPem(cakey.get()));
-    PARLEY_ASSIGN_OR_RETURN(std::string ca_cert_pem, CertPem(ca.get()));
-    PARLEY_ASSIGN_OR_RETURN(std::string key_pem, KeyPem(key.get()));
-    PARLEY_ASSIGN_OR_RETURN(std::string cert_pem, CertPem(cert.get()));
-    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(ca_key, ca_key_pem, 0600));
-    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(ca_pem, ca_cert_pem, 0644));
-    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(srv_key, key_pem, 0600));
-    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(srv_pem, cert_pem, 0644));
+    PARLEY_ASSIGN_OR_RETURN(GeneratedTls g, GenerateTls("Parley local CA", "parleyd", hosts, 3650, 825));
+    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(ca_key, g.ca_key_pem, 0600));
+    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(ca_pem, g.ca_cert_pem, 0644));
+    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(srv_key, g.key_pem, 0600));
+    PARLEY_RETURN_IF_ERROR(WriteFileAtomic(srv_pem, g.cert_pem, 0644));
   }
   PARLEY_ASSIGN_OR_RETURN(TlsMaterial m, LoadTls(srv_pem, srv_key));
   m.ca_cert_path = std::filesystem::absolute(ca_pem).string();

@@ -24,6 +24,21 @@ struct TlsMaterial {
   std::string private_key_pem;
 };
 
+// A CA and a server certificate made in memory (PEM): a P-256 CA valid
+// `ca_days` and a P-256 server certificate signed by it, valid `server_days`,
+// subjectAltName localhost, 127.0.0.1, ::1 and `hosts` (IP addresses or DNS
+// names; the wildcard addresses 0.0.0.0 and :: are left out).
+struct GeneratedTls {
+  std::string ca_cert_pem;  // what clients trust
+  std::string ca_key_pem;   // secret: signs further certificates
+  std::string cert_pem;     // the server certificate
+  std::string key_pem;      // secret: the server's private key
+};
+absl::StatusOr<GeneratedTls> GenerateTls(const std::string& ca_name,
+                                         const std::string& server_name,
+                                         const std::vector<std::string>& hosts,
+                                         int ca_days, int server_days);
+
 // Loads <dir>/server.pem and server.key, creating the CA and server
 // certificate first if they do not exist. `hosts` are added to the server
 // certificate's subjectAltName (IP addresses or DNS names).

@@ -63,6 +63,33 @@ TEST(Tls, GeneratesVerifiableChainAndReusesIt) {
   std::filesystem::remove_all(dir);
 }
 
+// In memory (the null server's throw-away material): the chain verifies, the
+// extra host is in the certificate, wildcard listen addresses are not.
+TEST(Tls, GenerateTlsInMemory) {
+  auto g = GenerateTls("test CA", "test server", {"10.1.2.3", "0.0.0.0", "example.org"}, 2, 1);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_NE(g->ca_key_pem.find("PRIVATE KEY-----"), std::string::npos);
+  EXPECT_NE(g->key_pem.find("PRIVATE KEY-----"), std::string::npos);
+  EXPECT_NE(g->ca_key_pem, g->key_pem);
+  X509* ca = ParseCert(g->ca_cert_pem);
+  X509* leaf = ParseCert(g->cert_pem);
+  ASSERT_NE(ca, nullptr);
+  ASSERT_NE(leaf, nullptr);
+  X509_STORE* store = X509_STORE_new();
+  X509_STORE_add_cert(store, ca);
+  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+  X509_STORE_CTX_init(ctx, store, leaf, nullptr);
+  EXPECT_EQ(X509_verify_cert(ctx), 1) << X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
+  EXPECT_EQ(X509_check_ip_asc(leaf, "10.1.2.3", 0), 1);
+  EXPECT_EQ(X509_check_ip_asc(leaf, "::1", 0), 1);
+  EXPECT_NE(X509_check_ip_asc(leaf, "0.0.0.0", 0), 1);
+  EXPECT_EQ(X509_check_host(leaf, "example.org", 0, 0, nullptr), 1);
+  X509_STORE_CTX_free(ctx);
+  X509_STORE_free(store);
+  X509_free(ca);
+  X509_free(leaf);
+}
+
 TEST(Tls, LoadErrorsNameTheFile) {
   std::string dir = TempDir();
   auto missing = LoadTls(dir + "/nope.pem", dir + "/nope.key");

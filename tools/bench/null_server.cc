@@ -16,8 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "core/tls.h"
 #include "parley/v1/parley.grpc.pb.h"
-#include "tools/bench/tls_gen.h"
 
 namespace parley::bench {
 namespace {
@@ -486,9 +486,11 @@ class NullServerImpl final : public NullServer {
   ~NullServerImpl() override { Shutdown(); }
 
   absl::Status Init(const std::string& listen) {
-    auto tls = GenerateLocalTls();
+    // A throw-away CA and server certificate, in memory only.
+    auto tls = core::GenerateTls("parley-bench null server CA",
+                                 "parley-null-server", {}, 7, 7);
     if (!tls.ok()) return tls.status();
-    ca_pem_ = tls->ca_pem;
+    ca_pem_ = tls->ca_cert_pem;
     grpc::SslServerCredentialsOptions so;
     so.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
     grpc::ServerBuilder b;
