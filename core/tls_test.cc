@@ -27,6 +27,31 @@ X509* ParseCert(const std::string& pem) {
   return c;
 }
 
+// A CA and a leaf certificate, parsed from PEM; freed on destruction.
+struct Chain {
+  Chain(const std::string& ca_pem, const std::string& leaf_pem)
+      : ca(ParseCert(ca_pem)), leaf(ParseCert(leaf_pem)) {}
+  ~Chain() {
+    X509_free(ca);
+    X509_free(leaf);
+  }
+  // "" when the leaf verifies against the CA, else OpenSSL's reason.
+  std::string Verify() const {
+    if (ca == nullptr || leaf == nullptr) return "unparsable PEM";
+    X509_STORE* store = X509_STORE_new();
+    X509_STORE_add_cert(store, ca);
+    X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+    X509_STORE_CTX_init(ctx, store, leaf, nullptr);
+    std::string err;
+    if (X509_verify_cert(ctx) != 1) err = X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    return err;
+  }
+  X509* ca;
+  X509* leaf;
+};
+
 TEST(Tls, GeneratesVerifiableChainAndReusesIt) {
   std::string dir = TempDir();
   auto m = EnsureLocalTls(dir + "/tls", {"127.0.0.1"});
@@ -40,22 +65,11 @@ TEST(Tls, GeneratesVerifiableChainAndReusesIt) {
   // The server certificate verifies against the CA and names 127.0.0.1.
   auto ca_pem = ReadFile(m->ca_cert_path);
   ASSERT_TRUE(ca_pem.ok());
-  X509* ca = ParseCert(*ca_pem);
-  X509* leaf = ParseCert(m->cert_chain_pem);
-  ASSERT_NE(ca, nullptr);
-  ASSERT_NE(leaf, nullptr);
-  X509_STORE* store = X509_STORE_new();
-  X509_STORE_add_cert(store, ca);
-  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-  X509_STORE_CTX_init(ctx, store, leaf, nullptr);
-  EXPECT_EQ(X509_verify_cert(ctx), 1) << X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
-  EXPECT_EQ(X509_check_ip_asc(leaf, "127.0.0.1", 0), 1);
-  EXPECT_EQ(X509_check_host(leaf, "localhost", 0, 0, nullptr), 1);
-  EXPECT_NE(X509_check_host(leaf, "example.com", 0, 0, nullptr), 1);
-  X509_STORE_CTX_free(ctx);
-  X509_STORE_free(store);
-  X509_free(ca);
-  X509_free(leaf);
+  Chain chain(*ca_pem, m->cert_chain_pem);
+  EXPECT_EQ(chain.Verify(), "");
+  EXPECT_EQ(X509_check_ip_asc(chain.leaf, "127.0.0.1", 0), 1);
+  EXPECT_EQ(X509_check_host(chain.leaf, "localhost", 0, 0, nullptr), 1);
+  EXPECT_NE(X509_check_host(chain.leaf, "example.com", 0, 0, nullptr), 1);
 
   auto again = EnsureLocalTls(dir + "/tls", {"127.0.0.1"});
   ASSERT_TRUE(again.ok());
@@ -71,23 +85,12 @@ TEST(Tls, GenerateTlsInMemory) {
   EXPECT_NE(g->ca_key_pem.find("PRIVATE KEY-----"), std::string::npos);
   EXPECT_NE(g->key_pem.find("PRIVATE KEY-----"), std::string::npos);
   EXPECT_NE(g->ca_key_pem, g->key_pem);
-  X509* ca = ParseCert(g->ca_cert_pem);
-  X509* leaf = ParseCert(g->cert_pem);
-  ASSERT_NE(ca, nullptr);
-  ASSERT_NE(leaf, nullptr);
-  X509_STORE* store = X509_STORE_new();
-  X509_STORE_add_cert(store, ca);
-  X509_STORE_CTX* ctx = X509_STORE_CTX_new();
-  X509_STORE_CTX_init(ctx, store, leaf, nullptr);
-  EXPECT_EQ(X509_verify_cert(ctx), 1) << X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx));
-  EXPECT_EQ(X509_check_ip_asc(leaf, "10.1.2.3", 0), 1);
-  EXPECT_EQ(X509_check_ip_asc(leaf, "::1", 0), 1);
-  EXPECT_NE(X509_check_ip_asc(leaf, "0.0.0.0", 0), 1);
-  EXPECT_EQ(X509_check_host(leaf, "example.org", 0, 0, nullptr), 1);
-  X509_STORE_CTX_free(ctx);
-  X509_STORE_free(store);
-  X509_free(ca);
-  X509_free(leaf);
+  Chain chain(g->ca_cert_pem, g->cert_pem);
+  EXPECT_EQ(chain.Verify(), "");
+  EXPECT_EQ(X509_check_ip_asc(chain.leaf, "10.1.2.3", 0), 1);
+  EXPECT_EQ(X509_check_ip_asc(chain.leaf, "::1", 0), 1);
+  EXPECT_NE(X509_check_ip_asc(chain.leaf, "0.0.0.0", 0), 1);
+  EXPECT_EQ(X509_check_host(chain.leaf, "example.org", 0, 0, nullptr), 1);
 }
 
 TEST(Tls, LoadErrorsNameTheFile) {
