@@ -19,6 +19,14 @@ namespace {
 // bounds a stream's memory: the rest of the backlog stays on disk.
 constexpr size_t kReceiveBatch = 64;
 
+// ReceiveRequest.max_batch may be at most this (api/parley/v1/parley.proto).
+constexpr uint32_t kMaxReceiveBatch = 256;
+
+// A batch stops growing once its envelopes reach this many bytes, so one
+// response stays far below a client's default 4 MB receive limit (an
+// envelope is at most about 64 KB of body plus metadata).
+constexpr size_t kMaxBatchBytes = 1 << 20;
+
 absl::StatusOr<Caller> Auth(ParleyService* s, grpc::CallbackServerContext* ctx) {
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
@@ -70,8 +78,9 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
                              public Subscriber,
                              public std::enable_shared_from_this<ReceiveReactor> {
  public:
-  ReceiveReactor(ParleyService* s, DeliveryHub* hub, Caller caller)
-      : s_(s), hub_(hub), caller_(std::move(caller)) {}
+  // `max_batch`: envelopes per response, at least 1 (ReceiveRequest).
+  ReceiveReactor(ParleyService* s, DeliveryHub* hub, Caller caller, size_t max_batch)
+      : s_(s), hub_(hub), caller_(std::move(caller)), max_batch_(std::max<size_t>(1, max_batch)) {}
 
   void Start(uint64_t backlog_end) {
     {
@@ -205,9 +214,33 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
         current_.mutable_backlog_drained()->set_last_delivery_id(cursor_);
         return Action::kWrite;
       }
-      current_ = std::move(buffer_.front());
-      buffer_.pop_front();
-      cursor_ = current_.envelope().delivery_id();
+      // Everything already waiting goes in one response, up to max_batch_
+      // envelopes and kMaxBatchBytes, and never past the backlog's end
+      // while the marker is still owed.
+      size_t n = 1;
+      if (max_batch_ > 1) {
+        size_t bytes = buffer_.front().envelope().ByteSizeLong();
+        while (n < buffer_.size() && n < max_batch_) {
+          const v1::Envelope& next = buffer_[n].envelope();
+          if (!drained_sent_ && next.delivery_id() > backlog_end_) break;
+          bytes += next.ByteSizeLong();
+          if (bytes > kMaxBatchBytes) break;
+          ++n;
+        }
+      }
+      if (n == 1) {
+        current_ = std::move(buffer_.front());
+        buffer_.pop_front();
+        cursor_ = current_.envelope().delivery_id();
+        return Action::kWrite;
+      }
+      current_.Clear();
+      v1::EnvelopeBatch* batch = current_.mutable_batch();
+      for (size_t i = 0; i < n; ++i) {
+        *batch->add_envelopes() = std::move(*buffer_.front().mutable_envelope());
+        buffer_.pop_front();
+      }
+      cursor_ = batch->envelopes(batch->envelopes_size() - 1).delivery_id();
       return Action::kWrite;
     }
     // Empty buffer: the backlog is drained once the cursor reached its end
@@ -225,6 +258,7 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
   ParleyService* const s_;
   DeliveryHub* const hub_;
   const Caller caller_;
+  const size_t max_batch_;
   absl::Mutex mu_;
   std::shared_ptr<ReceiveReactor> self_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::ReceiveResponse> buffer_ ABSL_GUARDED_BY(mu_);
@@ -364,13 +398,17 @@ grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, 
 }
 
 grpc::ServerWriteReactor<v1::ReceiveResponse>* MessagingGrpc::Receive(grpc::CallbackServerContext* ctx,
-                                                                      const v1::ReceiveRequest*) {
+                                                                      const v1::ReceiveRequest* req) {
   auto caller = Auth(s_, ctx);
   if (!caller.ok()) return new FailedStream(caller.status());
+  if (req->max_batch() > kMaxReceiveBatch) {
+    return new FailedStream(absl::InvalidArgumentError(
+        absl::StrCat("ReceiveRequest.max_batch: ", req->max_batch(), " is above the limit of ", kMaxReceiveBatch)));
+  }
   auto backlog_end = s_->LastDeliveryId(*caller);
   if (!backlog_end.ok()) return new FailedStream(backlog_end.status());
   s_->Touch(*caller);
-  auto reactor = std::make_shared<ReceiveReactor>(s_, hub_, *caller);
+  auto reactor = std::make_shared<ReceiveReactor>(s_, hub_, *caller, req->max_batch());
   reactor->Start(*backlog_end);
   return reactor.get();
 }

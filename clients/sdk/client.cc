@@ -448,6 +448,12 @@ class StreamState {
     if (options_.ack_batch == 0) options_.ack_batch = 1;
   }
 
+  v1::ReceiveRequest ReceiveRequestFor() const {
+    v1::ReceiveRequest req;
+    req.set_max_batch(options_.max_batch);
+    return req;
+  }
+
   void Start() {
     reader_ = std::thread([this] { ReaderLoop(); });
     acker_ = std::thread([this] { AckLoop(); });
@@ -582,8 +588,18 @@ class StreamState {
       ev.last_delivery_id = resp.backlog_drained().last_delivery_id();
       return Enqueue(std::move(ev));
     }
+    if (resp.has_batch()) {
+      for (const v1::Envelope& env : resp.batch().envelopes()) {
+        if (!HandleEnvelope(env)) return false;
+      }
+      return true;
+    }
     if (!resp.has_envelope()) return true;  // unknown item: skip
-    const v1::Envelope& env = resp.envelope();
+    return HandleEnvelope(resp.envelope());
+  }
+
+  // False when the stream was cancelled.
+  bool HandleEnvelope(const v1::Envelope& env) {
     const uint64_t id = env.delivery_id();
     // Redelivery after a reconnect: already handed out in this session.
     if (id != 0 && id <= last_enqueued_) return true;
@@ -688,7 +704,7 @@ class StreamState {
         ctx_ = ctx;
       }
       std::unique_ptr<grpc::ClientReader<v1::ReceiveResponse>> reader =
-          core_->messaging()->Receive(ctx.get(), v1::ReceiveRequest());
+          core_->messaging()->Receive(ctx.get(), ReceiveRequestFor());
       v1::ReceiveResponse resp;
       bool delivered = false;
       while (reader->Read(&resp)) {
@@ -1553,6 +1569,11 @@ absl::StatusOr<HistoryPage> Client::GetHistory(
 
 absl::StatusOr<std::unique_ptr<ReceiveStream>> Client::Receive(
     ReceiveOptions options) {
+  if (options.max_batch > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ReceiveOptions.max_batch: ", options.max_batch,
+        " is above the server's limit of 256"));
+  }
   if (!core_->profile().registered()) {
     grpc::ClientContext probe;
     if (absl::Status s = core_->Authorize(&probe); !s.ok()) return s;

@@ -340,6 +340,10 @@ struct ReceiveOptions {
   // Events buffered between the network thread and the app. When full, the
   // stream stops reading (gRPC flow control pushes back on the server).
   size_t queue_capacity = 256;
+  // Envelopes the server may send in one response when several are waiting
+  // (ReceiveRequest.max_batch, at most 256; 0 or 1: one per response). The
+  // events are the same either way; batches make a backlog arrive faster.
+  uint32_t max_batch = 64;
   // Reconnects after a break with UNAVAILABLE, a server-side CANCELLED or an
   // unexpected clean end,
   // resuming from the server's backlog. Consecutive failed attempts allowed;

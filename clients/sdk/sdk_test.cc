@@ -623,6 +623,7 @@ struct FakeState {
   grpc::StatusCode send_error = grpc::StatusCode::OK;
   std::set<uint64_t> acked;
   int receive_calls = 0;
+  uint32_t receive_max_batch = 0;  // of the last Receive
   std::atomic<bool> unauthorized{false};
   std::vector<v1::RequestSecurityChangeRequest> security_requests;
 };
@@ -754,7 +755,7 @@ class FakeMessaging final : public v1::MessagingService::Service {
     resp->set_removed(req->delivery_ids_size());
     return grpc::Status::OK;
   }
-  grpc::Status Receive(grpc::ServerContext* ctx, const v1::ReceiveRequest*,
+  grpc::Status Receive(grpc::ServerContext* ctx, const v1::ReceiveRequest* req,
                        grpc::ServerWriter<v1::ReceiveResponse>* w) override {
     int call;
     std::set<uint64_t> acked;
@@ -762,6 +763,7 @@ class FakeMessaging final : public v1::MessagingService::Service {
       absl::MutexLock l(&s_->mu);
       call = ++s_->receive_calls;
       acked = s_->acked;
+      s_->receive_max_batch = req->max_batch();
     }
     v1::ReceiveResponse r;
     if (call == 1) {
@@ -772,11 +774,18 @@ class FakeMessaging final : public v1::MessagingService::Service {
       absl::SleepFor(absl::Milliseconds(50));
       return {grpc::StatusCode::UNAVAILABLE, "server restarting"};
     }
+    // After the reconnect the backlog comes as one batch when the client
+    // allows batches (ReceiveRequest.max_batch), as parleyd sends it.
     for (uint64_t id = 1; id <= 4; ++id) {
       if (acked.contains(id)) continue;
-      *r.mutable_envelope() = MakeEnvelope(id);
-      w->Write(r);
+      if (req->max_batch() > 1) {
+        *r.mutable_batch()->add_envelopes() = MakeEnvelope(id);
+      } else {
+        *r.mutable_envelope() = MakeEnvelope(id);
+        w->Write(r);
+      }
     }
+    if (r.has_batch()) w->Write(r);
     r.mutable_backlog_drained()->set_last_delivery_id(4);
     w->Write(r);
     while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
@@ -1084,6 +1093,41 @@ TEST_F(FakeServerTest, ReceiveReconnectsDedupsAndAutoAcks) {
   EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
   absl::MutexLock l(&state_.mu);
   EXPECT_EQ(state_.acked, (std::set<uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(state_.receive_max_batch, 64u);  // the default: batches allowed
+}
+
+TEST_F(FakeServerTest, ReceiveWithoutBatchesGetsTheSameEvents) {
+  auto client = NewClient(RegisteredProfile());
+  ReceiveOptions o;
+  o.max_batch = 1;
+  o.initial_backoff = absl::Milliseconds(10);
+  o.ack_flush_interval = absl::Milliseconds(10);
+  auto stream = client->Receive(o);
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  std::vector<uint64_t> seen;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (seen.size() < 4 && absl::Now() < deadline) {
+    auto ev = (*stream)->Next(absl::Seconds(5));
+    ASSERT_TRUE(ev.ok()) << ev.status();
+    if (ev->has_value() && (*ev)->kind == Event::Kind::kMessage) {
+      seen.push_back((*ev)->delivery_id);
+    }
+  }
+  EXPECT_THAT(seen, ElementsAre(1, 2, 3, 4));
+  (*stream)->Close();
+  absl::MutexLock l(&state_.mu);
+  EXPECT_EQ(state_.receive_max_batch, 1u);
+}
+
+TEST_F(FakeServerTest, ReceiveRefusesABatchAboveTheServersLimit) {
+  auto client = NewClient(RegisteredProfile());
+  ReceiveOptions o;
+  o.max_batch = 257;
+  auto stream = client->Receive(o);
+  ASSERT_TRUE(absl::IsInvalidArgument(stream.status())) << stream.status();
+  EXPECT_THAT(std::string(stream.status().message()), HasSubstr("max_batch"));
+  absl::MutexLock l(&state_.mu);
+  EXPECT_EQ(state_.receive_calls, 0);
 }
 
 TEST_F(FakeServerTest, ListenStopsOnStopTokenAndAcksHandled) {

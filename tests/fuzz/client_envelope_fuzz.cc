@@ -314,6 +314,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       v1::ReceiveResponse r;
       if (!r.ParseFromArray(payload.data(), n)) return 0;
       if (r.has_envelope()) Message(r.envelope().message(), v, verifier->get());
+      if (r.has_batch()) {
+        for (const v1::Envelope& e : r.batch().envelopes()) Message(e.message(), v, verifier->get());
+      }
       break;
     }
     case 1: {

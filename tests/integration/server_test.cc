@@ -530,6 +530,111 @@ TEST_F(ServerTest, OrderingBacklogAckAndRedelivery) {
   EXPECT_EQ(e.message().plain().content(), "msg " + std::to_string(kN / 2));
 }
 
+// ReceiveRequest.max_batch: a backlog arrives in batches of at most
+// max_batch envelopes, in order, with the marker after the last envelope of
+// the backlog and never inside a batch; messages sent after the stream opened
+// come after the marker, even when one storage read returns them together
+// with the end of the backlog; a lone live envelope comes on its own.
+TEST_F(ServerTest, ReceiveBatchesWhatIsWaiting) {
+  Device a = Reg("alice"), b = Reg("bob");
+  std::string dm = DirectId(a, b);
+  constexpr int kBacklog = 150;  // three storage reads (64 entries each)
+  constexpr int kLater = 100;
+  constexpr uint32_t kMaxBatch = 50;
+  const std::string body(8 * 1024, 'x');  // 50 envelopes: about 400 KB
+  auto text = [&](int i) { return absl::StrCat("msg ", i, " ", body); };
+  for (int i = 0; i < kBacklog; ++i) {
+    ASSERT_TRUE(client_->SendText(a, dm, absl::StrCat("b", i), text(i)).ok());
+  }
+  // Bob reads on a connection with a 64 KB window that does not grow, so
+  // the server cannot run ahead of him: after his first read it is stuck in
+  // the backlog's first storage read. The later messages are then sent, and
+  // the backlog's last read (entries 129..150) also returns newer ones.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem_;
+  ApiClient slow(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                           grpc::SslCredentials(ssl), args));
+  Stream st(slow, b, 30, kMaxBatch);
+  std::vector<v1::Envelope> before, after;
+  uint64_t marker = 0;
+  bool marked = false;
+  int batches = 0;
+  size_t largest = 0;
+  auto read_one = [&]() -> bool {
+    v1::ReceiveResponse r;
+    if (!st.Read(&r)) return false;
+    if (r.has_backlog_drained()) {
+      EXPECT_FALSE(marked) << "a second marker";
+      marked = true;
+      marker = r.backlog_drained().last_delivery_id();
+      return true;
+    }
+    std::vector<v1::Envelope>& into = marked ? after : before;
+    if (r.has_envelope()) {
+      into.push_back(r.envelope());
+      return true;
+    }
+    EXPECT_TRUE(r.has_batch());
+    EXPECT_GE(r.batch().envelopes_size(), 2) << "a batch holds two or more";
+    ++batches;
+    largest = std::max(largest, static_cast<size_t>(r.batch().envelopes_size()));
+    into.insert(into.end(), r.batch().envelopes().begin(), r.batch().envelopes().end());
+    return true;
+  };
+  ASSERT_TRUE(read_one());
+  ASSERT_FALSE(marked);
+  for (int i = kBacklog; i < kBacklog + kLater; ++i) {
+    ASSERT_TRUE(client_->SendText(a, dm, absl::StrCat("b", i), text(i)).ok());
+  }
+  for (int n = 0; n < 1000 && before.size() + after.size() < static_cast<size_t>(kBacklog + kLater); ++n) {
+    ASSERT_TRUE(read_one());
+  }
+  ASSERT_TRUE(marked);
+  ASSERT_EQ(before.size(), static_cast<size_t>(kBacklog));  // exactly the backlog first
+  ASSERT_EQ(after.size(), static_cast<size_t>(kLater));
+  EXPECT_GE(batches, 4);  // 150 + 100 envelopes, at most 50 per batch
+  EXPECT_LE(largest, kMaxBatch);
+  for (const auto& e : before) EXPECT_LE(e.delivery_id(), marker);
+  for (const auto& e : after) EXPECT_GT(e.delivery_id(), marker);
+  before.insert(before.end(), after.begin(), after.end());
+  uint64_t last_id = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_GT(before[i].delivery_id(), last_id);
+    last_id = before[i].delivery_id();
+    EXPECT_EQ(before[i].message().seq(), i + 1);
+    EXPECT_EQ(before[i].message().plain().content(), text(static_cast<int>(i)));
+  }
+  // Caught up: one new message comes alone.
+  ASSERT_TRUE(client_->SendText(a, dm, "live", "live").ok());
+  v1::ReceiveResponse r;
+  ASSERT_TRUE(st.Read(&r));
+  ASSERT_TRUE(r.has_envelope());
+  EXPECT_EQ(r.envelope().message().plain().content(), "live");
+}
+
+TEST_F(ServerTest, ReceiveMaxBatchAboveTheLimitIsInvalidArgument) {
+  Device a = Reg("alice"), b = Reg("bob");
+  std::string dm = DirectId(a, b);
+  ASSERT_TRUE(client_->SendText(a, dm, "x", "kept").ok());
+  {
+    Stream st(*client_, b, 10, 257);
+    v1::ReceiveResponse r;
+    EXPECT_FALSE(st.Read(&r));
+    grpc::Status s = st.Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("max_batch"));
+    EXPECT_THAT(s.error_message(), HasSubstr("256"));
+  }
+  // The limit itself is accepted, and nothing was lost.
+  Stream st(*client_, b, 10, 256);
+  v1::Envelope e;
+  ASSERT_TRUE(st.NextEnvelope(&e));
+  EXPECT_EQ(e.message().plain().content(), "kept");
+}
+
 // The backlog marker also comes when nothing is left to deliver: every entry
 // acknowledged, and after a restart (delivery ids then continue above a
 // stored bound, so the queue's end is not the device's last id).

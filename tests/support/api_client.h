@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -112,10 +113,14 @@ class ApiClient {
 };
 
 // An open Receive stream. Read() returns false when the stream ends.
+// `max_batch`: ReceiveRequest.max_batch (0: one envelope per response).
 class Stream {
  public:
-  Stream(ApiClient& c, const Device& d, int deadline_s = 30) : ctx_(ApiClient::Ctx(d.token, deadline_s)) {
-    reader_ = c.messaging->Receive(ctx_.get(), v1::ReceiveRequest());
+  Stream(ApiClient& c, const Device& d, int deadline_s = 30, uint32_t max_batch = 0)
+      : ctx_(ApiClient::Ctx(d.token, deadline_s)) {
+    v1::ReceiveRequest req;
+    req.set_max_batch(max_batch);
+    reader_ = c.messaging->Receive(ctx_.get(), req);
   }
   ~Stream() {
     ctx_->TryCancel();
@@ -125,12 +130,24 @@ class Stream {
     if (!finished_) reader_->Finish().ok();
   }
   bool Read(v1::ReceiveResponse* r) { return reader_->Read(r); }
-  // Reads the next envelope, skipping the backlog marker.
+  // Reads the next envelope, skipping the backlog marker (and taking the
+  // envelopes of a batch one by one).
   bool NextEnvelope(v1::Envelope* e) {
+    if (!pending_.empty()) {
+      *e = std::move(pending_.front());
+      pending_.pop_front();
+      return true;
+    }
     v1::ReceiveResponse r;
     while (reader_->Read(&r)) {
       if (r.has_envelope()) {
         *e = r.envelope();
+        return true;
+      }
+      if (r.has_batch() && r.batch().envelopes_size() > 0) {
+        pending_.assign(r.batch().envelopes().begin(), r.batch().envelopes().end());
+        *e = std::move(pending_.front());
+        pending_.pop_front();
         return true;
       }
     }
@@ -145,6 +162,7 @@ class Stream {
  private:
   std::unique_ptr<grpc::ClientContext> ctx_;
   std::unique_ptr<grpc::ClientReader<v1::ReceiveResponse>> reader_;
+  std::deque<v1::Envelope> pending_;  // rest of the last batch
   bool finished_ = false;
 };
 

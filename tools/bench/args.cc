@@ -121,6 +121,10 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   app.add_option("--window", o.window,
                  "closed loop: Sends in flight per sender")
       ->capture_default_str();
+  app.add_option("--receive-batch", o.receive_batch,
+                 "envelopes per Receive response at most (ReceiveRequest."
+                 "max_batch; 1: one per response, as older clients)")
+      ->capture_default_str();
   app.add_option("--rate", o.rate,
                  "open loop: Sends/s over all senders (0: closed loop)")
       ->capture_default_str();
@@ -223,6 +227,7 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
       {"--group-size", double(o.group_size), 2, 1000},
       {"--size", double(o.size), 40, 65536},
       {"--window", double(o.window), 1, 4096},
+      {"--receive-batch", double(o.receive_batch), 1, 256},
       {"--rate", o.rate, 0, 10000000},
       {"--duration", o.duration_s, 0.1, 3600},
       {"--warmup", o.warmup_s, 0, 600},

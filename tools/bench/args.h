@@ -54,6 +54,9 @@ struct Options {
   double duration_s = 10;
   double warmup_s = 2;
   int connections = 4;  // HTTP/2 connections for the load devices
+  // ReceiveRequest.max_batch of every Receive stream (1: one envelope per
+  // response; 64 is what the SDK asks for).
+  int receive_batch = 64;
   int64_t drain_messages = 20000;
   int idle_streams = 10000;
   int idle_connections = 100;

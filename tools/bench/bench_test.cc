@@ -40,6 +40,7 @@ TEST(ArgsTest, Defaults) {
   EXPECT_EQ(o->pairs, 16);
   EXPECT_EQ(o->size, 256);
   EXPECT_EQ(o->rate, 0);
+  EXPECT_EQ(o->receive_batch, 64);
   EXPECT_TRUE(o->compact);
 }
 
@@ -100,6 +101,9 @@ TEST(ArgsTest, Errors) {
   EXPECT_FALSE(Parse({"--size", "39"}).ok());  // below the payload header
   EXPECT_TRUE(Parse({"--size", "40"}).ok());
   EXPECT_FALSE(Parse({"--window", "0"}).ok());
+  EXPECT_FALSE(Parse({"--receive-batch", "0"}).ok());
+  EXPECT_FALSE(Parse({"--receive-batch", "257"}).ok());
+  EXPECT_EQ(Parse({"--receive-batch", "1"})->receive_batch, 1);
   EXPECT_FALSE(Parse({"--rate", "-1"}).ok());
   EXPECT_FALSE(Parse({"--bogus"}).ok());
   std::string help;
@@ -312,6 +316,21 @@ TEST_F(NullServerRunTest, DrainDeliversTheBacklog) {
   EXPECT_EQ(r->deliveries_total, 300u);
   EXPECT_GT(r->drain_per_s, 0);
   EXPECT_GT(r->fill_per_s, 0);
+  // The backlog was waiting: it came in batches of up to 64 envelopes.
+  EXPECT_EQ(r->stream_envelopes, 300u);
+  EXPECT_LT(r->stream_responses, 300u / 2);
+}
+
+TEST_F(NullServerRunTest, DrainWithoutBatchesOneEnvelopePerResponse) {
+  o_.scenario = Scenario::kDrain;
+  o_.pairs = 1;
+  o_.drain_messages = 100;
+  o_.receive_batch = 1;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->deliveries_total, 100u);
+  EXPECT_EQ(r->stream_envelopes, 100u);
+  EXPECT_EQ(r->stream_responses, 100u);
 }
 
 TEST_F(NullServerRunTest, IdleStreams) {

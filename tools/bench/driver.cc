@@ -166,6 +166,7 @@ struct Stats {
   std::atomic<uint64_t> delivered{0}, delivered_window{0}, duplicates{0};
   std::atomic<uint64_t> acked{0}, ack_calls{0}, ack_errors{0},
       decrypt_errors{0};
+  std::atomic<uint64_t> stream_envelopes{0}, stream_responses{0};
   std::atomic<uint64_t> accepted{0}, accepted_window{0}, send_errors{0},
       skipped{0};
   std::atomic<int64_t> inflight{0};
@@ -189,8 +190,11 @@ struct Stats {
 // next batch, at most 1000 ids, as the SDK does).
 class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
  public:
-  Receiver(v1::MessagingService::Stub* stub, const Device& d, Stats* st)
-      : stub_(stub), device_(d), st_(st) {}
+  Receiver(v1::MessagingService::Stub* stub, const Device& d, Stats* st,
+           int max_batch)
+      : stub_(stub), device_(d), st_(st) {
+    req_.set_max_batch(static_cast<uint32_t>(max_batch));
+  }
 
   void Open() {
     ctx_.AddMetadata("authorization", "Bearer " + device_.token);
@@ -239,8 +243,26 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
       drained_ = true;
       return;
     }
-    if (!resp_.has_envelope()) return;
-    const v1::Message& m = resp_.envelope().message();
+    if (resp_.has_envelope()) {
+      ++st_->stream_responses;
+      ++st_->stream_envelopes;
+      HandleEnvelope(resp_.envelope());
+      QueueAcks({resp_.envelope().delivery_id()});
+    } else if (resp_.has_batch()) {
+      ++st_->stream_responses;
+      st_->stream_envelopes += resp_.batch().envelopes_size();
+      std::vector<uint64_t> ids;
+      ids.reserve(resp_.batch().envelopes_size());
+      for (const v1::Envelope& e : resp_.batch().envelopes()) {
+        HandleEnvelope(e);
+        ids.push_back(e.delivery_id());
+      }
+      QueueAcks(ids);
+    }
+  }
+
+  void HandleEnvelope(const v1::Envelope& envelope) {
+    const v1::Message& m = envelope.message();
     const std::string* payload = nullptr;
     if (m.has_plain()) payload = &m.plain().content();
     if (m.has_ciphertext()) payload = &m.ciphertext().ciphertext();
@@ -286,14 +308,13 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
         if (st_->InWindow(send_ns)) st_->e2e.Record(now - send_ns);
       }
     }
-    QueueAck(resp_.envelope().delivery_id());
   }
 
-  void QueueAck(uint64_t id) {
+  void QueueAcks(const std::vector<uint64_t>& ids) {
     std::vector<uint64_t> batch;
     {
       absl::MutexLock lock(&ack_mu_);
-      pending_.push_back(id);
+      pending_.insert(pending_.end(), ids.begin(), ids.end());
       if (ack_inflight_) return;
       ack_inflight_ = true;
       TakeBatchLocked(&batch);
@@ -891,7 +912,8 @@ class Run {
       for (size_t i = start; i < end; ++i) {
         const Device& d = devices_[devices[i]];
         out->push_back(
-            std::make_unique<Receiver>(Conn(d)->messaging.get(), d, &st_));
+            std::make_unique<Receiver>(Conn(d)->messaging.get(), d, &st_,
+                                       o_.receive_batch));
         out->back()->Open();
       }
       auto all_up = [&] {
@@ -1088,6 +1110,8 @@ class Run {
     r_.acked = st_.acked.load();
     r_.ack_errors = st_.ack_errors.load();
     r_.ack_calls = st_.ack_calls.load();
+    r_.stream_envelopes = st_.stream_envelopes.load();
+    r_.stream_responses = st_.stream_responses.load();
     r_.decrypt_errors = st_.decrypt_errors.load();
     if (r_.window_s > 0) {
       r_.delivered_per_s =

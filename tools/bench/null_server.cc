@@ -4,7 +4,9 @@
 #include <grpcpp/grpcpp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -57,7 +59,8 @@ int64_t NowMs() {
 class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
                           public std::enable_shared_from_this<NullReceive> {
  public:
-  explicit NullReceive(std::shared_ptr<Mailbox> mb) : mb_(std::move(mb)) {}
+  NullReceive(std::shared_ptr<Mailbox> mb, size_t max_batch)
+      : mb_(std::move(mb)), max_batch_(std::max<size_t>(1, max_batch)) {}
 
   void Start() {
     std::shared_ptr<NullReceive> old;
@@ -130,8 +133,25 @@ class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
         absl::MutexLock mlock(&mb_->mu);
         auto it = mb_->entries.upper_bound(cursor_);
         if (it != mb_->entries.end()) {
-          *current_.mutable_envelope() = it->second;
-          cursor_ = it->first;
+          // As parleyd: whatever is waiting, up to max_batch_ envelopes and
+          // 1 MB, in one response; a lone envelope on its own.
+          auto next = std::next(it);
+          if (max_batch_ == 1 || next == mb_->entries.end()) {
+            *current_.mutable_envelope() = it->second;
+            cursor_ = it->first;
+          } else {
+            current_.Clear();
+            v1::EnvelopeBatch* batch = current_.mutable_batch();
+            size_t bytes = 0;
+            for (; it != mb_->entries.end() &&
+                   static_cast<size_t>(batch->envelopes_size()) < max_batch_;
+                 ++it) {
+              bytes += it->second.ByteSizeLong();
+              if (batch->envelopes_size() > 0 && bytes > (1u << 20)) break;
+              *batch->add_envelopes() = it->second;
+              cursor_ = it->first;
+            }
+          }
           write = true;
         } else if (!drained_sent_) {
           drained_sent_ = true;
@@ -148,6 +168,7 @@ class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
   }
 
   const std::shared_ptr<Mailbox> mb_;
+  const size_t max_batch_;
   absl::Mutex mu_;
   std::shared_ptr<NullReceive> self_ ABSL_GUARDED_BY(mu_);
   v1::ReceiveResponse current_;  // touched only while writing_ is false
@@ -439,11 +460,16 @@ class MessagingSvc final : public v1::MessagingService::CallbackService {
   }
 
   grpc::ServerWriteReactor<v1::ReceiveResponse>* Receive(
-      grpc::CallbackServerContext* ctx, const v1::ReceiveRequest*) override {
+      grpc::CallbackServerContext* ctx,
+      const v1::ReceiveRequest* req) override {
     grpc::Status err;
     auto caller = st_->Auth(ctx, &err);
     if (!caller) return new FailedReceive(err);
-    auto r = std::make_shared<NullReceive>(caller->mailbox);
+    if (req->max_batch() > 256) {
+      return new FailedReceive(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_batch"));
+    }
+    auto r = std::make_shared<NullReceive>(caller->mailbox, req->max_batch());
     r->Start();
     return r.get();
   }

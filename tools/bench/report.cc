@@ -63,6 +63,8 @@ json ToJson(const RunResult& r) {
       {"acked", r.acked},
       {"ack_errors", r.ack_errors},
       {"ack_calls", r.ack_calls},
+      {"stream_envelopes", r.stream_envelopes},
+      {"stream_responses", r.stream_responses},
       {"decrypt_errors", r.decrypt_errors},
       {"window_s", r.window_s},
       {"delivered_per_s", r.delivered_per_s},
@@ -118,6 +120,7 @@ json OptionsToJson(const Options& o) {
           {"group_size", o.group_size},
           {"size", o.size},
           {"window", o.window},
+          {"receive_batch", o.receive_batch},
           {"rate", o.rate},
           {"duration_s", o.duration_s},
           {"warmup_s", o.warmup_s},
@@ -237,6 +240,14 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
                     ? std::string("-")
                     : absl::StrFormat("%.2f", static_cast<double>(r.ack_calls) /
                                                   static_cast<double>(r.deliveries_total));
+       },
+       nullptr},
+      {"envelopes per Receive response",
+       [](const RunResult& r) {
+         return r.stream_responses == 0
+                    ? std::string("-")
+                    : absl::StrFormat("%.2f", static_cast<double>(r.stream_envelopes) /
+                                                  static_cast<double>(r.stream_responses));
        },
        nullptr},
       {"send errors (skipped)",

@@ -44,6 +44,10 @@ struct RunResult {
   uint64_t acked = 0;
   uint64_t ack_errors = 0;
   uint64_t ack_calls = 0;  // Ack RPCs (each acks the ids that arrived meanwhile)
+  // Envelopes received on Receive streams, and the responses that carried
+  // them (a batch response carries several: ReceiveRequest.max_batch).
+  uint64_t stream_envelopes = 0;
+  uint64_t stream_responses = 0;
   // --mode e2ee-signal: envelopes the receiving device could not decrypt.
   uint64_t decrypt_errors = 0;
   double window_s = 0;         // measured length of the window
