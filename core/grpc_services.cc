@@ -286,23 +286,195 @@ class FailedStream final : public grpc::ServerWriteReactor<v1::ReceiveResponse> 
   void OnDone() override { delete this; }
 };
 
+class FailedSendStream final : public grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse> {
+ public:
+  explicit FailedSendStream(const absl::Status& s) { Finish(ToGrpc(s)); }
+  void OnDone() override { delete this; }
+};
+
+// Requests a SendStream reads ahead of the responses it has written; then
+// it stops reading until writes catch up (HTTP/2 flow control holds the
+// client). Bounds a stream's memory.
+constexpr int kMaxSendsAhead = 256;
+
 }  // namespace
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  // Structured details (absl payloads keyed by type URL) travel as a
-  // google.rpc.Status-compatible RpcStatus in grpc-status-details-bin.
+// One SendStream call: every request is authenticated with the call's
+// metadata and handled by ParleyService::Send, exactly as a unary Send, and
+// answered once WhenDurable reports (so with --sync after the shared fsync).
+// One read and one write in flight at a time; responses wait in out_.
+// Decisions under mu_; gRPC operations are started after it is released.
+// Owned by itself (self_) until OnDone, and by the pending WhenDurable
+// callbacks (which do nothing once the call is done).
+class SendStreamReactor final : public grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse>,
+                                public std::enable_shared_from_this<SendStreamReactor> {
+ public:
+  SendStreamReactor(ParleyService* s, MessagingGrpc* owner, std::string authorization)
+      : s_(s), owner_(owner), authorization_(std::move(authorization)) {}
+
+  void Start() {
+    {
+      absl::MutexLock lock(&mu_);
+      self_ = shared_from_this();
+      reading_ = true;
+    }
+    StartRead(&req_);
+  }
+
+  void Close(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finish_status_.has_value()) finish_status_ = status;
+    }
+    Pump();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed (or the call is over)
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        half_closed_ = true;
+      }
+      Pump();
+      return;
+    }
+    Handle();
+    bool read_more = false;
+    {
+      absl::MutexLock lock(&mu_);
+      read_more = !finish_status_.has_value() && unanswered_ < kMaxSendsAhead;
+      reading_ = read_more;
+    }
+    if (read_more) StartRead(&req_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool read_more = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      --unanswered_;
+      if (!ok && !finish_status_.has_value()) finish_status_ = absl::CancelledError("stream broken");
+      if (!reading_ && !half_closed_ && !finish_status_.has_value() && unanswered_ < kMaxSendsAhead) {
+        reading_ = read_more = true;
+      }
+    }
+    if (read_more) StartRead(&req_);
+    Pump();
+  }
+
+  void OnCancel() override { Close(absl::CancelledError("cancelled by client")); }
+
+  void OnDone() override {
+    owner_->ForgetSendStream(this);
+    std::shared_ptr<SendStreamReactor> self;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      self = std::move(self_);
+    }
+  }
+
+ private:
+  // Runs on the thread of OnReadDone; the next read starts after it.
+  void Handle() {
+    v1::SendStreamResponse resp;
+    resp.set_request_id(req_.request_id());
+    {
+      absl::MutexLock lock(&mu_);
+      ++unanswered_;
+    }
+    absl::StatusOr<v1::SendResponse> r = [&]() -> absl::StatusOr<v1::SendResponse> {
+      auto caller = s_->Authenticate(authorization_);
+      if (!caller.ok()) return caller.status();
+      return s_->Send(*caller, req_.send());
+    }();
+    if (r.ok()) {
+      *resp.mutable_sent() = std::move(*r);
+    } else {
+      *resp.mutable_error() = ToRpcStatus(r.status());
+    }
+    // Errors go the same way, so responses keep the requests' order.
+    std::shared_ptr<SendStreamReactor> self = shared_from_this();
+    s_->storage().WhenDurable([self, resp = std::move(resp)](absl::Status st) mutable {
+      if (!st.ok() && resp.has_sent()) *resp.mutable_error() = ToRpcStatus(st);
+      self->Answer(std::move(resp));
+    });
+  }
+
+  void Answer(v1::SendStreamResponse resp) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) return;
+      out_.push_back(std::move(resp));
+    }
+    Pump();
+  }
+
+  void Pump() {
+    bool write = false, finish = false;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_ || done_) return;
+      if (finish_status_.has_value()) {
+        finished_ = finish = true;
+        status = ToGrpc(*finish_status_);
+      } else if (!out_.empty()) {
+        current_ = std::move(out_.front());
+        out_.pop_front();
+        writing_ = write = true;
+      } else if (half_closed_ && unanswered_ == 0) {
+        finished_ = finish = true;
+        status = grpc::Status::OK;
+      }
+    }
+    if (write) StartWrite(&current_);
+    if (finish) Finish(status);
+  }
+
+  ParleyService* const s_;
+  MessagingGrpc* const owner_;
+  const std::string authorization_;
+  // Touched only by the read in flight and OnReadDone (one at a time).
+  v1::SendStreamRequest req_;
+  absl::Mutex mu_;
+  std::shared_ptr<SendStreamReactor> self_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::SendStreamResponse> out_ ABSL_GUARDED_BY(mu_);
+  // Written only while writing_ is false (under mu_), read by gRPC while a
+  // write is in flight.
+  v1::SendStreamResponse current_;
+  std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
+  int unanswered_ ABSL_GUARDED_BY(mu_) = 0;  // read, response not yet written
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+v1::RpcStatus ToRpcStatus(const absl::Status& s) {
   v1::RpcStatus rich;
+  rich.set_code(static_cast<int>(s.code()));
+  rich.set_message(std::string(s.message()));
+  // Structured details: absl payloads keyed by type URL.
   s.ForEachPayload([&](absl::string_view type_url, const absl::Cord& payload) {
     auto* any = rich.add_details();
     any->set_type_url(std::string(type_url));
     any->set_value(std::string(payload));
   });
+  return rich;
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  // Structured details travel as a google.rpc.Status-compatible RpcStatus
+  // in grpc-status-details-bin.
+  v1::RpcStatus rich = ToRpcStatus(s);
   if (rich.details_size() == 0) {
     return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
   }
-  rich.set_code(static_cast<int>(s.code()));
-  rich.set_message(std::string(s.message()));
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()),
                       rich.SerializeAsString());
 }
@@ -395,6 +567,44 @@ grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, 
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   s_->storage().WhenDurable([reactor](absl::Status st) { reactor->Finish(ToGrpc(st)); });
   return reactor;
+}
+
+grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse>* MessagingGrpc::SendStream(
+    grpc::CallbackServerContext* ctx) {
+  // Checked once here so a bad token fails the call at once; again for
+  // every request (revocation, suspension and rate limits apply per Send).
+  auto caller = Auth(s_, ctx);
+  if (!caller.ok()) return new FailedSendStream(caller.status());
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  std::string authorization = it == md.end() ? std::string() : std::string(it->second.data(), it->second.size());
+  auto reactor = std::make_shared<SendStreamReactor>(s_, this, std::move(authorization));
+  {
+    absl::MutexLock lock(&send_streams_mu_);
+    if (send_streams_closed_) {
+      return new FailedSendStream(absl::UnavailableError("server is shutting down"));
+    }
+    send_streams_[reactor.get()] = reactor;
+  }
+  reactor->Start();
+  return reactor.get();
+}
+
+void MessagingGrpc::CloseSendStreams(const absl::Status& status) {
+  std::vector<std::shared_ptr<SendStreamReactor>> open;
+  {
+    absl::MutexLock lock(&send_streams_mu_);
+    send_streams_closed_ = true;
+    for (auto& [ptr, weak] : send_streams_) {
+      if (auto r = weak.lock()) open.push_back(std::move(r));
+    }
+  }
+  for (auto& r : open) r->Close(status);
+}
+
+void MessagingGrpc::ForgetSendStream(SendStreamReactor* r) {
+  absl::MutexLock lock(&send_streams_mu_);
+  send_streams_.erase(r);
 }
 
 grpc::ServerWriteReactor<v1::ReceiveResponse>* MessagingGrpc::Receive(grpc::CallbackServerContext* ctx,

@@ -10,7 +10,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "core/delivery.h"
 #include "core/key_directory.h"
 #include "core/service.h"
@@ -19,6 +23,11 @@
 namespace parley::core {
 
 grpc::Status ToGrpc(const absl::Status& s);
+// The same status as a google.rpc.Status-compatible message (code, message,
+// absl payloads as details), e.g. for an error inside a stream.
+v1::RpcStatus ToRpcStatus(const absl::Status& s);
+
+class SendStreamReactor;
 
 class AccountGrpc final : public v1::AccountService::CallbackService {
  public:
@@ -69,6 +78,8 @@ class MessagingGrpc final : public v1::MessagingService::CallbackService {
   MessagingGrpc(ParleyService* s, DeliveryHub* hub) : s_(s), hub_(hub) {}
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext*, const v1::SendRequest*,
                                  v1::SendResponse*) override;
+  grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse>* SendStream(
+      grpc::CallbackServerContext*) override;
   grpc::ServerWriteReactor<v1::ReceiveResponse>* Receive(grpc::CallbackServerContext*,
                                                          const v1::ReceiveRequest*) override;
   grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext*, const v1::AckRequest*,
@@ -78,9 +89,20 @@ class MessagingGrpc final : public v1::MessagingService::CallbackService {
   grpc::ServerUnaryReactor* ReportMessage(grpc::CallbackServerContext*, const v1::ReportMessageRequest*,
                                           v1::ReportMessageResponse*) override;
 
+  // Ends every open SendStream with `status` (responses not yet written are
+  // dropped: the client retries them by client_message_id) and refuses new
+  // ones. Called when the server shuts down. Thread-safe.
+  void CloseSendStreams(const absl::Status& status);
+  // Called by a SendStream when gRPC is done with it.
+  void ForgetSendStream(SendStreamReactor* r);
+
  private:
   ParleyService* s_;
   DeliveryHub* hub_;
+  absl::Mutex send_streams_mu_;
+  absl::flat_hash_map<SendStreamReactor*, std::weak_ptr<SendStreamReactor>> send_streams_
+      ABSL_GUARDED_BY(send_streams_mu_);
+  bool send_streams_closed_ ABSL_GUARDED_BY(send_streams_mu_) = false;
 };
 
 // The key directory (KeyDirectory): authenticates through ParleyService.

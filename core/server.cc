@@ -287,6 +287,7 @@ class ServerImpl final : public Server {
     }
     spdlog::info("event=shutdown phase=begin streams={}", hub_.size());
     hub_.CloseAll(absl::UnavailableError("server is shutting down"));
+    if (messaging_) messaging_->CloseSendStreams(absl::UnavailableError("server is shutting down"));
     if (admin_server_) admin_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     if (retention_.joinable()) retention_.join();

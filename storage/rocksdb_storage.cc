@@ -1109,6 +1109,12 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   // The write-ahead-log and memtable stages of consecutive write groups
   // overlap: +10-25% messages/s in parley-bench (BENCHMARKS.md).
   db_opts.enable_pipelined_write = true;
+  // A writer waiting for its write group blocks at once instead of calling
+  // sched_yield for up to 100 us: on a small machine the yields took CPU
+  // from the threads doing the work (sched_yield 3.4% of parleyd's CPU;
+  // 4-15% more messages/s with SendStream, the same with unary Sends;
+  // BENCHMARKS.md, fourth round).
+  db_opts.enable_write_thread_adaptive_yield = false;
 
   std::shared_ptr<rocksdb::Cache> cache =
       rocksdb::NewLRUCache(options.block_cache_bytes);

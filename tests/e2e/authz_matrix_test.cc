@@ -657,6 +657,37 @@ std::vector<OtherCase> OtherCases() {
                    ExpectNoLeak(s, resp);
                  }
                }});
+  v.push_back({"MessagingService", "SendStream", [&c](const Device& eve) {
+                 // Every Send on eve's stream is refused like the unary
+                 // Send, and the answers leak nothing.
+                 auto ctx = c.Ctx(eve);
+                 auto rw = c.messaging->SendStream(ctx.get());
+                 uint64_t id = 0;
+                 for (const std::string& conv : {w->direct_id, w->group_id}) {
+                   v1::SendStreamRequest req;
+                   req.set_request_id(++id);
+                   req.mutable_send()->set_conversation_id(conv);
+                   req.mutable_send()->set_client_message_id(absl::StrCat("x", id));
+                   req.mutable_send()->mutable_body()->mutable_plain()->set_content("eve was here");
+                   EXPECT_TRUE(rw->Write(req));
+                 }
+                 EXPECT_TRUE(rw->WritesDone());
+                 v1::SendStreamResponse resp;
+                 int answers = 0;
+                 while (rw->Read(&resp)) {
+                   ++answers;
+                   ASSERT_TRUE(resp.has_error()) << resp.DebugString();
+                   // The same rule as for a unary error: it may name the
+                   // conversation id eve sent, nothing else of the victim.
+                   const grpc::Status as_status(static_cast<grpc::StatusCode>(resp.error().code()),
+                                                resp.error().message());
+                   ExpectCode(as_status, {kDenied, kNotFound});
+                   ExpectNoLeak(as_status, v1::SendStreamResponse());
+                   EXPECT_EQ(resp.error().details_size(), 0);
+                 }
+                 EXPECT_EQ(answers, 2);
+                 EXPECT_TRUE(rw->Finish().ok());
+               }});
   v.push_back({"MessagingService", "Receive", [&c](const Device& eve) {
                  // eve's own (empty) queue; nothing of alice's or bob's.
                  testing::Stream st(c, eve, 10);

@@ -59,5 +59,16 @@ TEST(BenchSignalTest, DrainThroughParleyd) {
   CheckSignalRun({"--scenario", "drain", "--drain-messages", "200"}, "drain");
 }
 
+// The same real-Signal load over SendStream (pipelined Sends on one call per
+// sender) and without Receive batches.
+TEST(BenchSignalTest, PairsOverSendStreamThroughParleyd) {
+  CheckSignalRun({"--pairs", "2", "--window", "8", "--send-stream", "--receive-batch", "1"}, "send-stream");
+}
+
+TEST(BenchSignalTest, GroupOverSendStreamThroughParleyd) {
+  CheckSignalRun({"--scenario", "group", "--groups", "1", "--group-size", "4", "--window", "4", "--send-stream"},
+                 "group send-stream");
+}
+
 }  // namespace
 }  // namespace parley

@@ -719,6 +719,38 @@ TEST_F(SafetyTest, DeviceRateLimitAnswersResourceExhaustedWithRetryInfo) {
   EXPECT_TRUE(client_->accounts->ListDevices(client_->Ctx(other).get(), {}, &r).ok());
   now_ += 1000;
   EXPECT_TRUE(client_->accounts->ListDevices(client_->Ctx(d).get(), {}, &r).ok());
+
+  // On a SendStream every Send takes from the same budget (the call's start
+  // took one): a Send over it is answered RESOURCE_EXHAUSTED with RetryInfo,
+  // and the stream goes on.
+  now_ += 10000;  // the bucket refills
+  v1::Conversation conv;
+  ASSERT_TRUE(client_->Direct(other, d.username, &conv).ok());
+  auto ctx = client_->Ctx(d);
+  auto rw = client_->messaging->SendStream(ctx.get());
+  auto send = [&](uint64_t id) {
+    v1::SendStreamRequest req;
+    req.set_request_id(id);
+    req.mutable_send()->set_conversation_id(conv.conversation_id());
+    req.mutable_send()->set_client_message_id(absl::StrCat("rl", id));
+    req.mutable_send()->mutable_body()->mutable_plain()->set_content("hi");
+    EXPECT_TRUE(rw->Write(req));
+    v1::SendStreamResponse resp;
+    EXPECT_TRUE(rw->Read(&resp));
+    EXPECT_EQ(resp.request_id(), id);
+    return resp;
+  };
+  EXPECT_TRUE(send(1).has_sent());
+  EXPECT_TRUE(send(2).has_sent());
+  v1::SendStreamResponse limited = send(3);
+  ASSERT_TRUE(limited.has_error());
+  EXPECT_EQ(limited.error().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  ASSERT_EQ(limited.error().details_size(), 1);
+  EXPECT_EQ(limited.error().details(0).type_url(), "type.googleapis.com/google.rpc.RetryInfo");
+  now_ += 1000;
+  EXPECT_TRUE(send(4).has_sent());
+  ASSERT_TRUE(rw->WritesDone());
+  EXPECT_TRUE(rw->Finish().ok());
 }
 
 }  // namespace

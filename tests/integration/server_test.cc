@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -45,6 +46,7 @@ class ServerTest : public ::testing::Test {
     o.admin_listen = "127.0.0.1:0";
     o.limits = limits_;
     o.policy_file = policy_file_;
+    o.sync = sync_;
     o.clock = [this] { return now_ms_.load() + offset_ms_.load(); };
     auto s = core::Server::Start(o);
     ASSERT_TRUE(s.ok()) << s.status();
@@ -98,6 +100,7 @@ class ServerTest : public ::testing::Test {
   std::string ca_pem_;
   core::Limits limits_;
   std::string policy_file_;
+  bool sync_ = false;
   std::atomic<int64_t> now_ms_{std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count()};
@@ -757,6 +760,183 @@ TEST_F(ServerTest, LiveDeliveryAfterBacklogAndReplacedStream) {
   EXPECT_EQ(NextText(fresh), "live");
   ASSERT_TRUE(client_->SendText(a, dm, "x3", "after replace").ok());
   EXPECT_EQ(NextText(fresh), "after replace");
+}
+
+// SendStream: many Sends in flight on one call, each answered once with its
+// request id; seqs follow the requests' order; the recipient gets them all.
+// Run with --sync too, where answers wait for the shared fsync and more
+// requests arrive than the server reads ahead (256).
+void SendStreamPipelines(ApiClient& client, const Device& a, const Device& b, const std::string& dm, int n) {
+  auto ctx = ApiClient::Ctx(a.token, 60);
+  auto rw = client.messaging->SendStream(ctx.get());
+  for (int i = 0; i < n; ++i) {
+    v1::SendStreamRequest req;
+    req.set_request_id(1000 + i);
+    req.mutable_send()->set_conversation_id(dm);
+    req.mutable_send()->set_client_message_id(absl::StrCat("s", i));
+    req.mutable_send()->mutable_body()->mutable_plain()->set_content(absl::StrCat("pipelined ", i));
+    ASSERT_TRUE(rw->Write(req)) << i;
+  }
+  ASSERT_TRUE(rw->WritesDone());
+  std::map<uint64_t, uint64_t> seq_of;
+  v1::SendStreamResponse resp;
+  while (rw->Read(&resp)) {
+    ASSERT_TRUE(resp.has_sent()) << resp.error().message();
+    EXPECT_FALSE(resp.sent().duplicate());
+    EXPECT_TRUE(seq_of.emplace(resp.request_id(), resp.sent().seq()).second) << "answered twice";
+  }
+  grpc::Status s = rw->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(seq_of.size(), static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) EXPECT_EQ(seq_of[1000 + i], static_cast<uint64_t>(i + 1));
+  Stream st(client, b, 30, 64);
+  for (int i = 0; i < n; ++i) {
+    v1::Envelope e;
+    ASSERT_TRUE(st.NextEnvelope(&e)) << i;
+    EXPECT_EQ(e.message().plain().content(), absl::StrCat("pipelined ", i));
+  }
+}
+
+TEST_F(ServerTest, SendStreamPipelinesSendsAndAnswersEach) {
+  Device a = Reg("alice"), b = Reg("bob");
+  SendStreamPipelines(*client_, a, b, DirectId(a, b), 300);
+}
+
+TEST_F(ServerTest, SendStreamWithSyncAnswersAfterTheSharedFsync) {
+  sync_ = true;
+  Restart();
+  Device a = Reg("alice"), b = Reg("bob");
+  SendStreamPipelines(*client_, a, b, DirectId(a, b), 600);
+}
+
+// A refused Send is an error response with what the unary Send answers (code
+// and message), and the stream goes on; a retry is answered as a duplicate.
+TEST_F(ServerTest, SendStreamAnswersRefusedSendsLikeSendAndGoesOn) {
+  Device a = Reg("alice"), b = Reg("bob"), m = Reg("mallory");
+  const std::string dm = DirectId(a, b);
+  const std::string not_mine = DirectId(b, m);
+  std::string unknown = dm;  // well-formed, not a conversation
+  unknown.back() = unknown.back() == 'a' ? 'b' : 'a';
+  auto text = [](const std::string& conv, const std::string& id, const std::string& body) {
+    v1::SendRequest r;
+    r.set_conversation_id(conv);
+    r.set_client_message_id(id);
+    r.mutable_body()->mutable_plain()->set_content(body);
+    return r;
+  };
+  std::vector<v1::SendRequest> reqs = {
+      text(dm, "c1", "first"),
+      text(unknown, "c2", "x"),             // unknown conversation
+      text(not_mine, "c3", "x"),            // not a member
+      text(dm, std::string(65, 'x'), "x"),  // client_message_id too long
+      text(dm, "c1", "first"),              // a retry of the first
+      text(dm, "c5", "second"),
+  };
+  v1::SendRequest no_body;
+  no_body.set_conversation_id(dm);
+  no_body.set_client_message_id("c6");
+  reqs.insert(reqs.begin() + 4, no_body);  // no body
+  auto ctx = client_->Ctx(a);
+  auto rw = client_->messaging->SendStream(ctx.get());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    v1::SendStreamRequest r;
+    r.set_request_id(i);
+    *r.mutable_send() = reqs[i];
+    ASSERT_TRUE(rw->Write(r));
+  }
+  ASSERT_TRUE(rw->WritesDone());
+  std::map<uint64_t, v1::SendStreamResponse> by_id;
+  v1::SendStreamResponse resp;
+  while (rw->Read(&resp)) by_id[resp.request_id()] = resp;
+  ASSERT_TRUE(rw->Finish().ok());
+  ASSERT_EQ(by_id.size(), reqs.size());
+  ASSERT_TRUE(by_id[0].has_sent());
+  EXPECT_EQ(by_id[0].sent().seq(), 1u);
+  for (size_t i : {1, 2, 3, 4}) {
+    ASSERT_TRUE(by_id[i].has_error()) << i;
+    // The unary Send of the same request answers the same.
+    v1::SendResponse unary;
+    auto c = client_->Ctx(a);
+    grpc::Status s = client_->messaging->Send(c.get(), reqs[i], &unary);
+    ASSERT_FALSE(s.ok()) << i;
+    EXPECT_EQ(by_id[i].error().code(), static_cast<int>(s.error_code())) << i;
+    EXPECT_EQ(by_id[i].error().message(), s.error_message()) << i;
+  }
+  EXPECT_EQ(by_id[1].error().code(), static_cast<int>(grpc::StatusCode::NOT_FOUND));
+  EXPECT_EQ(by_id[2].error().code(), static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_EQ(by_id[3].error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(by_id[4].error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  ASSERT_TRUE(by_id[5].has_sent());
+  EXPECT_TRUE(by_id[5].sent().duplicate());
+  EXPECT_EQ(by_id[5].sent().seq(), 1u);
+  ASSERT_TRUE(by_id[6].has_sent());
+  EXPECT_EQ(by_id[6].sent().seq(), 2u);
+}
+
+// The token is checked when the call starts, and again for every Send: a
+// device removed while its stream is open gets UNAUTHENTICATED answers.
+TEST_F(ServerTest, SendStreamChecksTheTokenAtTheStartAndForEverySend) {
+  for (const std::string token : {"", "not-a-token"}) {
+    auto ctx = ApiClient::Ctx(token);
+    auto rw = client_->messaging->SendStream(ctx.get());
+    v1::SendStreamResponse resp;
+    EXPECT_FALSE(rw->Read(&resp));
+    grpc::Status s = rw->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << token;
+  }
+  Device a1 = Reg("alice"), b = Reg("bob");
+  Device a2;
+  ASSERT_TRUE(client_->Link(a1, &a2).ok());
+  const std::string dm = DirectId(a1, b);
+  auto ctx = client_->Ctx(a2);
+  auto rw = client_->messaging->SendStream(ctx.get());
+  auto send = [&](uint64_t id) {
+    v1::SendStreamRequest r;
+    r.set_request_id(id);
+    r.mutable_send()->set_conversation_id(dm);
+    r.mutable_send()->set_client_message_id(absl::StrCat("t", id));
+    r.mutable_send()->mutable_body()->mutable_plain()->set_content("from device 2");
+    EXPECT_TRUE(rw->Write(r));
+    v1::SendStreamResponse resp;
+    EXPECT_TRUE(rw->Read(&resp));
+    EXPECT_EQ(resp.request_id(), id);
+    return resp;
+  };
+  EXPECT_TRUE(send(1).has_sent());
+  v1::RemoveDeviceRequest rm;
+  rm.set_device_id(a2.device_id);
+  v1::RemoveDeviceResponse rmr;
+  auto c = client_->Ctx(a1);
+  ASSERT_TRUE(client_->accounts->RemoveDevice(c.get(), rm, &rmr).ok());
+  v1::SendStreamResponse after = send(2);
+  ASSERT_TRUE(after.has_error());
+  EXPECT_EQ(after.error().code(), static_cast<int>(grpc::StatusCode::UNAUTHENTICATED));
+  ASSERT_TRUE(rw->WritesDone());
+  EXPECT_TRUE(rw->Finish().ok());
+}
+
+// Stopping the server ends an open SendStream with UNAVAILABLE ("shutting
+// down") instead of leaving it to gRPC's shutdown deadline.
+TEST_F(ServerTest, SendStreamEndsWhenTheServerStops) {
+  Device a = Reg("alice"), b = Reg("bob");
+  const std::string dm = DirectId(a, b);
+  auto ctx = ApiClient::Ctx(a.token, 60);
+  auto rw = client_->messaging->SendStream(ctx.get());
+  v1::SendStreamRequest r;
+  r.set_request_id(7);
+  r.mutable_send()->set_conversation_id(dm);
+  r.mutable_send()->set_client_message_id("before");
+  r.mutable_send()->mutable_body()->mutable_plain()->set_content("before the stop");
+  ASSERT_TRUE(rw->Write(r));
+  v1::SendStreamResponse resp;
+  ASSERT_TRUE(rw->Read(&resp));
+  EXPECT_TRUE(resp.has_sent());
+  std::thread stop([&] { server_->Shutdown(); });
+  EXPECT_FALSE(rw->Read(&resp));
+  grpc::Status s = rw->Finish();
+  stop.join();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("shutting down"));
 }
 
 TEST_F(ServerTest, SendErrors) {

@@ -121,6 +121,9 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   app.add_option("--window", o.window,
                  "closed loop: Sends in flight per sender")
       ->capture_default_str();
+  app.add_flag("--send-stream", o.send_stream,
+               "send over one SendStream call per sender (pipelined) instead "
+               "of a unary Send per message");
   app.add_option("--receive-batch", o.receive_batch,
                  "envelopes per Receive response at most (ReceiveRequest."
                  "max_batch; 1: one per response, as older clients)")

@@ -57,6 +57,8 @@ struct Options {
   // ReceiveRequest.max_batch of every Receive stream (1: one envelope per
   // response; 64 is what the SDK asks for).
   int receive_batch = 64;
+  // Sends over one SendStream call per sender instead of a unary Send each.
+  bool send_stream = false;
   int64_t drain_messages = 20000;
   int idle_streams = 10000;
   int idle_connections = 100;

@@ -104,6 +104,8 @@ TEST(ArgsTest, Errors) {
   EXPECT_FALSE(Parse({"--receive-batch", "0"}).ok());
   EXPECT_FALSE(Parse({"--receive-batch", "257"}).ok());
   EXPECT_EQ(Parse({"--receive-batch", "1"})->receive_batch, 1);
+  EXPECT_FALSE(Parse({})->send_stream);
+  EXPECT_TRUE(Parse({"--send-stream"})->send_stream);
   EXPECT_FALSE(Parse({"--rate", "-1"}).ok());
   EXPECT_FALSE(Parse({"--bogus"}).ok());
   std::string help;
@@ -319,6 +321,19 @@ TEST_F(NullServerRunTest, DrainDeliversTheBacklog) {
   // The backlog was waiting: it came in batches of up to 64 envelopes.
   EXPECT_EQ(r->stream_envelopes, 300u);
   EXPECT_LT(r->stream_responses, 300u / 2);
+}
+
+TEST_F(NullServerRunTest, PairsOverSendStream) {
+  o_.pairs = 3;
+  o_.window = 8;
+  o_.send_stream = true;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->send_errors, 0u) << r->first_error;
+  EXPECT_GT(r->sends_accepted, 0u);
+  EXPECT_GT(r->deliveries_window, 0u);
+  EXPECT_EQ(r->deliveries_total, r->deliveries_expected);
+  EXPECT_GT(r->latency.count, 0u);
 }
 
 TEST_F(NullServerRunTest, DrainWithoutBatchesOneEnvelopePerResponse) {

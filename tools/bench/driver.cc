@@ -8,9 +8,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <random>
 #include <thread>
@@ -376,6 +378,100 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
   bool ack_inflight_ ABSL_GUARDED_BY(ack_mu_) = false;
 };
 
+// A sender's SendStream (--send-stream): requests are queued and written
+// one at a time; every response goes to `on_response`. When the call ends
+// (OnDone) `on_end` gets its status; requests still unanswered then are the
+// owner's to fail.
+class SendStreamClient final
+    : public grpc::ClientBidiReactor<v1::SendStreamRequest,
+                                     v1::SendStreamResponse> {
+ public:
+  SendStreamClient(std::function<void(const v1::SendStreamResponse&)> on_response,
+                   std::function<void(const grpc::Status&)> on_end)
+      : on_response_(std::move(on_response)), on_end_(std::move(on_end)) {}
+
+  void Open(v1::MessagingService::Stub* stub, const std::string& token,
+            int deadline_s) {
+    SetAuth(&ctx_, token, deadline_s);
+    stub->async()->SendStream(&ctx_, this);
+    StartRead(&resp_);
+    StartCall();
+  }
+  // False once the call is over (the request was not sent).
+  bool Write(v1::SendStreamRequest req) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_ || closing_) return false;
+      if (writing_) {
+        queue_.push_back(std::move(req));
+        return true;
+      }
+      writing_ = true;
+      current_ = std::move(req);
+    }
+    StartWrite(&current_);
+    return true;
+  }
+  // Half-closes once the queue is written; then waits (bounded) for the
+  // server to finish, cancelling the call if it does not.
+  void Close(absl::Duration timeout) {
+    bool done_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_) return;
+      closing_ = true;
+      if (!writing_ && !writes_done_) writes_done_ = done_now = true;
+    }
+    if (done_now) StartWritesDone();
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done_), timeout)) {
+      ctx_.TryCancel();
+      mu_.Await(absl::Condition(&done_));
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool next = false, writes_done = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ok && !queue_.empty()) {
+        current_ = std::move(queue_.front());
+        queue_.pop_front();
+        next = true;
+      } else {
+        writing_ = false;
+        queue_.clear();  // a broken call: OnDone fails what is unanswered
+        if (closing_ && !writes_done_) writes_done_ = writes_done = true;
+      }
+    }
+    if (next) StartWrite(&current_);
+    if (writes_done) StartWritesDone();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    on_response_(resp_);
+    StartRead(&resp_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    on_end_(s);
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+  }
+
+ private:
+  const std::function<void(const v1::SendStreamResponse&)> on_response_;
+  const std::function<void(const grpc::Status&)> on_end_;
+  grpc::ClientContext ctx_;
+  v1::SendStreamResponse resp_;
+  v1::SendStreamRequest current_;  // touched only while writing_
+  absl::Mutex mu_;
+  std::deque<v1::SendStreamRequest> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool writes_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // One sending device and its conversation. Closed loop: `window` Sends in
 // flight, each completion issues the next. Open loop: the pacer calls
 // Issue() with the scheduled time (latency counts from the schedule, so a
@@ -398,6 +494,19 @@ class Sender {
         peers_(std::move(peers)),
         sender_keys_(sender_keys),
         st_(st) {}
+
+  ~Sender() {
+    if (stream_) stream_->Close(absl::Seconds(10));
+  }
+
+  // --send-stream: every Send of this sender goes over one SendStream call
+  // (kept open for `deadline_s`) instead of a unary call each.
+  void OpenStream(int deadline_s) {
+    stream_ = std::make_unique<SendStreamClient>(
+        [this](const v1::SendStreamResponse& r) { OnStreamResponse(r); },
+        [this](const grpc::Status& s) { OnStreamEnd(s); });
+    stream_->Open(stub_, device_.token, deadline_s);
+  }
 
   void StartClosed(int window) {
     for (int i = 0; i < window; ++i) Issue(0, true);
@@ -461,9 +570,28 @@ class Sender {
       }
     }
     call->req.set_client_message_id(absl::StrCat("pb", index_, "-", seq));
-    SetAuth(&call->ctx, device_.token, kRpcDeadlineS);
     ++inflight_;
     ++st_->inflight;
+    if (stream_) {
+      call->chain = chain;
+      v1::SendStreamRequest sr;
+      sr.set_request_id(seq);
+      *sr.mutable_send() = std::move(call->req);
+      {
+        absl::MutexLock lock(&pending_mu_);
+        pending_[seq] = call;
+      }
+      if (!stream_->Write(std::move(sr))) {
+        {
+          absl::MutexLock lock(&pending_mu_);
+          pending_.erase(seq);
+        }
+        Done(call, grpc::Status(grpc::StatusCode::UNAVAILABLE, "SendStream ended"),
+             false);
+      }
+      return true;
+    }
+    SetAuth(&call->ctx, device_.token, kRpcDeadlineS);
     stub_->async()->Send(
         &call->ctx, &call->req, &call->resp,
         [this, call, chain](grpc::Status s) { Done(call, s, chain); });
@@ -481,7 +609,40 @@ class Sender {
     v1::SendRequest req;
     v1::SendResponse resp;
     int64_t start_ns = 0;
+    bool chain = false;  // --send-stream: Done's `chain`
   };
+
+  void OnStreamResponse(const v1::SendStreamResponse& r) {
+    SendCall* call = nullptr;
+    {
+      absl::MutexLock lock(&pending_mu_);
+      auto it = pending_.find(r.request_id());
+      if (it == pending_.end()) return;  // not ours: ignored
+      call = it->second;
+      pending_.erase(it);
+    }
+    grpc::Status s = grpc::Status::OK;
+    if (r.has_error()) {
+      s = grpc::Status(static_cast<grpc::StatusCode>(r.error().code()),
+                       r.error().message());
+    } else if (!r.has_sent()) {
+      s = grpc::Status(grpc::StatusCode::INTERNAL, "empty SendStreamResponse");
+    }
+    Done(call, s, call->chain);
+  }
+  // The call is over: whatever is unanswered failed with it.
+  void OnStreamEnd(const grpc::Status& s) {
+    std::map<uint64_t, SendCall*> left;
+    {
+      absl::MutexLock lock(&pending_mu_);
+      left.swap(pending_);
+    }
+    const grpc::Status err =
+        s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "SendStream ended with requests unanswered")
+               : s;
+    for (auto& [id, call] : left) Done(call, err, false);
+  }
 
   void Done(SendCall* call, const grpc::Status& s, bool chain) {
     const int64_t now = NowNs();
@@ -533,6 +694,11 @@ class Sender {
   const std::vector<crypto::Address> peers_;
   const bool sender_keys_;
   Stats* const st_;
+  // --send-stream: the call, and the Sends awaiting their response by
+  // request id.
+  std::unique_ptr<SendStreamClient> stream_;
+  absl::Mutex pending_mu_;
+  std::map<uint64_t, SendCall*> pending_ ABSL_GUARDED_BY(pending_mu_);
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> next_seq_{0};
   uint64_t quota_ = 0;  // 0: unlimited; set before starting
@@ -683,6 +849,10 @@ class Run {
           static_cast<uint32_t>(i), Conn(d)->messaging.get(), d,
           Template(pairs_[i]), std::move(peers),
           o_.scenario == Scenario::kGroup, &st_));
+      if (o_.send_stream) {
+        senders_.back()->OpenStream(static_cast<int>(
+            o_.warmup_s + o_.duration_s + 3 * o_.timeout_s + 60));
+      }
     }
     r_.setup_s = absl::ToDoubleSeconds(absl::Now() - t0);
     Progress(

@@ -402,6 +402,191 @@ class KeySvc final : public v1::KeyService::CallbackService {
   absl::flat_hash_map<std::string, v1::UploadKeysRequest> keys_ ABSL_GUARDED_BY(mu_);
 };
 
+// Delivers to every member device's mailbox (and wakes its stream).
+void Deliver(const std::shared_ptr<Account>& to, v1::Message m) {
+  std::shared_ptr<NullReceive> stream;
+  {
+    absl::MutexLock lock(&to->mailbox->mu);
+    const uint64_t id = to->mailbox->next_delivery_id++;
+    v1::Envelope& e = to->mailbox->entries[id];
+    e.set_delivery_id(id);
+    *e.mutable_message() = std::move(m);
+    stream = to->mailbox->stream;
+  }
+  if (stream) stream->Notify();
+}
+
+// The Send of the null server: membership checked, fan-out in memory.
+grpc::Status NullSend(State* st, const std::shared_ptr<Account>& caller,
+                           const v1::SendRequest& request,
+                           v1::SendResponse* resp) {
+  const v1::SendRequest* req = &request;
+  auto conv = st->FindConv(req->conversation_id());
+  if (!conv) return grpc::Status(grpc::StatusCode::NOT_FOUND, "conversation");
+  bool member = false;
+  for (const auto& m : conv->members) member = member || m == caller;
+  if (!member)
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "member");
+  const uint64_t seq = ++conv->seq;
+  const int64_t now = NowMs();
+  v1::Message base;
+  base.set_conversation_id(req->conversation_id());
+  base.set_seq(seq);
+  base.set_sender_account_id(caller->account_id);
+  base.set_sender_device_id(1);
+  base.set_client_message_id(req->client_message_id());
+  base.set_server_time_ms(now);
+  base.set_security_epoch(1);
+  if (req->body().has_encrypted()) {
+    for (const v1::DeviceCiphertext& ct :
+         req->body().encrypted().ciphertexts()) {
+      std::shared_ptr<Account> to;
+      for (const auto& m : conv->members) {
+        if (m->account_id == ct.account_id()) to = m;
+      }
+      if (!to || to == caller) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            "extra device");
+      }
+      v1::Message m = base;
+      *m.mutable_ciphertext() = ct;
+      Deliver(to, std::move(m));
+    }
+  } else {
+    for (const auto& to : conv->members) {
+      if (to == caller) continue;
+      v1::Message m = base;
+      *m.mutable_plain() = req->body().plain();
+      Deliver(to, std::move(m));
+    }
+  }
+  resp->set_seq(seq);
+  resp->set_server_time_ms(now);
+  return grpc::Status::OK;
+}
+
+class FailedSendStream final
+    : public grpc::ServerBidiReactor<v1::SendStreamRequest,
+                                     v1::SendStreamResponse> {
+ public:
+  explicit FailedSendStream(const grpc::Status& s) { Finish(s); }
+  void OnDone() override { delete this; }
+};
+
+// The shape of parleyd's SendStream: one read and one write in flight, at
+// most 256 requests read ahead of the written responses, every request
+// authenticated again, a refused Send answered with an error response.
+class NullSendStream final
+    : public grpc::ServerBidiReactor<v1::SendStreamRequest,
+                                     v1::SendStreamResponse>,
+      public std::enable_shared_from_this<NullSendStream> {
+ public:
+  NullSendStream(State* st, grpc::CallbackServerContext* ctx)
+      : st_(st), ctx_(ctx) {}
+  void Start() {
+    {
+      absl::MutexLock lock(&mu_);
+      self_ = shared_from_this();
+      reading_ = true;
+    }
+    StartRead(&req_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+        half_closed_ = true;
+      }
+      Pump();
+      return;
+    }
+    v1::SendStreamResponse resp;
+    resp.set_request_id(req_.request_id());
+    grpc::Status err;
+    auto caller = st_->Auth(ctx_, &err);
+    grpc::Status s =
+        caller ? NullSend(st_, caller, req_.send(), resp.mutable_sent()) : err;
+    if (!s.ok()) {
+      resp.clear_sent();
+      resp.mutable_error()->set_code(static_cast<int>(s.error_code()));
+      resp.mutable_error()->set_message(s.error_message());
+    }
+    bool read_more = false;
+    {
+      absl::MutexLock lock(&mu_);
+      out_.push_back(std::move(resp));
+      ++unanswered_;
+      read_more = !finished_ && unanswered_ < 256;
+      reading_ = read_more;
+    }
+    Pump();
+    if (read_more) StartRead(&req_);
+  }
+  void OnWriteDone(bool ok) override {
+    bool read_more = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      --unanswered_;
+      if (!ok) broken_ = true;
+      if (!reading_ && !half_closed_ && !broken_ && unanswered_ < 256) {
+        reading_ = read_more = true;
+      }
+    }
+    if (read_more) StartRead(&req_);
+    Pump();
+  }
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      broken_ = true;
+    }
+    Pump();
+  }
+  void OnDone() override {
+    std::shared_ptr<NullSendStream> self;
+    absl::MutexLock lock(&mu_);
+    self = std::move(self_);
+  }
+
+ private:
+  void Pump() {
+    bool write = false, finish = false;
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_) return;
+      if (broken_) {
+        finished_ = finish = true;
+        status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      } else if (!out_.empty()) {
+        current_ = std::move(out_.front());
+        out_.pop_front();
+        writing_ = write = true;
+      } else if (half_closed_ && unanswered_ == 0) {
+        finished_ = finish = true;
+      }
+    }
+    if (write) StartWrite(&current_);
+    if (finish) Finish(status);
+  }
+
+  State* const st_;
+  grpc::CallbackServerContext* const ctx_;
+  v1::SendStreamRequest req_;
+  absl::Mutex mu_;
+  std::shared_ptr<NullSendStream> self_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::SendStreamResponse> out_ ABSL_GUARDED_BY(mu_);
+  v1::SendStreamResponse current_;
+  int unanswered_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 class MessagingSvc final : public v1::MessagingService::CallbackService {
  public:
   explicit MessagingSvc(State* st) : st_(st) {}
@@ -412,51 +597,18 @@ class MessagingSvc final : public v1::MessagingService::CallbackService {
     grpc::Status err;
     auto caller = st_->Auth(ctx, &err);
     if (!caller) return Reply(ctx, err);
-    auto conv = st_->FindConv(req->conversation_id());
-    if (!conv)
-      return Reply(ctx,
-                   grpc::Status(grpc::StatusCode::NOT_FOUND, "conversation"));
-    bool member = false;
-    for (const auto& m : conv->members) member = member || m == caller;
-    if (!member)
-      return Reply(ctx,
-                   grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "member"));
-    const uint64_t seq = ++conv->seq;
-    const int64_t now = NowMs();
-    v1::Message base;
-    base.set_conversation_id(req->conversation_id());
-    base.set_seq(seq);
-    base.set_sender_account_id(caller->account_id);
-    base.set_sender_device_id(1);
-    base.set_client_message_id(req->client_message_id());
-    base.set_server_time_ms(now);
-    base.set_security_epoch(1);
-    if (req->body().has_encrypted()) {
-      for (const v1::DeviceCiphertext& ct :
-           req->body().encrypted().ciphertexts()) {
-        std::shared_ptr<Account> to;
-        for (const auto& m : conv->members) {
-          if (m->account_id == ct.account_id()) to = m;
-        }
-        if (!to || to == caller) {
-          return Reply(ctx, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                         "extra device"));
-        }
-        v1::Message m = base;
-        *m.mutable_ciphertext() = ct;
-        Deliver(to, std::move(m));
-      }
-    } else {
-      for (const auto& to : conv->members) {
-        if (to == caller) continue;
-        v1::Message m = base;
-        *m.mutable_plain() = req->body().plain();
-        Deliver(to, std::move(m));
-      }
-    }
-    resp->set_seq(seq);
-    resp->set_server_time_ms(now);
-    return Reply(ctx, grpc::Status::OK);
+    return Reply(ctx, NullSend(st_, caller, *req, resp));
+  }
+
+  // As parleyd: the token is checked at the start and again per request.
+  grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse>*
+  SendStream(grpc::CallbackServerContext* ctx) override {
+    grpc::Status err;
+    auto caller = st_->Auth(ctx, &err);
+    if (!caller) return new FailedSendStream(err);
+    auto r = std::make_shared<NullSendStream>(st_, ctx);
+    r->Start();
+    return r.get();
   }
 
   grpc::ServerWriteReactor<v1::ReceiveResponse>* Receive(
@@ -491,19 +643,6 @@ class MessagingSvc final : public v1::MessagingService::CallbackService {
   }
 
  private:
-  static void Deliver(const std::shared_ptr<Account>& to, v1::Message m) {
-    std::shared_ptr<NullReceive> stream;
-    {
-      absl::MutexLock lock(&to->mailbox->mu);
-      const uint64_t id = to->mailbox->next_delivery_id++;
-      v1::Envelope& e = to->mailbox->entries[id];
-      e.set_delivery_id(id);
-      *e.mutable_message() = std::move(m);
-      stream = to->mailbox->stream;
-    }
-    if (stream) stream->Notify();
-  }
-
   State* st_;
 };
 

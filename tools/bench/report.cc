@@ -121,6 +121,7 @@ json OptionsToJson(const Options& o) {
           {"size", o.size},
           {"window", o.window},
           {"receive_batch", o.receive_batch},
+          {"send_stream", o.send_stream},
           {"rate", o.rate},
           {"duration_s", o.duration_s},
           {"warmup_s", o.warmup_s},
