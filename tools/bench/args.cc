@@ -121,6 +121,13 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   app.add_option("--window", o.window,
                  "closed loop: Sends in flight per sender")
       ->capture_default_str();
+  app.add_option("--ack-batch", o.ack_batch,
+                 "receivers ack once this many ids are pending (the SDK's "
+                 "ReceiveOptions::ack_batch; 1: at once)")
+      ->capture_default_str();
+  app.add_option("--ack-flush-ms", o.ack_flush_ms,
+                 "... or once the oldest pending id has waited this long")
+      ->capture_default_str();
   app.add_flag("--send-stream", o.send_stream,
                "send over one SendStream call per sender (pipelined) instead "
                "of a unary Send per message");
@@ -231,6 +238,8 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
       {"--size", double(o.size), 40, 65536},
       {"--window", double(o.window), 1, 4096},
       {"--receive-batch", double(o.receive_batch), 1, 256},
+      {"--ack-batch", double(o.ack_batch), 1, 1000},
+      {"--ack-flush-ms", double(o.ack_flush_ms), 0, 60000},
       {"--rate", o.rate, 0, 10000000},
       {"--duration", o.duration_s, 0.1, 3600},
       {"--warmup", o.warmup_s, 0, 600},

@@ -57,6 +57,11 @@ struct Options {
   // ReceiveRequest.max_batch of every Receive stream (1: one envelope per
   // response; 64 is what the SDK asks for).
   int receive_batch = 64;
+  // Receivers ack as the SDK does (ReceiveOptions::ack_batch and
+  // ack_flush_interval): when this many ids are pending or the oldest has
+  // waited ack_flush_ms; one Ack in flight per device. 1: ack at once.
+  int ack_batch = 64;
+  int ack_flush_ms = 200;
   // Sends over one SendStream call per sender instead of a unary Send each.
   bool send_stream = false;
   int64_t drain_messages = 20000;

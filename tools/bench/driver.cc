@@ -192,10 +192,32 @@ struct Stats {
 // next batch, at most 1000 ids, as the SDK does).
 class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
  public:
+  // Acks as the SDK's ReceiveStream does (ReceiveOptions::ack_batch and
+  // ack_flush_interval): once `ack_batch` ids are pending, or when the oldest
+  // pending id has waited `ack_flush_ms` (FlushAcksIfDue, called by the run's
+  // ack timer); one Ack in flight per device.
   Receiver(v1::MessagingService::Stub* stub, const Device& d, Stats* st,
-           int max_batch)
-      : stub_(stub), device_(d), st_(st) {
+           int max_batch, int ack_batch, int ack_flush_ms)
+      : stub_(stub),
+        device_(d),
+        st_(st),
+        ack_batch_(static_cast<size_t>(std::max(1, ack_batch))),
+        ack_flush_ns_(int64_t{ack_flush_ms} * 1'000'000) {
     req_.set_max_batch(static_cast<uint32_t>(max_batch));
+  }
+
+  // Sends the pending ids if the oldest has waited long enough (or `now`
+  // is INT64_MAX: at once) and no Ack is in flight.
+  void FlushAcksIfDue(int64_t now) {
+    std::vector<uint64_t> batch;
+    {
+      absl::MutexLock lock(&ack_mu_);
+      if (ack_inflight_ || pending_.empty()) return;
+      if (now != INT64_MAX && now - oldest_pending_ns_ < ack_flush_ns_) return;
+      ack_inflight_ = true;
+      TakeBatchLocked(&batch);
+    }
+    SendAck(std::move(batch));
   }
 
   void Open() {
@@ -316,8 +338,9 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
     std::vector<uint64_t> batch;
     {
       absl::MutexLock lock(&ack_mu_);
+      if (pending_.empty()) oldest_pending_ns_ = NowNs();
       pending_.insert(pending_.end(), ids.begin(), ids.end());
-      if (ack_inflight_) return;
+      if (ack_inflight_ || pending_.size() < ack_batch_) return;
       ack_inflight_ = true;
       TakeBatchLocked(&batch);
     }
@@ -331,6 +354,7 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
     } else {
       batch->assign(pending_.begin(), pending_.begin() + kMaxIdsPerAck);
       pending_.erase(pending_.begin(), pending_.begin() + kMaxIdsPerAck);
+      oldest_pending_ns_ = NowNs();
     }
   }
 
@@ -351,8 +375,9 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
           std::vector<uint64_t> next;
           {
             absl::MutexLock lock(&ack_mu_);
-            if (pending_.empty()) {
-              ack_inflight_ = false;
+            if (pending_.empty() || (pending_.size() < ack_batch_ &&
+                NowNs() - oldest_pending_ns_ < ack_flush_ns_)) {
+              ack_inflight_ = false;  // the rest waits for the batch or timer
               return;
             }
             TakeBatchLocked(&next);
@@ -376,6 +401,9 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
   absl::Mutex ack_mu_;
   std::vector<uint64_t> pending_ ABSL_GUARDED_BY(ack_mu_);
   bool ack_inflight_ ABSL_GUARDED_BY(ack_mu_) = false;
+  int64_t oldest_pending_ns_ ABSL_GUARDED_BY(ack_mu_) = 0;
+  const size_t ack_batch_;
+  const int64_t ack_flush_ns_;
 };
 
 // A sender's SendStream (--send-stream): requests are queued and written
@@ -728,6 +756,18 @@ class Run {
     r_.server_pid = ep_.pid;
     r_.loadavg_before = LoadAverage();
     if (absl::Status s = Setup(); !s.ok()) return s;
+    // The time-based half of the receivers' ack batching.
+    std::atomic<bool> stop_timer{false};
+    std::thread ack_timer([&] {
+      while (!stop_timer.load()) {
+        absl::SleepFor(absl::Milliseconds(20));
+        const int64_t now = NowNs();
+        absl::MutexLock lock(&receivers_mu_);
+        for (auto& r : receivers_) {
+          if (r) r->FlushAcksIfDue(now);
+        }
+      }
+    });
     absl::Status s;
     switch (o_.scenario) {
       case Scenario::kPairs:
@@ -741,6 +781,8 @@ class Run {
         s = RunIdle();
         break;
     }
+    stop_timer = true;
+    ack_timer.join();
     Teardown();
     if (!s.ok()) return s;
     r_.loadavg_after = LoadAverage();
@@ -1081,9 +1123,10 @@ class Run {
       const size_t end = std::min(devices.size(), start + batch);
       for (size_t i = start; i < end; ++i) {
         const Device& d = devices_[devices[i]];
-        out->push_back(
-            std::make_unique<Receiver>(Conn(d)->messaging.get(), d, &st_,
-                                       o_.receive_batch));
+        absl::MutexLock lock(&receivers_mu_);
+        out->push_back(std::make_unique<Receiver>(
+            Conn(d)->messaging.get(), d, &st_, o_.receive_batch, o_.ack_batch,
+            o_.ack_flush_ms));
         out->back()->Open();
       }
       auto all_up = [&] {
@@ -1112,6 +1155,7 @@ class Run {
     WaitFor(
         [&] {
           for (auto& r : *rs) {
+            r->FlushAcksIfDue(INT64_MAX);  // what is pending goes now
             if (!r->acks_idle()) return false;
           }
           return true;
@@ -1128,10 +1172,12 @@ class Run {
         absl::Seconds(o_.timeout_s));
     if (!all_done) {
       r_.notes.push_back("some Receive streams did not end in time (leaked)");
+      absl::MutexLock lock(&receivers_mu_);
       for (auto& r : *rs) {
         if (!r->done() || !r->acks_idle()) r.release();
       }
     }
+    absl::MutexLock lock(&receivers_mu_);
     rs->clear();
   }
 
@@ -1430,6 +1476,8 @@ class Run {
   std::vector<LoadPair> pairs_;
   std::vector<size_t> idle_devices_;
   std::vector<std::unique_ptr<Sender>> senders_;
+  // Guards the vectors (not the receivers) against the ack timer.
+  absl::Mutex receivers_mu_;
   std::vector<std::unique_ptr<Receiver>> receivers_, idle_receivers_;
 };
 

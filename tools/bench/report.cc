@@ -122,6 +122,8 @@ json OptionsToJson(const Options& o) {
           {"window", o.window},
           {"receive_batch", o.receive_batch},
           {"send_stream", o.send_stream},
+          {"ack_batch", o.ack_batch},
+          {"ack_flush_ms", o.ack_flush_ms},
           {"rate", o.rate},
           {"duration_s", o.duration_s},
           {"warmup_s", o.warmup_s},
