@@ -186,10 +186,10 @@ struct Stats {
   }
 };
 
-// A device's Receive stream: counts bench envelopes (first delivery only;
-// repeats are duplicates), records Send->deliver latency, and acks every
-// envelope in batches (one Ack in flight; ids arriving meanwhile form the
-// next batch, at most 1000 ids, as the SDK does).
+// A device's Receive stream (ReceiveRequest.max_batch = --receive-batch):
+// counts bench envelopes (first delivery only; repeats are duplicates),
+// records Send->deliver latency, and acks every envelope in batches as the
+// SDK does (see the constructor).
 class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
  public:
   // Acks as the SDK's ReceiveStream does (ReceiveOptions::ack_batch and
