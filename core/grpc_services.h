@@ -4,7 +4,9 @@
 // Each adapter authenticates the call from its metadata, calls ParleyService, and
 // converts absl::Status to grpc::Status. All use gRPC's callback API: unary
 // calls complete inline; Receive is a write reactor woken by the
-// DeliveryHub, so idle streams hold no thread.
+// DeliveryHub, so idle streams hold no thread; SendStream is a bidi reactor
+// that runs each request as a unary Send (one read and one write in flight,
+// at most 256 requests read ahead of the answers written).
 #ifndef PARLEY_CORE_GRPC_SERVICES_H_
 #define PARLEY_CORE_GRPC_SERVICES_H_
 
