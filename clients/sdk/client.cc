@@ -1570,9 +1570,9 @@ absl::StatusOr<HistoryPage> Client::GetHistory(
 absl::StatusOr<std::unique_ptr<ReceiveStream>> Client::Receive(
     ReceiveOptions options) {
   if (options.max_batch > 256) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ReceiveOptions.max_batch: ", options.max_batch,
-        " is above the server's limit of 256"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReceiveOptions.max_batch: ", options.max_batch,
+                     " is above the server's limit of 256"));
   }
   if (!core_->profile().registered()) {
     grpc::ClientContext probe;

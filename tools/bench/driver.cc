@@ -375,8 +375,9 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
           std::vector<uint64_t> next;
           {
             absl::MutexLock lock(&ack_mu_);
-            if (pending_.empty() || (pending_.size() < ack_batch_ &&
-                NowNs() - oldest_pending_ns_ < ack_flush_ns_)) {
+            if (pending_.empty() ||
+                (pending_.size() < ack_batch_ &&
+                 NowNs() - oldest_pending_ns_ < ack_flush_ns_)) {
               ack_inflight_ = false;  // the rest waits for the batch or timer
               return;
             }
@@ -414,8 +415,9 @@ class SendStreamClient final
     : public grpc::ClientBidiReactor<v1::SendStreamRequest,
                                      v1::SendStreamResponse> {
  public:
-  SendStreamClient(std::function<void(const v1::SendStreamResponse&)> on_response,
-                   std::function<void(const grpc::Status&)> on_end)
+  SendStreamClient(
+      std::function<void(const v1::SendStreamResponse&)> on_response,
+      std::function<void(const grpc::Status&)> on_end)
       : on_response_(std::move(on_response)), on_end_(std::move(on_end)) {}
 
   void Open(v1::MessagingService::Stub* stub, const std::string& token,
@@ -614,7 +616,8 @@ class Sender {
           absl::MutexLock lock(&pending_mu_);
           pending_.erase(seq);
         }
-        Done(call, grpc::Status(grpc::StatusCode::UNAVAILABLE, "SendStream ended"),
+        Done(call,
+             grpc::Status(grpc::StatusCode::UNAVAILABLE, "SendStream ended"),
              false);
       }
       return true;

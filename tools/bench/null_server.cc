@@ -6,8 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
-#include <iterator>
 #include <chrono>
+#include <deque>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <vector>
@@ -418,8 +419,7 @@ void Deliver(const std::shared_ptr<Account>& to, v1::Message m) {
 
 // The Send of the null server: membership checked, fan-out in memory.
 grpc::Status NullSend(State* st, const std::shared_ptr<Account>& caller,
-                           const v1::SendRequest& request,
-                           v1::SendResponse* resp) {
+                      const v1::SendRequest& request, v1::SendResponse* resp) {
   const v1::SendRequest* req = &request;
   auto conv = st->FindConv(req->conversation_id());
   if (!conv) return grpc::Status(grpc::StatusCode::NOT_FOUND, "conversation");

@@ -249,8 +249,9 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        [](const RunResult& r) {
          return r.stream_responses == 0
                     ? std::string("-")
-                    : absl::StrFormat("%.2f", static_cast<double>(r.stream_envelopes) /
-                                                  static_cast<double>(r.stream_responses));
+                    : absl::StrFormat(
+                          "%.2f", static_cast<double>(r.stream_envelopes) /
+                                      static_cast<double>(r.stream_responses));
        },
        nullptr},
       {"send errors (skipped)",
