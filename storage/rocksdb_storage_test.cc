@@ -1660,6 +1660,45 @@ TEST_F(StorageTest, KeysSurviveReopen) {
             absl::StatusCode::kNotFound);
 }
 
+// Ack finds its ids with one iterator that steps over short gaps and seeks
+// over wide ones: whatever the mix (runs, sparse ids, ids between unacked
+// entries, ids already gone or never assigned, entries in SST files and in
+// the memtable), exactly the queued ids are removed and counted, and no
+// other device's entry is touched.
+TEST_F(StorageTest, AckCountsExactlyAcrossGapsFlushesAndDevices) {
+  MakeAccount("a");
+  MakeAccount("b");
+  MakeGroup("g", {"a", "b"});
+  std::set<uint64_t> queued;
+  for (uint64_t id = 1; id <= 60; ++id) {
+    ASSERT_TRUE(msgs().Append(Req("g", {{"a", 1}, {"b", 1}})).ok());
+    queued.insert(id);
+    if (id == 30) ASSERT_OK(storage_->Flush());  // 1-30 in an SST file
+  }
+  auto ack = [&](std::vector<uint64_t> ids) {
+    size_t expected = 0;
+    for (uint64_t id : std::set<uint64_t>(ids.begin(), ids.end())) {
+      expected += queued.erase(id);
+    }
+    EXPECT_EQ(VALUE(msgs().Ack("a", 1, ids)), expected);
+    std::set<uint64_t> left;
+    for (const auto& e : Queue("a", 1)) left.insert(e.delivery_id);
+    EXPECT_EQ(left, queued);
+  };
+  ack({1, 2, 3, 4, 5, 6, 7, 8});    // a run
+  ack({10, 13, 16, 19, 22, 25});    // between unacked entries
+  ack({9, 31, 59});                 // wide gaps, both stores
+  ack({1, 2, 3, 11, 12});           // some already gone
+  ack({60, 61, 1000, UINT64_MAX});  // the last, then never assigned
+  ack({58, 57, 57, 14, 15, 0});     // unsorted, duplicates, 0
+  std::vector<uint64_t> all;
+  for (uint64_t id = 0; id <= 70; ++id) all.push_back(id);
+  ack(all);  // everything left
+  EXPECT_TRUE(queued.empty());
+  // The other device's queue (its keys sort right after a's) is whole.
+  EXPECT_EQ(Queue("b", 1).size(), 60u);
+}
+
 TEST_F(StorageTest, ReopenKeepsEverythingAndCountersContinue) {
   MakeAccount("a");
   MakeAccount("b");

@@ -180,6 +180,42 @@ void BM_ReadQueueAck100(benchmark::State& state) {
 }
 BENCHMARK(BM_ReadQueueAck100)->Arg(0)->Arg(1)->UseRealTime();
 
+// One Ack of 64 consecutive ids of one device while 200 devices have 64
+// entries each queued in the memtable (a group's members acking their
+// batches): the lookup that makes the count exact, and the deletes. The
+// queues are refilled outside the timed region.
+void BM_Ack64Of200Devices(benchmark::State& state) {
+  if (!OpenFresh(state, false)) return;
+  constexpr int kDevices = 200;
+  constexpr int kPerDevice = 64;
+  const std::vector<QueueTarget> targets = MakeGroup("conv", "m", kDevices);
+  AppendRequest req = MakeRequest("conv", targets);
+  req.keep_history = false;
+  MessageStore& msgs = g_storage->messages();
+  int device = kDevices;
+  uint64_t base = 0;
+  for (auto _ : state) {
+    if (device == kDevices) {
+      state.PauseTiming();
+      for (int i = 0; i < kPerDevice; ++i) (void)msgs.Append(req);
+      device = 0;
+      state.ResumeTiming();
+    }
+    std::vector<uint64_t> ids;
+    ids.reserve(kPerDevice);
+    for (int i = 1; i <= kPerDevice; ++i) ids.push_back(base + i);
+    auto acked = msgs.Ack(absl::StrCat("m", device), 1, ids);
+    if (!acked.ok() || *acked != kPerDevice) {
+      state.SkipWithError("Ack failed");
+      break;
+    }
+    if (++device == kDevices) base += kPerDevice;
+  }
+  state.SetItemsProcessed(state.iterations() * kPerDevice);
+  CloseAndRemove();
+}
+BENCHMARK(BM_Ack64Of200Devices)->UseRealTime();
+
 }  // namespace
 }  // namespace parley::storage
 
