@@ -1,7 +1,46 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/delivery.h"
 
+#include <algorithm>
+
 namespace parley::core {
+
+OfferOrder::Result OfferOrder::Offer(uint64_t delivery_id, std::shared_ptr<const std::string> payload, size_t room) {
+  Result r;
+  if (delivery_id <= last_) return r;  // stale: a storage read had it
+  if (delivery_id != last_ + 1) {
+    if (held_.size() >= max_held_ && !held_.contains(delivery_id)) {
+      held_.clear();
+      r.read_storage = true;
+      return r;
+    }
+    held_.emplace(delivery_id, std::move(payload));
+    return r;
+  }
+  if (room == 0) {
+    held_.clear();
+    r.read_storage = true;
+    return r;
+  }
+  last_ = delivery_id;
+  r.ready.push_back({delivery_id, std::move(payload)});
+  while (!held_.empty() && held_.begin()->first == last_ + 1) {
+    if (r.ready.size() == room) {
+      held_.clear();
+      r.read_storage = true;
+      break;
+    }
+    auto node = held_.extract(held_.begin());
+    last_ = node.key();
+    r.ready.push_back({node.key(), std::move(node.mapped())});
+  }
+  return r;
+}
+
+void OfferOrder::AfterRead(uint64_t last_read) {
+  held_.clear();
+  last_ = std::max(last_, last_read);
+}
 
 void DeliveryHub::Register(const DeviceKey& device, std::shared_ptr<Subscriber> sub) {
   std::shared_ptr<Subscriber> old;

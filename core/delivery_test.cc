@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/delivery.h"
 
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace parley::core {
@@ -13,6 +18,105 @@ class FakeSub : public Subscriber {
   int notified = 0;
   std::vector<absl::Status> closed;
 };
+
+std::shared_ptr<const std::string> P(uint64_t id) {
+  return std::make_shared<const std::string>("m" + std::to_string(id));
+}
+
+std::vector<uint64_t> Ids(const OfferOrder::Result& r) {
+  std::vector<uint64_t> ids;
+  for (const auto& e : r.ready) {
+    EXPECT_EQ(*e.payload, "m" + std::to_string(e.delivery_id));
+    ids.push_back(e.delivery_id);
+  }
+  return ids;
+}
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+TEST(OfferOrder, InOrderOffersAreReadyAtOnce) {
+  OfferOrder o(8);
+  o.AfterRead(4);  // a storage read handed out 1-4
+  EXPECT_THAT(Ids(o.Offer(5, P(5), 64)), ElementsAre(5u));
+  EXPECT_THAT(Ids(o.Offer(6, P(6), 64)), ElementsAre(6u));
+  EXPECT_EQ(o.last(), 6u);
+  EXPECT_FALSE(o.has_held());
+}
+
+TEST(OfferOrder, LaterOffersWaitForTheMissingOneThenGoInOrder) {
+  OfferOrder o(8);
+  o.AfterRead(10);
+  OfferOrder::Result r = o.Offer(13, P(13), 64);
+  EXPECT_THAT(Ids(r), IsEmpty());
+  EXPECT_FALSE(r.read_storage);
+  EXPECT_THAT(Ids(o.Offer(12, P(12), 64)), IsEmpty());
+  EXPECT_THAT(Ids(o.Offer(15, P(15), 64)), IsEmpty());
+  EXPECT_TRUE(o.has_held());
+  EXPECT_EQ(o.last(), 10u);
+  // 11 fills the first gap: 11, 12, 13 go; 15 waits for 14.
+  EXPECT_THAT(Ids(o.Offer(11, P(11), 64)), ElementsAre(11u, 12u, 13u));
+  EXPECT_TRUE(o.has_held());
+  EXPECT_THAT(Ids(o.Offer(14, P(14), 64)), ElementsAre(14u, 15u));
+  EXPECT_FALSE(o.has_held());
+  EXPECT_EQ(o.last(), 15u);
+}
+
+TEST(OfferOrder, StaleAndRepeatedOffersAreIgnored) {
+  OfferOrder o(8);
+  o.AfterRead(10);
+  EXPECT_THAT(Ids(o.Offer(7, P(7), 64)), IsEmpty());
+  EXPECT_THAT(Ids(o.Offer(10, P(10), 64)), IsEmpty());
+  EXPECT_FALSE(o.has_held());
+  EXPECT_THAT(Ids(o.Offer(12, P(12), 64)), IsEmpty());
+  EXPECT_THAT(Ids(o.Offer(12, P(12), 64)), IsEmpty());  // held once
+  EXPECT_THAT(Ids(o.Offer(11, P(11), 64)), ElementsAre(11u, 12u));
+  EXPECT_THAT(Ids(o.Offer(11, P(11), 64)), IsEmpty());
+}
+
+TEST(OfferOrder, TooManyHeldMeansReadStorage) {
+  OfferOrder o(2);
+  o.AfterRead(1);
+  EXPECT_FALSE(o.Offer(3, P(3), 64).read_storage);
+  EXPECT_FALSE(o.Offer(4, P(4), 64).read_storage);
+  OfferOrder::Result r = o.Offer(5, P(5), 64);
+  EXPECT_TRUE(r.read_storage);
+  EXPECT_THAT(Ids(r), IsEmpty());
+  EXPECT_FALSE(o.has_held());  // dropped: the read covers them
+  EXPECT_EQ(o.last(), 1u);
+}
+
+TEST(OfferOrder, NoRoomMeansReadStorageAndNothingIsSkipped) {
+  OfferOrder o(8);
+  o.AfterRead(1);
+  EXPECT_TRUE(o.Offer(2, P(2), 0).read_storage);
+  EXPECT_EQ(o.last(), 1u);  // 2 was not handed out: the read starts at 2
+  // Room for two of four in order: two go, the rest is left to the read.
+  o.Offer(4, P(4), 64);
+  o.Offer(5, P(5), 64);
+  o.Offer(3, P(3), 64);
+  EXPECT_EQ(o.last(), 1u);
+  OfferOrder::Result r = o.Offer(2, P(2), 2);
+  EXPECT_THAT(Ids(r), ElementsAre(2u, 3u));
+  EXPECT_TRUE(r.read_storage);
+  EXPECT_EQ(o.last(), 3u);
+  EXPECT_FALSE(o.has_held());
+}
+
+TEST(OfferOrder, AStorageReadDropsWhatIsHeldAndMovesOn) {
+  OfferOrder o(8);
+  o.AfterRead(1);
+  o.Offer(3, P(3), 64);
+  o.Offer(4, P(4), 64);
+  o.DropHeld();  // the gap timer fired: the stream reads storage
+  EXPECT_FALSE(o.has_held());
+  o.AfterRead(4);  // which returned 2-4
+  EXPECT_EQ(o.last(), 4u);
+  EXPECT_THAT(Ids(o.Offer(3, P(3), 64)), IsEmpty());
+  EXPECT_THAT(Ids(o.Offer(5, P(5), 64)), ElementsAre(5u));
+  o.AfterRead(0);  // an empty read does not move the order back
+  EXPECT_EQ(o.last(), 5u);
+}
 
 TEST(DeliveryHub, NotifiesOnlyTargets) {
   DeliveryHub hub;

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/grpc_services.h"
 
+#include <grpcpp/alarm.h>
+
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -18,6 +21,10 @@ namespace {
 // Entries read from storage per refill of a Receive stream's buffer. This
 // bounds a stream's memory: the rest of the backlog stays on disk.
 constexpr size_t kReceiveBatch = 64;
+// Offers a Receive stream holds ahead of a missing id, and how long it waits
+// for the missing one before reading its queue from storage (OfferOrder).
+constexpr size_t kMaxHeldOffers = 256;
+constexpr auto kOfferGapWait = std::chrono::milliseconds(20);
 
 // ReceiveRequest.max_batch may be at most this (api/parley/v1/parley.proto).
 constexpr uint32_t kMaxReceiveBatch = 256;
@@ -100,29 +107,43 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
     Pump();
   }
 
-  // A just-written entry: taken into the buffer when its id is exactly one
-  // above the highest this stream has seen (nothing can lie between; ids
-  // are assigned in order and an entry is visible before any later one) and
-  // nothing is waiting to be read from storage; otherwise (out-of-order
-  // offers, a gap in the ids, a full buffer) the queue is read as after
-  // Notify. Storage stays the source of truth.
+  // A just-written entry: taken into the buffer in id order (OfferOrder:
+  // the next id at once, a later one held until the ids below it arrive from
+  // their own Sends, for at most kOfferGapWait) when nothing is waiting to be
+  // read from storage; otherwise (a full buffer, too many held, a gap that
+  // did not fill in time) the queue is read as after Notify. Storage stays
+  // the source of truth.
   void Offer(uint64_t delivery_id, const std::shared_ptr<const std::string>& payload) override {
+    bool arm_gap_timer = false;
     {
       absl::MutexLock lock(&mu_);
-      if (delivery_id <= last_seen_) return;  // already read from storage
+      if (delivery_id <= order_.last()) return;  // already read from storage
       bool taken = false;
-      if (!first_ && !dirty_ && delivery_id == last_seen_ + 1 && buffer_.size() < kReceiveBatch) {
-        v1::ReceiveResponse r;
-        v1::Envelope* e = r.mutable_envelope();
-        e->set_delivery_id(delivery_id);
-        if (e->mutable_message()->ParseFromString(*payload)) {
-          buffer_.push_back(std::move(r));
-          last_seen_ = delivery_id;
-          taken = true;
+      if (!first_ && !dirty_) {
+        const size_t room = kReceiveBatch - std::min(kReceiveBatch, buffer_.size());
+        OfferOrder::Result r = order_.Offer(delivery_id, payload, room);
+        taken = !r.read_storage;
+        for (const OfferOrder::Entry& e : r.ready) {
+          v1::ReceiveResponse resp;
+          v1::Envelope* env = resp.mutable_envelope();
+          env->set_delivery_id(e.delivery_id);
+          if (!env->mutable_message()->ParseFromString(*e.payload)) {
+            taken = false;  // the read from the cursor covers it and the rest
+            break;
+          }
+          buffer_.push_back(std::move(resp));
+        }
+        if (taken && order_.has_held() && !gap_timer_armed_) {
+          gap_timer_armed_ = true;
+          arm_gap_timer = true;
         }
       }
-      if (!taken) dirty_ = true;
+      if (!taken) {
+        dirty_ = true;
+        order_.DropHeld();
+      }
     }
+    if (arm_gap_timer) ArmGapTimer();
     Pump();
   }
 
@@ -147,6 +168,20 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
 
   void OnCancel() override { Close(absl::CancelledError("cancelled by client")); }
 
+  // Held offers whose gap did not fill within kOfferGapWait (an entry written
+  // without an offer, or its Send's thread not yet scheduled): read the
+  // queue instead.
+  void OnGapTimer() {
+    {
+      absl::MutexLock lock(&mu_);
+      gap_timer_armed_ = false;
+      if (!order_.has_held()) return;
+      order_.DropHeld();
+      dirty_ = true;
+    }
+    Pump();
+  }
+
   void OnDone() override {
     hub_->Unregister({caller_.account_id, caller_.device_id}, this);
     std::shared_ptr<ReceiveReactor> self;
@@ -160,6 +195,23 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
 
  private:
   enum class Action { kNone, kWrite, kFinish };
+
+  // A fresh alarm each time (the previous one has fired: gap_timer_armed_
+  // was false). Its callback holds only a weak reference: a stream that is
+  // gone cancels it by destroying it.
+  void ArmGapTimer() {
+    auto alarm = std::make_unique<grpc::Alarm>();
+    grpc::Alarm* raw = alarm.get();
+    {
+      absl::MutexLock lock(&mu_);
+      gap_alarm_ = std::move(alarm);
+    }
+    std::weak_ptr<ReceiveReactor> weak = weak_from_this();
+    raw->Set(std::chrono::system_clock::now() + kOfferGapWait, [weak](bool ok) {
+      std::shared_ptr<ReceiveReactor> self = weak.lock();
+      if (ok && self) self->OnGapTimer();
+    });
+  }
 
   // Writes the next item if no write is in flight, refilling the buffer from
   // storage when it is empty; or finishes the stream once nothing is in
@@ -193,7 +245,7 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
         *error = batch.status();
         return Action::kFinish;
       }
-      if (!batch->empty()) last_seen_ = std::max(last_seen_, batch->back().delivery_id());
+      order_.AfterRead(batch->empty() ? 0 : batch->back().delivery_id());
       for (auto& e : *batch) {
         v1::ReceiveResponse r;
         *r.mutable_envelope() = std::move(e);
@@ -268,8 +320,12 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
   std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t backlog_end_ ABSL_GUARDED_BY(mu_) = 0;
-  // Highest delivery id read from storage or taken from Offer.
-  uint64_t last_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  // The highest delivery id read from storage or taken from Offer, and the
+  // offers held until the ids below them arrive.
+  OfferOrder order_ ABSL_GUARDED_BY(mu_){kMaxHeldOffers};
+  // Set (with gap_timer_armed_) while offers are held; see ArmGapTimer.
+  std::unique_ptr<grpc::Alarm> gap_alarm_ ABSL_GUARDED_BY(mu_);
+  bool gap_timer_armed_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool first_ ABSL_GUARDED_BY(mu_) = true;
