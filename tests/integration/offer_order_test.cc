@@ -1,0 +1,224 @@
+// A Receive stream puts entries offered out of order back in order, and
+// reads its queue when a gap does not fill (core/delivery.h OfferOrder; the
+// stream's gap timer in core/grpc_services.cc).
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// A real ParleyService on RocksDB in a temp directory and the real
+// MessagingGrpc on an in-process gRPC server (loopback, port 0, insecure:
+// TLS is not what is tested here). The test writes queue entries straight
+// to storage and offers them to the DeliveryHub itself, in the order it
+// chooses: the order concurrent Sends can produce, and an entry written
+// without an offer, which only the gap timer's fallback read can deliver.
+#include <grpcpp/grpcpp.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/delivery.h"
+#include "core/franker.h"
+#include "core/grpc_services.h"
+#include "core/policy_engine.h"
+#include "core/presets.h"
+#include "core/service.h"
+#include "core/statement.h"
+#include "gtest/gtest.h"
+#include "parley/v1/parley.grpc.pb.h"
+#include "storage/rocksdb_storage.h"
+
+namespace parley {
+namespace {
+
+class OfferOrderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/parley_offer_order_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    storage::RocksDbOptions ro;
+    ro.path = dir_ + "/db";
+    ro.block_cache_bytes = 4 << 20;
+    ro.write_buffer_bytes = 2 << 20;
+    auto st = storage::OpenRocksDbStorage(ro);
+    ASSERT_TRUE(st.ok()) << st.status();
+    storage_ = *std::move(st);
+    auto now = [] { return int64_t{1'800'000'000'000}; };
+    core::PolicyEngine::Options po;
+    po.storage = storage_.get();
+    po.now_ms = now;
+    const core::BuiltinPreset* def = core::FindPreset(core::kDefaultPreset);
+    ASSERT_NE(def, nullptr);
+    po.default_content = def->content;
+    po.default_file_name = std::string("preset:") + core::kDefaultPreset;
+    auto policy = core::PolicyEngine::Open(po);
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    policy_ = std::move(policy->first);
+    auto signer = core::StatementSigner::LoadOrCreate(dir_ + "/statement.key");
+    ASSERT_TRUE(signer.ok()) << signer.status();
+    signer_ = *std::move(signer);
+    franker_ = core::Franker::ForKey(std::string(32, 'k'));
+    core::ParleyService::Deps deps;
+    deps.storage = storage_.get();
+    deps.hub = &hub_;
+    deps.now_ms = now;
+    deps.policy = policy_.get();
+    deps.signer = signer_.get();
+    deps.franker = franker_.get();
+    service_ = std::make_unique<core::ParleyService>(deps);
+    messaging_ = std::make_unique<core::MessagingGrpc>(service_.get(), &hub_);
+
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(messaging_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_NE(port, 0);
+    stub_ = v1::MessagingService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+
+    alice_ = Account("alice");
+    bob_ = Account("bob", &bob_token_);
+    v1::CreateDirectRequest d;
+    d.set_peer_username("bob");
+    auto direct = service_->CreateDirect(alice_, d);
+    ASSERT_TRUE(direct.ok()) << direct.status();
+    conversation_ = direct->conversation().conversation_id();
+  }
+
+  void TearDown() override {
+    if (server_) {
+      hub_.CloseAll(absl::UnavailableError("test ends"));
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    }
+    server_.reset();
+    messaging_.reset();
+    service_.reset();
+    policy_.reset();
+    storage_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  core::Caller Account(const std::string& name, std::string* token = nullptr) {
+    v1::CreateAccountRequest req;
+    req.set_username(name);
+    req.set_display_name(name);
+    auto resp = service_->CreateAccount(req);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    if (!resp.ok()) return {};
+    if (token != nullptr) *token = resp->device_token();
+    return core::Caller{resp->account().account_id(), resp->device().device_id()};
+  }
+
+  // Writes one entry to bob's queue without offering it; returns what the
+  // append queued (its delivery id and payload).
+  std::vector<storage::QueuedEntry> Write(uint64_t tag) {
+    storage::AppendRequest a;
+    a.conversation_id = conversation_;
+    a.server_time_ms = 1'800'000'000'000;
+    a.targets = Targets();
+    a.return_queued = true;
+    a.make_payload = [this, tag](uint64_t seq) {
+      v1::Message m;
+      m.set_conversation_id(conversation_);
+      m.set_seq(seq);
+      m.set_server_time_ms(static_cast<int64_t>(tag));
+      return m.SerializeAsString();
+    };
+    auto r = storage_->messages().Append(a);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return {};
+    EXPECT_EQ(r->queued.size(), 1u);
+    return r->queued;
+  }
+
+  std::vector<storage::QueueTarget> Targets() const { return {{bob_.account_id, bob_.device_id}}; }
+
+  // Opens bob's Receive stream and reads up to its BacklogDrained marker.
+  void OpenStream() {
+    ctx_.AddMetadata("authorization", "Bearer " + bob_token_);
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::ReceiveRequest req;
+    req.set_max_batch(64);
+    reader_ = stub_->Receive(&ctx_, req);
+    v1::ReceiveResponse r;
+    ASSERT_TRUE(reader_->Read(&r));
+    ASSERT_TRUE(r.has_backlog_drained());
+  }
+
+  // Reads `n` envelopes (each response an envelope or a batch); fewer if
+  // the stream ends (its deadline) first.
+  std::vector<v1::Envelope> ReadEnvelopes(size_t n) {
+    std::vector<v1::Envelope> out;
+    v1::ReceiveResponse r;
+    while (out.size() < n && reader_->Read(&r)) {
+      if (r.has_envelope()) out.push_back(r.envelope());
+      for (const v1::Envelope& e : r.batch().envelopes()) out.push_back(e);
+    }
+    return out;
+  }
+
+  std::string dir_;
+  std::unique_ptr<storage::Storage> storage_;
+  core::DeliveryHub hub_;
+  std::unique_ptr<core::PolicyEngine> policy_;
+  std::unique_ptr<core::StatementSigner> signer_;
+  std::unique_ptr<core::Franker> franker_;
+  std::unique_ptr<core::ParleyService> service_;
+  std::unique_ptr<core::MessagingGrpc> messaging_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::MessagingService::Stub> stub_;
+  core::Caller alice_, bob_;
+  std::string bob_token_;
+  std::string conversation_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::ReceiveResponse>> reader_;
+};
+
+std::vector<uint64_t> Tags(const std::vector<v1::Envelope>& es) {
+  std::vector<uint64_t> tags;
+  for (const auto& e : es) tags.push_back(static_cast<uint64_t>(e.message().server_time_ms()));
+  return tags;
+}
+
+TEST_F(OfferOrderTest, OffersOutOfOrderAreDeliveredInOrder) {
+  ASSERT_NO_FATAL_FAILURE(OpenStream());
+  auto a = Write(1), b = Write(2), c = Write(3);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(c.size(), 1u);
+  // The order three racing Sends can offer in: the last first.
+  hub_.Offer(Targets(), c);
+  hub_.Offer(Targets(), a);
+  hub_.Offer(Targets(), b);
+  std::vector<v1::Envelope> got = ReadEnvelopes(3);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(Tags(got), (std::vector<uint64_t>{1, 2, 3}));
+  EXPECT_EQ(got[0].delivery_id(), a[0].delivery_id);
+  EXPECT_LT(got[0].delivery_id(), got[1].delivery_id());
+  EXPECT_LT(got[1].delivery_id(), got[2].delivery_id());
+  // Nothing is delivered twice: the next entry is the next envelope.
+  hub_.Offer(Targets(), Write(4));
+  EXPECT_EQ(Tags(ReadEnvelopes(1)), (std::vector<uint64_t>{4}));
+}
+
+// An entry written without an offer leaves a gap no offer fills: the stream
+// holds the later entry, then its gap timer reads the queue and delivers
+// both in order (without the fallback the read would wait for the deadline).
+TEST_F(OfferOrderTest, AGapThatDoesNotFillIsReadFromStorage) {
+  ASSERT_NO_FATAL_FAILURE(OpenStream());
+  Write(1);  // never offered
+  hub_.Offer(Targets(), Write(2));
+  std::vector<v1::Envelope> got = ReadEnvelopes(2);
+  ASSERT_EQ(got.size(), 2u) << "the held entry was never delivered";
+  EXPECT_EQ(Tags(got), (std::vector<uint64_t>{1, 2}));
+  // The stream goes on taking offers after the read.
+  hub_.Offer(Targets(), Write(3));
+  EXPECT_EQ(Tags(ReadEnvelopes(1)), (std::vector<uint64_t>{3}));
+}
+
+}  // namespace
+}  // namespace parley
