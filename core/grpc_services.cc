@@ -2,6 +2,8 @@
 #include "core/grpc_services.h"
 
 #include <grpcpp/alarm.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +16,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/receive_wire.h"
 
 namespace parley::core {
 namespace {
@@ -81,7 +84,7 @@ grpc::ServerUnaryReactor* Unauthed(grpc::CallbackServerContext* ctx, Resp* out, 
 // Decisions are made under mu_; gRPC operations (StartWrite, Finish) are
 // started after mu_ is released because their reactions may run inline.
 // At most one write is in flight; Finish waits for it.
-class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
+class ReceiveReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
                              public Subscriber,
                              public std::enable_shared_from_this<ReceiveReactor> {
  public:
@@ -123,15 +126,8 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
         const size_t room = kReceiveBatch - std::min(kReceiveBatch, buffer_.size());
         OfferOrder::Result r = order_.Offer(delivery_id, payload, room);
         taken = !r.read_storage;
-        for (const OfferOrder::Entry& e : r.ready) {
-          v1::ReceiveResponse resp;
-          v1::Envelope* env = resp.mutable_envelope();
-          env->set_delivery_id(e.delivery_id);
-          if (!env->mutable_message()->ParseFromString(*e.payload)) {
-            taken = false;  // the read from the cursor covers it and the rest
-            break;
-          }
-          buffer_.push_back(std::move(resp));
+        for (OfferOrder::Entry& e : r.ready) {
+          buffer_.push_back(wire::Entry{e.delivery_id, std::move(e.payload)});
         }
         if (taken && order_.has_held() && !gap_timer_armed_) {
           gap_timer_armed_ = true;
@@ -245,11 +241,9 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
         *error = batch.status();
         return Action::kFinish;
       }
-      order_.AfterRead(batch->empty() ? 0 : batch->back().delivery_id());
-      for (auto& e : *batch) {
-        v1::ReceiveResponse r;
-        *r.mutable_envelope() = std::move(e);
-        buffer_.push_back(std::move(r));
+      order_.AfterRead(batch->empty() ? 0 : batch->back().delivery_id);
+      for (storage::QueueEntry& e : *batch) {
+        buffer_.push_back(wire::Entry{e.delivery_id, std::make_shared<const std::string>(std::move(e.payload))});
       }
       if (batch->size() == kReceiveBatch) dirty_ = true;  // more on disk
       // A short read found the end of the queue: every entry up to the
@@ -257,13 +251,12 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
       if (batch->size() < kReceiveBatch) queue_read_to_end_ = true;
     }
     if (!buffer_.empty()) {
-      if (!drained_sent_ && buffer_.front().envelope().delivery_id() > backlog_end_) {
+      if (!drained_sent_ && buffer_.front().delivery_id > backlog_end_) {
         // Everything that was queued when the stream opened has been
         // written: say so before the first newer envelope (not only when
         // the buffer runs empty, which a busy conversation may never do).
         drained_sent_ = true;
-        current_.Clear();
-        current_.mutable_backlog_drained()->set_last_delivery_id(cursor_);
+        SetCurrentToMarkerLocked();
         return Action::kWrite;
       }
       // Everything already waiting goes in one response, up to max_batch_
@@ -271,28 +264,29 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
       // while the marker is still owed.
       size_t n = 1;
       if (max_batch_ > 1) {
-        size_t bytes = buffer_.front().envelope().ByteSizeLong();
+        size_t bytes = wire::EnvelopeSize(buffer_.front());
         while (n < buffer_.size() && n < max_batch_) {
-          const v1::Envelope& next = buffer_[n].envelope();
-          if (!drained_sent_ && next.delivery_id() > backlog_end_) break;
-          bytes += next.ByteSizeLong();
+          const wire::Entry& next = buffer_[n];
+          if (!drained_sent_ && next.delivery_id > backlog_end_) break;
+          bytes += wire::EnvelopeSize(next);
           if (bytes > kMaxBatchBytes) break;
           ++n;
         }
       }
       if (n == 1) {
-        current_ = std::move(buffer_.front());
+        SetCurrentLocked(wire::ResponseWithEnvelope(buffer_.front()));
+        cursor_ = buffer_.front().delivery_id;
         buffer_.pop_front();
-        cursor_ = current_.envelope().delivery_id();
         return Action::kWrite;
       }
-      current_.Clear();
-      v1::EnvelopeBatch* batch = current_.mutable_batch();
+      std::vector<wire::Entry> batch;
+      batch.reserve(n);
       for (size_t i = 0; i < n; ++i) {
-        *batch->add_envelopes() = std::move(*buffer_.front().mutable_envelope());
+        batch.push_back(std::move(buffer_.front()));
         buffer_.pop_front();
       }
-      cursor_ = batch->envelopes(batch->envelopes_size() - 1).delivery_id();
+      cursor_ = batch.back().delivery_id;
+      SetCurrentLocked(wire::ResponseWithBatch(batch));
       return Action::kWrite;
     }
     // Empty buffer: the backlog is drained once the cursor reached its end
@@ -300,11 +294,22 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
     // purged entries, ids skipped after a restart).
     if (!drained_sent_ && (cursor_ >= backlog_end_ || queue_read_to_end_)) {
       drained_sent_ = true;
-      current_.Clear();
-      current_.mutable_backlog_drained()->set_last_delivery_id(cursor_);
+      SetCurrentToMarkerLocked();
       return Action::kWrite;
     }
     return Action::kNone;
+  }
+
+  // The next response's bytes (a serialized v1::ReceiveResponse).
+  void SetCurrentLocked(const std::string& bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    grpc::Slice slice(bytes);
+    current_ = grpc::ByteBuffer(&slice, 1);
+  }
+
+  void SetCurrentToMarkerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    v1::ReceiveResponse r;
+    r.mutable_backlog_drained()->set_last_delivery_id(cursor_);
+    SetCurrentLocked(r.SerializeAsString());
   }
 
   ParleyService* const s_;
@@ -313,10 +318,13 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
   const size_t max_batch_;
   absl::Mutex mu_;
   std::shared_ptr<ReceiveReactor> self_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::ReceiveResponse> buffer_ ABSL_GUARDED_BY(mu_);
+  // Entries to write, in delivery-id order; each message is the stored
+  // payload (a serialized v1::Message), written without parsing it
+  // (core/receive_wire.h).
+  std::deque<wire::Entry> buffer_ ABSL_GUARDED_BY(mu_);
   // Written only while writing_ is false (under mu_), read by gRPC while a
-  // write is in flight.
-  v1::ReceiveResponse current_;
+  // write is in flight: a serialized v1::ReceiveResponse.
+  grpc::ByteBuffer current_;
   std::optional<absl::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t backlog_end_ ABSL_GUARDED_BY(mu_) = 0;
@@ -336,7 +344,7 @@ class ReceiveReactor final : public grpc::ServerWriteReactor<v1::ReceiveResponse
 };
 
 // Finishes a stream that could not start (bad auth).
-class FailedStream final : public grpc::ServerWriteReactor<v1::ReceiveResponse> {
+class FailedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedStream(const absl::Status& s) { Finish(ToGrpc(s)); }
   void OnDone() override { delete this; }
@@ -663,18 +671,23 @@ void MessagingGrpc::ForgetSendStream(SendStreamReactor* r) {
   send_streams_.erase(r);
 }
 
-grpc::ServerWriteReactor<v1::ReceiveResponse>* MessagingGrpc::Receive(grpc::CallbackServerContext* ctx,
-                                                                      const v1::ReceiveRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* MessagingGrpc::Receive(grpc::CallbackServerContext* ctx,
+                                                                   const grpc::ByteBuffer* request) {
   auto caller = Auth(s_, ctx);
   if (!caller.ok()) return new FailedStream(caller.status());
-  if (req->max_batch() > kMaxReceiveBatch) {
+  v1::ReceiveRequest req;
+  grpc::ByteBuffer bytes(*request);  // Deserialize consumes its buffer
+  if (!grpc::SerializationTraits<v1::ReceiveRequest>::Deserialize(&bytes, &req).ok()) {
+    return new FailedStream(absl::InvalidArgumentError("ReceiveRequest: not a valid parley.v1.ReceiveRequest"));
+  }
+  if (req.max_batch() > kMaxReceiveBatch) {
     return new FailedStream(absl::InvalidArgumentError(
-        absl::StrCat("ReceiveRequest.max_batch: ", req->max_batch(), " is above the limit of ", kMaxReceiveBatch)));
+        absl::StrCat("ReceiveRequest.max_batch: ", req.max_batch(), " is above the limit of ", kMaxReceiveBatch)));
   }
   auto backlog_end = s_->LastDeliveryId(*caller);
   if (!backlog_end.ok()) return new FailedStream(backlog_end.status());
   s_->Touch(*caller);
-  auto reactor = std::make_shared<ReceiveReactor>(s_, hub_, *caller, req->max_batch());
+  auto reactor = std::make_shared<ReceiveReactor>(s_, hub_, *caller, req.max_batch());
   reactor->Start(*backlog_end);
   return reactor.get();
 }

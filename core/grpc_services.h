@@ -75,15 +75,19 @@ class ConversationGrpc final : public v1::ConversationService::CallbackService {
   ParleyService* s_;
 };
 
-class MessagingGrpc final : public v1::MessagingService::CallbackService {
+// Receive is served as a raw-bytes method (its responses are built around
+// the stored payloads without parsing them, core/receive_wire.h); on the
+// wire it is the ReceiveRequest/ReceiveResponse method of api/.
+class MessagingGrpc final
+    : public v1::MessagingService::WithRawCallbackMethod_Receive<v1::MessagingService::CallbackService> {
  public:
   MessagingGrpc(ParleyService* s, DeliveryHub* hub) : s_(s), hub_(hub) {}
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext*, const v1::SendRequest*,
                                  v1::SendResponse*) override;
   grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse>* SendStream(
       grpc::CallbackServerContext*) override;
-  grpc::ServerWriteReactor<v1::ReceiveResponse>* Receive(grpc::CallbackServerContext*,
-                                                         const v1::ReceiveRequest*) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Receive(grpc::CallbackServerContext*,
+                                                      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext*, const v1::AckRequest*,
                                 v1::AckResponse*) override;
   grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext*, const v1::GetHistoryRequest*,

@@ -1000,18 +1000,17 @@ absl::Status ParleyService::PostEvent(const std::string& conversation_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::Envelope>> ParleyService::ReadQueue(const Caller& c, uint64_t after,
-                                                             size_t limit) {
+absl::StatusOr<std::vector<storage::QueueEntry>> ParleyService::ReadQueue(const Caller& c, uint64_t after,
+                                                                    size_t limit) {
   PARLEY_ASSIGN_OR_RETURN(auto entries,
                           d_.storage->messages().ReadQueue(c.account_id, c.device_id, after, limit));
-  std::vector<v1::Envelope> out(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    out[i].set_delivery_id(entries[i].delivery_id);
-    if (!out[i].mutable_message()->ParseFromString(entries[i].payload)) {
-      return absl::DataLossError(absl::StrCat("queue entry ", entries[i].delivery_id, " is corrupt"));
+  v1::Message check;
+  for (const storage::QueueEntry& e : entries) {
+    if (!check.ParseFromString(e.payload)) {
+      return absl::DataLossError(absl::StrCat("queue entry ", e.delivery_id, " is corrupt"));
     }
   }
-  return out;
+  return entries;
 }
 
 absl::StatusOr<uint64_t> ParleyService::LastDeliveryId(const Caller& c) {

@@ -129,9 +129,11 @@ class ParleyService {
                          const std::function<void(v1::Message*)>& fill,
                          const std::vector<std::string>& only_accounts);
 
-  // Queue reads for Receive streams: envelopes after `after_delivery_id`.
-  absl::StatusOr<std::vector<v1::Envelope>> ReadQueue(const Caller& c, uint64_t after_delivery_id,
-                                                      size_t limit);
+  // Queue reads for Receive streams: the entries after `after_delivery_id`,
+  // each payload a serialized v1::Message (checked to parse: DATA_LOSS names
+  // the first entry that does not).
+  absl::StatusOr<std::vector<storage::QueueEntry>> ReadQueue(const Caller& c, uint64_t after_delivery_id,
+                                                             size_t limit);
   absl::StatusOr<uint64_t> LastDeliveryId(const Caller& c);
   // Records that the device connected (last seen).
   void Touch(const Caller& c);

@@ -9,6 +9,7 @@
 // to storage and offers them to the DeliveryHub itself, in the order it
 // chooses: the order concurrent Sends can produce, and an entry written
 // without an offer, which only the gap timer's fallback read can deliver.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 
@@ -77,8 +78,8 @@ class OfferOrderTest : public ::testing::Test {
     server_ = b.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_NE(port, 0);
-    stub_ = v1::MessagingService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    channel_target_ = "127.0.0.1:" + std::to_string(port);
+    stub_ = v1::MessagingService::NewStub(grpc::CreateChannel(channel_target_, grpc::InsecureChannelCredentials()));
 
     alice_ = Account("alice");
     bob_ = Account("bob", &bob_token_);
@@ -171,6 +172,7 @@ class OfferOrderTest : public ::testing::Test {
   std::unique_ptr<core::ParleyService> service_;
   std::unique_ptr<core::MessagingGrpc> messaging_;
   std::unique_ptr<grpc::Server> server_;
+  std::string channel_target_;
   std::unique_ptr<v1::MessagingService::Stub> stub_;
   core::Caller alice_, bob_;
   std::string bob_token_;
@@ -218,6 +220,48 @@ TEST_F(OfferOrderTest, AGapThatDoesNotFillIsReadFromStorage) {
   // The stream goes on taking offers after the read.
   hub_.Offer(Targets(), Write(3));
   EXPECT_EQ(Tags(ReadEnvelopes(1)), (std::vector<uint64_t>{3}));
+}
+
+// Receive is served as a raw-bytes method: request bytes that are not a
+// ReceiveRequest get INVALID_ARGUMENT naming the message (and an
+// unauthenticated call UNAUTHENTICATED, before anything is parsed).
+TEST_F(OfferOrderTest, ReceiveWithBytesThatAreNotARequestIsInvalidArgument) {
+  auto call = [&](bool with_token) {
+    grpc::ClientContext ctx;
+    if (with_token) ctx.AddMetadata("authorization", "Bearer " + bob_token_);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::GenericStub generic(grpc::CreateChannel(channel_target_, grpc::InsecureChannelCredentials()));
+    grpc::CompletionQueue cq;
+    auto rw = generic.PrepareCall(&ctx, "/parley.v1.MessagingService/Receive", &cq);
+    void* tag = nullptr;
+    bool ok = false;
+    auto step = [&](intptr_t want) {
+      EXPECT_TRUE(cq.Next(&tag, &ok));
+      EXPECT_EQ(reinterpret_cast<intptr_t>(tag), want);
+    };
+    rw->StartCall(reinterpret_cast<void*>(1));
+    step(1);
+    const std::string junk("\x0a\x05" "ab", 4);  // a field longer than the bytes left
+    grpc::Slice slice(junk);
+    grpc::ByteBuffer bb(&slice, 1);
+    rw->WriteLast(bb, grpc::WriteOptions(), reinterpret_cast<void*>(2));
+    step(2);
+    grpc::ByteBuffer response;
+    rw->Read(&response, reinterpret_cast<void*>(3));
+    step(3);
+    EXPECT_FALSE(ok);  // no response before the status
+    grpc::Status status;
+    rw->Finish(&status, reinterpret_cast<void*>(4));
+    step(4);
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    return status;
+  };
+  grpc::Status s = call(true);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find("ReceiveRequest"), std::string::npos) << s.error_message();
+  EXPECT_EQ(call(false).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "core/receive_wire.h"
 #include "core/tls.h"
 #include "parley/v1/parley.grpc.pb.h"
 
@@ -32,7 +33,10 @@ class NullReceive;
 struct Mailbox {
   std::string account_id;
   absl::Mutex mu;
-  std::map<uint64_t, v1::Envelope> entries ABSL_GUARDED_BY(mu);  // unacked
+  // Unacked entries: serialized v1::Message each (shared by the members of
+  // one plaintext Send), written as parleyd writes them (core/receive_wire.h).
+  std::map<uint64_t, std::shared_ptr<const std::string>> entries
+      ABSL_GUARDED_BY(mu);
   uint64_t next_delivery_id ABSL_GUARDED_BY(mu) = 1;
   std::shared_ptr<NullReceive> stream ABSL_GUARDED_BY(mu);
 };
@@ -57,7 +61,7 @@ int64_t NowMs() {
 // One Receive stream; the same shape as parleyd's ReceiveReactor: decisions
 // under mu_, gRPC operations started after it is released, one write in
 // flight. Owned by itself (self_) until OnDone.
-class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
+class NullReceive final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
                           public std::enable_shared_from_this<NullReceive> {
  public:
   NullReceive(std::shared_ptr<Mailbox> mb, size_t max_batch)
@@ -138,27 +142,28 @@ class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
           // 1 MB, in one response; a lone envelope on its own.
           auto next = std::next(it);
           if (max_batch_ == 1 || next == mb_->entries.end()) {
-            *current_.mutable_envelope() = it->second;
+            SetCurrent(core::wire::ResponseWithEnvelope({it->first, it->second}));
             cursor_ = it->first;
           } else {
-            current_.Clear();
-            v1::EnvelopeBatch* batch = current_.mutable_batch();
+            std::vector<core::wire::Entry> batch;
             size_t bytes = 0;
-            for (; it != mb_->entries.end() &&
-                   static_cast<size_t>(batch->envelopes_size()) < max_batch_;
+            for (; it != mb_->entries.end() && batch.size() < max_batch_;
                  ++it) {
-              bytes += it->second.ByteSizeLong();
-              if (batch->envelopes_size() > 0 && bytes > (1u << 20)) break;
-              *batch->add_envelopes() = it->second;
+              core::wire::Entry e{it->first, it->second};
+              bytes += core::wire::EnvelopeSize(e);
+              if (!batch.empty() && bytes > (1u << 20)) break;
+              batch.push_back(std::move(e));
               cursor_ = it->first;
             }
+            SetCurrent(core::wire::ResponseWithBatch(batch));
           }
           write = true;
         } else if (!drained_sent_) {
           drained_sent_ = true;
-          current_.Clear();
-          current_.mutable_backlog_drained()->set_last_delivery_id(
+          v1::ReceiveResponse marker;
+          marker.mutable_backlog_drained()->set_last_delivery_id(
               std::max(cursor_, backlog_end_));
+          SetCurrent(marker.SerializeAsString());
           write = true;
         }
         writing_ = write;
@@ -168,11 +173,17 @@ class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
     if (finish) Finish(status);
   }
 
+  void SetCurrent(const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    current_ = grpc::ByteBuffer(&slice, 1);
+  }
+
   const std::shared_ptr<Mailbox> mb_;
   const size_t max_batch_;
   absl::Mutex mu_;
   std::shared_ptr<NullReceive> self_ ABSL_GUARDED_BY(mu_);
-  v1::ReceiveResponse current_;  // touched only while writing_ is false
+  // A serialized v1::ReceiveResponse; touched only while writing_ is false.
+  grpc::ByteBuffer current_;
   std::optional<grpc::Status> finish_status_ ABSL_GUARDED_BY(mu_);
   uint64_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t backlog_end_ ABSL_GUARDED_BY(mu_) = 0;
@@ -183,7 +194,7 @@ class NullReceive final : public grpc::ServerWriteReactor<v1::ReceiveResponse>,
 };
 
 class FailedReceive final
-    : public grpc::ServerWriteReactor<v1::ReceiveResponse> {
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedReceive(const grpc::Status& s) { Finish(s); }
   void OnDone() override { delete this; }
@@ -404,14 +415,13 @@ class KeySvc final : public v1::KeyService::CallbackService {
 };
 
 // Delivers to every member device's mailbox (and wakes its stream).
-void Deliver(const std::shared_ptr<Account>& to, v1::Message m) {
+void Deliver(const std::shared_ptr<Account>& to,
+             std::shared_ptr<const std::string> message) {
   std::shared_ptr<NullReceive> stream;
   {
     absl::MutexLock lock(&to->mailbox->mu);
     const uint64_t id = to->mailbox->next_delivery_id++;
-    v1::Envelope& e = to->mailbox->entries[id];
-    e.set_delivery_id(id);
-    *e.mutable_message() = std::move(m);
+    to->mailbox->entries.emplace(id, std::move(message));
     stream = to->mailbox->stream;
   }
   if (stream) stream->Notify();
@@ -450,14 +460,15 @@ grpc::Status NullSend(State* st, const std::shared_ptr<Account>& caller,
       }
       v1::Message m = base;
       *m.mutable_ciphertext() = ct;
-      Deliver(to, std::move(m));
+      Deliver(to, std::make_shared<const std::string>(m.SerializeAsString()));
     }
   } else {
+    // Serialized once for all members, as parleyd stores it once.
+    v1::Message m = base;
+    *m.mutable_plain() = req->body().plain();
+    auto shared = std::make_shared<const std::string>(m.SerializeAsString());
     for (const auto& to : conv->members) {
-      if (to == caller) continue;
-      v1::Message m = base;
-      *m.mutable_plain() = req->body().plain();
-      Deliver(to, std::move(m));
+      if (to != caller) Deliver(to, shared);
     }
   }
   resp->set_seq(seq);
@@ -587,7 +598,10 @@ class NullSendStream final
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class MessagingSvc final : public v1::MessagingService::CallbackService {
+// Receive as a raw-bytes method, as parleyd serves it.
+class MessagingSvc final
+    : public v1::MessagingService::WithRawCallbackMethod_Receive<
+          v1::MessagingService::CallbackService> {
  public:
   explicit MessagingSvc(State* st) : st_(st) {}
 
@@ -611,17 +625,25 @@ class MessagingSvc final : public v1::MessagingService::CallbackService {
     return r.get();
   }
 
-  grpc::ServerWriteReactor<v1::ReceiveResponse>* Receive(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Receive(
       grpc::CallbackServerContext* ctx,
-      const v1::ReceiveRequest* req) override {
+      const grpc::ByteBuffer* request) override {
     grpc::Status err;
     auto caller = st_->Auth(ctx, &err);
     if (!caller) return new FailedReceive(err);
-    if (req->max_batch() > 256) {
+    v1::ReceiveRequest req;
+    grpc::ByteBuffer bytes(*request);
+    if (!grpc::SerializationTraits<v1::ReceiveRequest>::Deserialize(&bytes,
+                                                                     &req)
+             .ok()) {
+      return new FailedReceive(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ReceiveRequest"));
+    }
+    if (req.max_batch() > 256) {
       return new FailedReceive(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "max_batch"));
     }
-    auto r = std::make_shared<NullReceive>(caller->mailbox, req->max_batch());
+    auto r = std::make_shared<NullReceive>(caller->mailbox, req.max_batch());
     r->Start();
     return r.get();
   }
