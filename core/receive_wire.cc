@@ -7,9 +7,9 @@ namespace {
 // Tags: (field number << 3) | wire type; wire types 0 (varint), 2 (bytes).
 constexpr char kEnvelopeDeliveryIdTag = (1 << 3) | 0;  // Envelope.delivery_id
 constexpr char kEnvelopeMessageTag = (2 << 3) | 2;     // Envelope.message
-constexpr char kResponseEnvelopeTag = (1 << 3) | 2;    // ReceiveResponse.envelope
-constexpr char kResponseBatchTag = (3 << 3) | 2;       // ReceiveResponse.batch
-constexpr char kBatchEnvelopesTag = (1 << 3) | 2;      // EnvelopeBatch.envelopes
+constexpr char kResponseEnvelopeTag = (1 << 3) | 2;  // ReceiveResponse.envelope
+constexpr char kResponseBatchTag = (3 << 3) | 2;     // ReceiveResponse.batch
+constexpr char kBatchEnvelopesTag = (1 << 3) | 2;    // EnvelopeBatch.envelopes
 
 size_t VarintSize(uint64_t v) {
   size_t n = 1;

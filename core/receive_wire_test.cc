@@ -31,18 +31,21 @@ Entry E(uint64_t id, const v1::Message& m) {
 // and delivery ids from 1 to the 64-bit maximum.
 TEST(ReceiveWire, EnvelopeBytesAreProtobufs) {
   for (size_t body : {0, 1, 100, 127, 128, 300, 20000, 70000}) {
-    for (uint64_t id : {uint64_t{1}, uint64_t{127}, uint64_t{128}, uint64_t{1} << 40, ~uint64_t{0}}) {
+    for (uint64_t id : {uint64_t{1}, uint64_t{127}, uint64_t{128},
+                        uint64_t{1} << 40, ~uint64_t{0}}) {
       const v1::Message m = Sample(static_cast<int>(body % 7), body);
       const Entry e = E(id, m);
       v1::ReceiveResponse want;
       want.mutable_envelope()->set_delivery_id(id);
       *want.mutable_envelope()->mutable_message() = m;
-      EXPECT_EQ(ResponseWithEnvelope(e), want.SerializeAsString()) << body << " " << id;
+      EXPECT_EQ(ResponseWithEnvelope(e), want.SerializeAsString())
+          << body << " " << id;
       EXPECT_EQ(EnvelopeSize(e), want.envelope().ByteSizeLong());
       v1::ReceiveResponse got;
       ASSERT_TRUE(got.ParseFromString(ResponseWithEnvelope(e)));
       EXPECT_EQ(got.envelope().delivery_id(), id);
-      EXPECT_EQ(got.envelope().message().SerializeAsString(), m.SerializeAsString());
+      EXPECT_EQ(got.envelope().message().SerializeAsString(),
+                m.SerializeAsString());
     }
   }
 }

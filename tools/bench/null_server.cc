@@ -142,7 +142,8 @@ class NullReceive final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
           // 1 MB, in one response; a lone envelope on its own.
           auto next = std::next(it);
           if (max_batch_ == 1 || next == mb_->entries.end()) {
-            SetCurrent(core::wire::ResponseWithEnvelope({it->first, it->second}));
+            SetCurrent(
+                core::wire::ResponseWithEnvelope({it->first, it->second}));
             cursor_ = it->first;
           } else {
             std::vector<core::wire::Entry> batch;
@@ -193,8 +194,7 @@ class NullReceive final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-class FailedReceive final
-    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+class FailedReceive final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedReceive(const grpc::Status& s) { Finish(s); }
   void OnDone() override { delete this; }
@@ -634,7 +634,7 @@ class MessagingSvc final
     v1::ReceiveRequest req;
     grpc::ByteBuffer bytes(*request);
     if (!grpc::SerializationTraits<v1::ReceiveRequest>::Deserialize(&bytes,
-                                                                     &req)
+                                                                    &req)
              .ok()) {
       return new FailedReceive(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "ReceiveRequest"));
