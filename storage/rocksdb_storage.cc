@@ -42,6 +42,12 @@
 // - Column families are opened with create_missing_column_families, so a
 //   database written before a column family was added opens unchanged (the
 //   new one starts empty); the format version stays 1 for such additions.
+// - Memtable insert hints (CounterSuffixHint on "queues" and "history",
+//   WholeKeyHint on "conversations"): RocksDB remembers, per memtable, where
+//   the last key of each prefix went and starts the next insert of that
+//   prefix there. A busy server's writes interleave many devices and
+//   conversations, so without the hint every insert searched the skip list
+//   from the top (BENCHMARKS.md, sixth round). Memory-only: no format change.
 // - The number of conversations is an exact counter ("meta" CF), written in
 //   the batch of every CreateConversation (conversations are never deleted)
 //   and mirrored in memory for EstimateConversationCount. A database that
