@@ -2567,7 +2567,15 @@ absl::StatusOr<size_t> RocksDbStorage::Ack(
       break;
     }
     if (it->key() == rocksdb::Slice(key)) {
-      batch.Delete(cf(kQueuesCf), key);
+      // SingleDelete: a queue key is Put exactly once (delivery ids are
+      // never reused, see the "C" key) and is deleted here only while it
+      // is visible, under the device's stripe. When the flush finds the Put
+      // and its SingleDelete in the same memtable, it drops both, so an
+      // entry acknowledged before its memtable is flushed reaches no file
+      // at all (a Delete would leave a tombstone for compaction to carry).
+      // A later Delete of the same key (the retention purge racing an ack)
+      // is harmless: with one Put beneath, every order of the two hides it.
+      batch.SingleDelete(cf(kQueuesCf), key);
       ++found;
     }
   }
