@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/strings/string_view.h"
 #include "absl/base/thread_annotations.h"
@@ -627,9 +628,20 @@ grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, 
   *resp = std::move(*r);
   // Answer once the message (or, for a retry, the original) is durable:
   // with --sync this waits for the next shared fsync without holding a
-  // thread (group commit); otherwise it finishes at once.
+  // thread (group commit) and the committer's thread answers; otherwise it
+  // is durable already (WhenDurable calls back inline) and the finisher's
+  // thread answers, so this gRPC thread goes back to taking requests
+  // (finisher.h; BENCHMARKS.md, seventh round).
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  s_->storage().WhenDurable([reactor](absl::Status st) { reactor->Finish(ToGrpc(st)); });
+  const std::thread::id handler = std::this_thread::get_id();
+  Finisher* finisher = finisher_;
+  s_->storage().WhenDurable([reactor, handler, finisher](absl::Status st) {
+    if (std::this_thread::get_id() != handler) {
+      reactor->Finish(ToGrpc(st));
+      return;
+    }
+    finisher->Post([reactor, st = std::move(st)] { reactor->Finish(ToGrpc(st)); });
+  });
   return reactor;
 }
 

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "core/delivery.h"
+#include "core/finisher.h"
 #include "core/key_directory.h"
 #include "core/service.h"
 #include "parley/v1/parley.grpc.pb.h"
@@ -81,7 +82,10 @@ class ConversationGrpc final : public v1::ConversationService::CallbackService {
 class MessagingGrpc final
     : public v1::MessagingService::WithRawCallbackMethod_Receive<v1::MessagingService::CallbackService> {
  public:
-  MessagingGrpc(ParleyService* s, DeliveryHub* hub) : s_(s), hub_(hub) {}
+  // `finisher` answers the unary Sends that are durable when handled (see
+  // finisher.h); it must outlive the gRPC server this service runs in.
+  MessagingGrpc(ParleyService* s, DeliveryHub* hub, Finisher* finisher)
+      : s_(s), hub_(hub), finisher_(finisher) {}
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext*, const v1::SendRequest*,
                                  v1::SendResponse*) override;
   grpc::ServerBidiReactor<v1::SendStreamRequest, v1::SendStreamResponse>* SendStream(
@@ -105,6 +109,7 @@ class MessagingGrpc final
  private:
   ParleyService* s_;
   DeliveryHub* hub_;
+  Finisher* finisher_;
   absl::Mutex send_streams_mu_;
   absl::flat_hash_map<SendStreamReactor*, std::weak_ptr<SendStreamReactor>> send_streams_
       ABSL_GUARDED_BY(send_streams_mu_);

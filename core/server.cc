@@ -210,7 +210,8 @@ class ServerImpl final : public Server {
     service_ = std::make_unique<ParleyService>(deps);
     accounts_ = std::make_unique<AccountGrpc>(service_.get());
     conversations_ = std::make_unique<ConversationGrpc>(service_.get());
-    messaging_ = std::make_unique<MessagingGrpc>(service_.get(), &hub_);
+    finisher_ = std::make_unique<Finisher>();
+    messaging_ = std::make_unique<MessagingGrpc>(service_.get(), &hub_, finisher_.get());
     key_directory_ = std::make_unique<KeyDirectory>(storage_.get());
     keys_ = std::make_unique<KeyGrpc>(service_.get(), key_directory_.get());
     // Every start re-evaluates stored conversations under the revision in
@@ -364,6 +365,9 @@ class ServerImpl final : public Server {
   std::thread scheduler_;
   std::unique_ptr<AccountGrpc> accounts_;
   std::unique_ptr<ConversationGrpc> conversations_;
+  // Declared before messaging_ and server_: destroyed after them, so every
+  // reply it holds is sent before the server is gone.
+  std::unique_ptr<Finisher> finisher_;
   std::unique_ptr<MessagingGrpc> messaging_;
   std::unique_ptr<KeyDirectory> key_directory_;
   std::unique_ptr<KeyGrpc> keys_;

@@ -69,7 +69,7 @@ class OfferOrderTest : public ::testing::Test {
     deps.signer = signer_.get();
     deps.franker = franker_.get();
     service_ = std::make_unique<core::ParleyService>(deps);
-    messaging_ = std::make_unique<core::MessagingGrpc>(service_.get(), &hub_);
+    messaging_ = std::make_unique<core::MessagingGrpc>(service_.get(), &hub_, &finisher_);
 
     grpc::ServerBuilder b;
     int port = 0;
@@ -170,6 +170,7 @@ class OfferOrderTest : public ::testing::Test {
   std::unique_ptr<core::StatementSigner> signer_;
   std::unique_ptr<core::Franker> franker_;
   std::unique_ptr<core::ParleyService> service_;
+  core::Finisher finisher_;  // outlives server_ (declared before it)
   std::unique_ptr<core::MessagingGrpc> messaging_;
   std::unique_ptr<grpc::Server> server_;
   std::string channel_target_;
