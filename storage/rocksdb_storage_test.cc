@@ -127,6 +127,18 @@ class StorageTest : public ::testing::Test {
   AdminTokenStore& tokens() { return storage_->admin_tokens(); }
   KeyStore& keys() { return storage_->keys(); }
 
+  // Accounts "a" and "b" (one device each) and the direct conversation
+  // "direct" between them.
+  void MakeDirectAB() {
+    MakeAccount("a");
+    MakeAccount("b");
+    ConversationRecord d;
+    d.conversation_id = "direct";
+    d.kind = 1;
+    d.members = {{.account_id = "a"}, {.account_id = "b"}};
+    ASSERT_OK(convs().CreateConversation(d));
+  }
+
   DeviceRecord MakeAccount(const std::string& id) {
     AccountRecord a;
     a.account_id = id;
@@ -1831,13 +1843,7 @@ TEST_F(StorageTest, MemtableInsertHintsAreConfigured) {
 // the memtable leaves nothing in the flushed file, neither the value nor a
 // tombstone. (With Delete the file would hold one tombstone per ack.)
 TEST_F(StorageTest, AckedEntriesLeaveNoTombstonesInFlushedFiles) {
-  MakeAccount("a");
-  MakeAccount("b");
-  ConversationRecord d;
-  d.conversation_id = "direct";
-  d.kind = 1;
-  d.members = {{.account_id = "a"}, {.account_id = "b"}};
-  ASSERT_OK(convs().CreateConversation(d));
+  MakeDirectAB();
   constexpr int kMessages = 200;
   constexpr int kKept = 10;
   for (int i = 0; i < kMessages; ++i) {
@@ -1890,13 +1896,7 @@ TEST_F(StorageTest, AckedEntriesLeaveNoTombstonesInFlushedFiles) {
 }
 
 TEST_F(StorageTest, ReopenKeepsEverythingAndCountersContinue) {
-  MakeAccount("a");
-  MakeAccount("b");
-  ConversationRecord d;
-  d.conversation_id = "direct";
-  d.kind = 1;
-  d.members = {{.account_id = "a"}, {.account_id = "b"}};
-  ASSERT_OK(convs().CreateConversation(d));
+  MakeDirectAB();
   for (int i = 0; i < 4; ++i) {
     AppendRequest r = Req("direct", {{"b", 1}});
     r.keep_history = true;
