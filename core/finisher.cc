@@ -32,19 +32,13 @@ bool Finisher::OnFinisherThread() const {
   return std::this_thread::get_id() == thread_.get_id();
 }
 
-uint64_t Finisher::completed() const {
-  absl::MutexLock lock(&mu_);
-  return completed_;
-}
-
 void Finisher::Run() {
   pthread_setname_np(pthread_self(), "parley-finish");
   std::vector<std::function<void()>> batch;
   while (true) {
+    batch.clear();
     {
       absl::MutexLock lock(&mu_);
-      completed_ += batch.size();
-      batch.clear();
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || !queue_.empty();
       };
