@@ -692,7 +692,8 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   if (!r.duplicate) d_.hub->Offer(targets, r.queued);
   if (!r.duplicate && d_.safety != nullptr && d_.safety->scanning_configured()) {
     v1::Message m;
-    if (m.ParseFromString(a.make_payload(r.seq))) d_.safety->ScanMessage(conv, m);
+    absl::StatusOr<std::string> payload = a.make_payload(r.seq);
+    if (payload.ok() && m.ParseFromString(*payload)) d_.safety->ScanMessage(conv, m);
   }
   v1::SendResponse resp;
   resp.set_seq(r.seq);
@@ -800,9 +801,10 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
   // The franking stamp binds the sender's commitment to this message's
   // metadata (computed once, when the seq is known).
   std::string stamp;
-  absl::Status stamp_status;
   uint64_t stamped_seq = 0;
-  a.make_target_payload = [&](uint64_t seq, const storage::QueueTarget& t) {
+  // A stamp that cannot be made aborts the Append (nothing is stored): a
+  // message with a commitment is never delivered unstamped.
+  a.make_target_payload = [&](uint64_t seq, const storage::QueueTarget& t) -> absl::StatusOr<std::string> {
     if (!body.franking_commitment().empty() && stamped_seq != seq) {
       stamped_seq = seq;
       franking::StampInput si;
@@ -814,7 +816,8 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
       si.seq = seq;
       si.server_time_ms = a.server_time_ms;
       auto st = d_.franker->Stamp(si);
-      if (st.ok()) stamp = *std::move(st); else stamp_status = st.status();
+      if (!st.ok()) return absl::InternalError(absl::StrCat("franking stamp: ", st.status().message()));
+      stamp = *std::move(st);
     }
     v1::Message m;
     m.set_conversation_id(conv.conversation_id);
@@ -837,7 +840,6 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
                                            ": security state changed during the send; retry"));
   }
   if (!appended.ok()) return appended.status();
-  if (!stamp_status.ok()) return stamp_status;  // never happens with a valid key
   if (!appended->duplicate) d_.hub->Offer(targets, appended->queued);
   v1::SendResponse resp;
   resp.set_seq(appended->seq);

@@ -2404,7 +2404,9 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
   }
 
   std::optional<std::string> payload;
-  if (req.keep_history || shared_queue_payload) payload = req.make_payload(seq);
+  if (req.keep_history || shared_queue_payload) {
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(payload, req.make_payload(seq));
+  }
   if (req.keep_history) {
     pb::HistoryValue h;
     h.set_server_time_ms(req.server_time_ms);
@@ -2443,7 +2445,8 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id), shared_value);
       if (req.return_queued) queued.push_back({i, delivery_id, shared_payload});
     } else {
-      std::string p = req.make_target_payload(seq, req.targets[i]);
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          std::string p, req.make_target_payload(seq, req.targets[i]));
       batch.Put(cf(kQueuesCf), QueueKey(scope, delivery_id),
                 EncodeQueueValue(p, req.server_time_ms));
       if (req.return_queued) {

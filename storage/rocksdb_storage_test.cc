@@ -1262,6 +1262,66 @@ TEST_F(StorageTest, PerTargetPayloads) {
   EXPECT_EQ(VALUE(msgs().ReadHistory("g", 0, 10)).at(0).payload, "history 1");
 }
 
+// A payload that cannot be made aborts the whole Append: no seq, no history,
+// no queue entry for any target (those before the failing one included), no
+// delivery id used and no idempotency record, so a retry is a first send.
+TEST_F(StorageTest, AppendWhosePayloadFailsWritesNothing) {
+  MakeAccount("a");
+  MakeAccount("b");
+  AddDevice("b", "tb2");
+  MakeGroup("g", {"a", "b"});
+  const std::vector<QueueTarget> targets = {{"a", 1}, {"b", 1}, {"b", 2}};
+  auto request = [&] {
+    AppendRequest r = Req("g", targets);
+    r.sender_account_id = "a";
+    r.sender_device_id = 1;
+    r.client_message_id = "m-1";
+    r.keep_history = true;
+    return r;
+  };
+  auto expect_nothing_stored = [&] {
+    EXPECT_TRUE(VALUE(msgs().ReadHistory("g", 0, 10)).empty());
+    for (const QueueTarget& t : targets) {
+      EXPECT_TRUE(Queue(t.account_id, t.device_id).empty()) << t.account_id;
+      EXPECT_EQ(VALUE(msgs().LastDeliveryId(t.account_id, t.device_id)), 0u);
+    }
+  };
+
+  AppendRequest shared = request();
+  shared.make_payload = [](uint64_t) -> absl::StatusOr<std::string> {
+    return absl::InternalError("no payload today");
+  };
+  absl::StatusOr<AppendResult> r = msgs().Append(shared);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(r.status().message(), "no payload today");
+  expect_nothing_stored();
+
+  // Per-target payloads: the third target's fails after two were made.
+  AppendRequest per_target = request();
+  int made = 0;
+  per_target.make_target_payload =
+      [&](uint64_t seq, const QueueTarget& t) -> absl::StatusOr<std::string> {
+    if (t.device_id == 2) return absl::InternalError("no stamp");
+    ++made;
+    return absl::StrCat("for ", t.account_id, " #", seq);
+  };
+  r = msgs().Append(per_target);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(made, 2);
+  expect_nothing_stored();
+
+  // The retry is stored as the conversation's first message, not as a
+  // duplicate of an Append that never happened.
+  r = msgs().Append(request());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->seq, 1u);
+  EXPECT_FALSE(r->duplicate);
+  for (const QueueTarget& t : targets) {
+    ASSERT_EQ(Queue(t.account_id, t.device_id).size(), 1u) << t.account_id;
+    EXPECT_EQ(Queue(t.account_id, t.device_id)[0].delivery_id, 1u);
+  }
+}
+
 TEST_F(StorageTest, HistoryPagingNewestFirst) {
   MakeGroup("g", {"a"});
   MakeGroup("other", {"a"});
@@ -1773,7 +1833,7 @@ TEST_F(StorageTest, InterleavedQueuesAndHistoriesMatchAModel) {
     const AppendResult res = VALUE(msgs().Append(r));
     ASSERT_EQ(res.seq, last_seq[c] + 1);
     last_seq[c] = res.seq;
-    const std::string payload = r.make_payload(res.seq);
+    const std::string payload = VALUE(r.make_payload(res.seq));
     if (r.keep_history) histories[c][res.seq] = payload;
     ASSERT_EQ(res.queued.size(), members[c].size());
     for (const QueuedEntry& q : res.queued) {

@@ -281,11 +281,13 @@ struct AppendRequest {
   int64_t server_time_ms = 0;
   // Builds the stored payload once the sequence number is known. Called at
   // most once, under the store's per-conversation ordering; must be cheap.
-  std::function<std::string(uint64_t seq)> make_payload;
+  // An error aborts the Append: nothing is written, and Append returns it.
+  std::function<absl::StatusOr<std::string>(uint64_t seq)> make_payload;
   // Optional per-target payload (E2EE: each device gets its own ciphertext).
   // When set, it is called once per target instead of using make_payload for
-  // the queue entries (make_payload still makes the history entry).
-  std::function<std::string(uint64_t seq, const QueueTarget&)>
+  // the queue entries (make_payload still makes the history entry). An error
+  // aborts the Append as above, whichever target it comes from.
+  std::function<absl::StatusOr<std::string>(uint64_t seq, const QueueTarget&)>
       make_target_payload;
   std::vector<QueueTarget> targets;
   bool keep_history = false;  // store make_payload(seq) in readable history
