@@ -11,10 +11,8 @@
 // without an offer, which only the gap timer's fallback read can deliver.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <stdlib.h>
 
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,13 +20,12 @@
 #include "core/delivery.h"
 #include "core/franker.h"
 #include "core/grpc_services.h"
-#include "core/policy_engine.h"
 #include "core/presets.h"
 #include "core/service.h"
-#include "core/statement.h"
 #include "gtest/gtest.h"
 #include "parley/v1/parley.grpc.pb.h"
 #include "storage/rocksdb_storage.h"
+#include "tests/support/service_parts.h"
 
 namespace parley {
 namespace {
@@ -36,37 +33,14 @@ namespace {
 class OfferOrderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/parley_offer_order_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    storage::RocksDbOptions ro;
-    ro.path = dir_ + "/db";
-    ro.block_cache_bytes = 4 << 20;
-    ro.write_buffer_bytes = 2 << 20;
-    auto st = storage::OpenRocksDbStorage(ro);
-    ASSERT_TRUE(st.ok()) << st.status();
-    storage_ = *std::move(st);
     auto now = [] { return int64_t{1'800'000'000'000}; };
-    core::PolicyEngine::Options po;
-    po.storage = storage_.get();
-    po.now_ms = now;
-    const core::BuiltinPreset* def = core::FindPreset(core::kDefaultPreset);
-    ASSERT_NE(def, nullptr);
-    po.default_content = def->content;
-    po.default_file_name = std::string("preset:") + core::kDefaultPreset;
-    auto policy = core::PolicyEngine::Open(po);
-    ASSERT_TRUE(policy.ok()) << policy.status();
-    policy_ = std::move(policy->first);
-    auto signer = core::StatementSigner::LoadOrCreate(dir_ + "/statement.key");
-    ASSERT_TRUE(signer.ok()) << signer.status();
-    signer_ = *std::move(signer);
+    auto parts = testing::MakeServiceParts(core::kDefaultPreset, now);
+    ASSERT_TRUE(parts.ok()) << parts.status();
+    parts_ = *std::move(parts);
+    storage_ = parts_->storage.get();
     franker_ = core::Franker::ForKey(std::string(32, 'k'));
-    core::ParleyService::Deps deps;
-    deps.storage = storage_.get();
+    core::ParleyService::Deps deps = parts_->Deps(now);
     deps.hub = &hub_;
-    deps.now_ms = now;
-    deps.policy = policy_.get();
-    deps.signer = signer_.get();
     deps.franker = franker_.get();
     service_ = std::make_unique<core::ParleyService>(deps);
     messaging_ = std::make_unique<core::MessagingGrpc>(service_.get(), &hub_, &finisher_);
@@ -98,10 +72,7 @@ class OfferOrderTest : public ::testing::Test {
     server_.reset();
     messaging_.reset();
     service_.reset();
-    policy_.reset();
-    storage_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    parts_.reset();
   }
 
   core::Caller Account(const std::string& name, std::string* token = nullptr) {
@@ -163,11 +134,9 @@ class OfferOrderTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
-  std::unique_ptr<storage::Storage> storage_;
+  std::unique_ptr<testing::ServiceParts> parts_;
+  storage::Storage* storage_ = nullptr;  // parts_'s
   core::DeliveryHub hub_;
-  std::unique_ptr<core::PolicyEngine> policy_;
-  std::unique_ptr<core::StatementSigner> signer_;
   std::unique_ptr<core::Franker> franker_;
   std::unique_ptr<core::ParleyService> service_;
   core::Finisher finisher_;  // outlives server_ (declared before it)

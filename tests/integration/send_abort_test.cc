@@ -9,21 +9,15 @@
 // (direct conversations are E2EE), real Signal keys for the recipient, and
 // a franker whose key is too short to stamp with (the only way to make
 // stamping fail: parleyd refuses such a key file at start).
-#include <stdlib.h>
-
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "core/delivery.h"
 #include "core/franker.h"
 #include "core/key_directory.h"
-#include "core/policy_engine.h"
-#include "core/presets.h"
 #include "core/service.h"
-#include "core/statement.h"
 #include "gtest/gtest.h"
-#include "storage/rocksdb_storage.h"
+#include "tests/support/service_parts.h"
 #include "tests/support/signal_keys.h"
 
 namespace parley {
@@ -36,48 +30,22 @@ constexpr int64_t kNow = 1'800'000'000'000;
 class SendAbortTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/parley_send_abort_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    storage::RocksDbOptions ro;
-    ro.path = dir_ + "/db";
-    ro.block_cache_bytes = 4 << 20;
-    ro.write_buffer_bytes = 2 << 20;
-    auto st = storage::OpenRocksDbStorage(ro);
-    ASSERT_TRUE(st.ok()) << st.status();
-    storage_ = *std::move(st);
-    core::PolicyEngine::Options po;
-    po.storage = storage_.get();
-    po.now_ms = [] { return kNow; };
-    const core::BuiltinPreset* signal = core::FindPreset("signal");
-    ASSERT_NE(signal, nullptr);
-    po.default_content = signal->content;
-    po.default_file_name = "preset:signal";
-    auto policy = core::PolicyEngine::Open(po);
-    ASSERT_TRUE(policy.ok()) << policy.status();
-    policy_ = std::move(policy->first);
-    auto signer = core::StatementSigner::LoadOrCreate(dir_ + "/statement.key");
-    ASSERT_TRUE(signer.ok()) << signer.status();
-    signer_ = *std::move(signer);
+    auto parts = testing::MakeServiceParts("signal", [] { return kNow; });
+    ASSERT_TRUE(parts.ok()) << parts.status();
+    parts_ = *std::move(parts);
+    storage_ = parts_->storage.get();
     bad_franker_ = core::Franker::ForKey("too short");
     good_franker_ = core::Franker::ForKey(std::string(32, 'k'));
   }
 
   void TearDown() override {
     service_.reset();
-    policy_.reset();
-    storage_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    parts_.reset();
   }
 
   void StartService(const core::Franker* franker) {
-    core::ParleyService::Deps deps;
-    deps.storage = storage_.get();
+    core::ParleyService::Deps deps = parts_->Deps([] { return kNow; });
     deps.hub = &hub_;
-    deps.now_ms = [] { return kNow; };
-    deps.policy = policy_.get();
-    deps.signer = signer_.get();
     deps.franker = franker;
     service_ = std::make_unique<core::ParleyService>(deps);
   }
@@ -99,10 +67,8 @@ class SendAbortTest : public ::testing::Test {
     return c.ok() ? c->last_seq : 0;
   }
 
-  std::string dir_;
-  std::unique_ptr<storage::Storage> storage_;
-  std::unique_ptr<core::PolicyEngine> policy_;
-  std::unique_ptr<core::StatementSigner> signer_;
+  std::unique_ptr<testing::ServiceParts> parts_;
+  storage::Storage* storage_ = nullptr;  // parts_'s
   std::unique_ptr<core::Franker> bad_franker_, good_franker_;
   core::DeliveryHub hub_;
   std::unique_ptr<core::ParleyService> service_;
@@ -113,7 +79,7 @@ TEST_F(SendAbortTest, AStampThatCannotBeMadeStoresNothing) {
   const core::Caller alice = Account("alice"), bob = Account("bob");
   KeyMaker keys;
   KeyMaker::Install bob_install(&keys, 77);
-  core::KeyDirectory directory(storage_.get());
+  core::KeyDirectory directory(storage_);
   ASSERT_TRUE(
       directory.Upload(bob.account_id, bob.device_id, bob_install.Upload(1))
           .ok());
