@@ -8,7 +8,6 @@
 #include <sys/random.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -21,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/data_scan.h"
 #include "tests/support/subprocess.h"
 
 namespace parley {
@@ -146,31 +146,23 @@ class E2eeCliTest : public ::testing::Test {
     last_listen_ = r.out;
     return Messages(JsonLines(r.out));
   }
-  // Every file of the server (data directory and its logs) that contains
-  // `needle`. Also counts the bytes searched.
+  // Where the stopped server holds `needle`: files of its data directory
+  // and its logs (raw bytes), and its database's records read back decoded
+  // (block compression can hide a stored string from a byte search). Also
+  // counts the bytes searched.
   std::vector<std::string> ServerFilesContaining(const std::string& needle,
                                                  uintmax_t* bytes = nullptr) {
-    std::vector<std::string> hits;
-    std::vector<std::string> files;
-    for (const auto& e :
-         std::filesystem::recursive_directory_iterator(dir_ + "/data")) {
-      if (e.is_regular_file()) files.push_back(e.path().string());
-    }
+    std::vector<std::string> paths = {dir_ + "/data"};
     for (const auto& e : std::filesystem::directory_iterator(dir_)) {
       const std::string name = e.path().filename().string();
       if (e.is_regular_file() && name.rfind("parleyd", 0) == 0) {
-        files.push_back(e.path().string());  // parleyd's stdout / log
+        paths.push_back(e.path().string());  // parleyd's stdout / log
       }
     }
-    for (const std::string& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      const std::string content = ss.str();
-      if (bytes != nullptr) *bytes += content.size();
-      if (content.find(needle) != std::string::npos) hits.push_back(f);
-    }
-    return hits;
+    testing::DataScan scan = testing::DataScan::Read(paths);
+    EXPECT_GT(scan.databases(), 0u) << "no database under " << dir_ << "/data";
+    if (bytes != nullptr) *bytes += scan.file_bytes();
+    return scan.WhereIs(needle);
   }
 
   std::string dir_, ca_, last_listen_;

@@ -14,11 +14,9 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -28,14 +26,16 @@
 #include "clients/sdk/signal_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "rocksdb/db.h"
 #include "parley/v1/admin.grpc.pb.h"
 #include "tests/support/api_client.h"
+#include "tests/support/data_scan.h"
 #include "tests/support/subprocess.h"
 
 namespace parley {
 namespace {
 
+using ::testing::IsEmpty;
+using ::testing::Not;
 using testing::ApiClient;
 using testing::Parleyd;
 
@@ -45,13 +45,6 @@ std::string RandomHex(size_t bytes) {
     for (char& c : b) c = static_cast<char>(rand());
   }
   return absl::BytesToHexString(b);
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 class SecretsScanTest : public ::testing::Test {
@@ -108,11 +101,9 @@ class SecretsScanTest : public ::testing::Test {
   }
 
   // Files parleyd wrote: the data directory (recursively) and its logs.
+  // The data directory and parleyd's logs.
   std::vector<std::string> ServerFiles() {
-    std::vector<std::string> files;
-    for (const auto& e : std::filesystem::recursive_directory_iterator(data_)) {
-      if (e.is_regular_file()) files.push_back(e.path().string());
-    }
+    std::vector<std::string> files = {data_};
     for (const auto& e : std::filesystem::directory_iterator(dir_)) {
       const std::string name = e.path().filename().string();
       if (e.is_regular_file() && name.rfind("parleyd", 0) == 0) files.push_back(e.path().string());
@@ -279,61 +270,32 @@ TEST_F(SecretsScanTest, NoTokenOrE2eePlaintextInLogsOrDataDirectory) {
   }
   for (const auto& [name, m] : markers) needles.push_back({"plaintext \"" + name + "\"", m});
 
+  // The files as bytes, and every record read back through RocksDB (the
+  // files may hold records compressed): the positive control must be visible
+  // in the records, and no needle anywhere.
   const std::string operator_file = std::filesystem::canonical(server_->operator_token_file()).string();
-  uintmax_t bytes = 0;
-  size_t files = 0;
-  bool control_seen = false;
-  for (const std::string& f : ServerFiles()) {
-    const std::string content = ReadAll(f);
-    bytes += content.size();
-    ++files;
-    if (content.find(control) != std::string::npos) {
-      control_seen = true;
-      std::cout << "secrets scan: positive control found in " << f << "\n";
-    }
-    const bool is_operator_file = std::filesystem::canonical(f).string() == operator_file;
-    for (const Needle& n : needles) {
+  const testing::DataScan scan = testing::DataScan::Read(ServerFiles());
+  ASSERT_GT(scan.databases(), 0u);
+  for (const std::string& f : scan.FilesHolding(control)) {
+    std::cout << "secrets scan: positive control found in " << f << "\n";
+  }
+  for (const Needle& n : needles) {
+    for (const std::string& where : scan.WhereIs(n.bytes)) {
       // The operator token file holds the operator token by design.
+      const bool is_operator_file = std::filesystem::exists(where) &&
+                                    std::filesystem::canonical(where).string() == operator_file;
       if (is_operator_file && n.what.rfind("operator token", 0) == 0) continue;
-      EXPECT_EQ(content.find(n.bytes), std::string::npos) << n.what << " found in " << f;
+      ADD_FAILURE() << n.what << " found in " << where;
     }
   }
-  // The files may hold records compressed (RocksDB block compression), so
-  // every key and value is also read back through RocksDB itself (read-only,
-  // every column family) and searched decompressed: the positive control
-  // must be visible there, and no needle may be.
-  bool control_in_records = false;
-  size_t records = 0;
-  {
-    const std::string db_path = data_ + "/db";
-    rocksdb::Options opts;
-    std::vector<std::string> names;
-    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(opts, db_path, &names).ok());
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(opts, db_path, cfs, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    for (size_t i = 0; i < handles.size(); ++i) {
-      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[i]));
-      for (it->SeekToFirst(); it->Valid(); it->Next()) {
-        ++records;
-        const std::string kv = it->key().ToString() + '\0' + it->value().ToString();
-        if (kv.find(control) != std::string::npos) control_in_records = true;
-        for (const Needle& n : needles) {
-          EXPECT_EQ(kv.find(n.bytes), std::string::npos) << n.what << " found in column family " << names[i];
-        }
-      }
-    }
-    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  }
-  EXPECT_TRUE(control_in_records) << "the scan did not find the display name stored by the server: it cannot "
-                                     "see records and proves nothing";
-  if (!control_seen) {
+  EXPECT_THAT(scan.RecordsHolding(control), Not(IsEmpty()))
+      << "the scan did not find the display name stored by the server: it cannot see records and proves nothing";
+  if (scan.FilesHolding(control).empty()) {
     std::cout << "secrets scan: the positive control is compressed in the files; checked decompressed ("
-              << records << " records)\n";
+              << scan.records() << " records)\n";
   }
+  const size_t files = scan.files();
+  const uintmax_t bytes = scan.file_bytes();
   std::cout << "secrets scan: " << needles.size() << " needles (" << tokens.size() << " device tokens, "
             << admin.size() << " admin secrets, " << markers.size() << " plaintexts) in " << files << " files, "
             << bytes << " bytes\n";

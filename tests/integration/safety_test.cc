@@ -11,8 +11,6 @@
 #include <set>
 #include <thread>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "api/parley/franking/franking.h"
 #include "core/server.h"
@@ -22,6 +20,7 @@
 #include "parley/v1/admin.grpc.pb.h"
 #include "rocksdb/db.h"
 #include "tests/support/api_client.h"
+#include "tests/support/data_scan.h"
 #include "tests/support/keys.h"
 #include "absl/strings/ascii.h"
 
@@ -162,14 +161,12 @@ class SafetyTest : public ::testing::Test {
     for (const auto& r : resp.records()) out.push_back(r.action());
     return out;
   }
+  // Whether the stopped server's data directory holds `needle`, in a file's
+  // bytes or in a database record read back decoded.
   bool DataDirContains(const std::string& needle) {
-    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/server")) {
-      if (!e.is_regular_file()) continue;
-      std::ifstream in(e.path(), std::ios::binary);
-      std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (data.find(needle) != std::string::npos) return true;
-    }
-    return false;
+    const auto scan = ::parley::testing::DataScan::Read({dir_ + "/server"});
+    EXPECT_GT(scan.databases(), 0u);
+    return !scan.WhereIs(needle).empty();
   }
 
   std::string dir_;
