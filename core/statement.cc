@@ -17,8 +17,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace parley::core {
 namespace {
@@ -249,72 +247,16 @@ absl::Status CreateKeyFile(const std::string& path) {
 }
 
 absl::StatusOr<std::string> RawPublicKey(EVP_PKEY* key) {
-  unsigned char pub[kEd25519PublicKeySize];
+  unsigned char pub[statement::kPublicKeySize];
   size_t len = sizeof pub;
   if (EVP_PKEY_get_raw_public_key(key, pub, &len) != 1 ||
-      len != kEd25519PublicKeySize) {
+      len != statement::kPublicKeySize) {
     return OpenSslError("EVP_PKEY_get_raw_public_key");
   }
   return std::string(reinterpret_cast<const char*>(pub), len);
 }
 
-std::string ModeName(int mode) {
-  return v1::SecurityMode_IsValid(mode)
-             ? v1::SecurityMode_Name(static_cast<v1::SecurityMode>(mode))
-             : absl::StrCat("mode ", mode);
-}
-
 }  // namespace
-
-std::string StatementSigningInput(absl::string_view signed_statement) {
-  return absl::StrCat(kStatementSigningContext, signed_statement);
-}
-
-std::string StatementKeyId(absl::string_view public_key) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(public_key.data(), public_key.size(), md, &len, EVP_sha256(),
-                 nullptr) != 1 ||
-      len < 8) {
-    ERR_clear_error();
-    return "";
-  }
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(md), 8));
-}
-
-v1::SecurityStatement StatementFromState(const std::string& conversation_id,
-                                         const v1::SecurityState& state,
-                                         absl::string_view server_key_id) {
-  v1::SecurityStatement st;
-  st.set_version(kStatementVersion);
-  st.set_conversation_id(conversation_id);
-  st.set_epoch(state.epoch());
-  st.set_mode(state.mode());
-  st.set_policy_revision(state.policy_revision());
-  st.set_rule_id(state.rule_id());
-  st.set_effective_at_ms(state.effective_at_ms());
-  st.set_pending_mode(state.pending().new_mode());
-  st.set_pending_effective_at_ms(state.pending().effective_at_ms());
-  st.set_locked(state.locked());
-  st.set_server_key_id(std::string(server_key_id));
-  st.set_e2ee_ever_enabled(state.e2ee_ever_enabled());
-  return st;
-}
-
-absl::StatusOr<std::string> SerializeStatement(
-    const v1::SecurityStatement& statement) {
-  std::string out;
-  {
-    google::protobuf::io::StringOutputStream sos(&out);
-    google::protobuf::io::CodedOutputStream cos(&sos);
-    cos.SetSerializationDeterministic(true);
-    if (!statement.SerializeToCodedStream(&cos) || cos.HadError()) {
-      return absl::InternalError("cannot serialize the security statement");
-    }
-  }
-  return out;
-}
 
 // ------------------------------------------------------------- the signer
 
@@ -323,7 +265,7 @@ StatementSigner::StatementSigner(std::string path, EVP_PKEY* key,
     : path_(std::move(path)),
       key_(key),
       public_key_(std::move(public_key)),
-      key_id_(StatementKeyId(public_key_)) {}
+      key_id_(statement::KeyId(public_key_)) {}
 
 StatementSigner::~StatementSigner() { EVP_PKEY_free(key_); }
 
@@ -357,12 +299,12 @@ absl::StatusOr<std::string> StatementSigner::SignBytes(
   if (EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_) != 1) {
     return OpenSslError("EVP_DigestSignInit");
   }
-  unsigned char sig[kEd25519SignatureSize];
+  unsigned char sig[statement::kSignatureSize];
   size_t len = sizeof sig;
   if (EVP_DigestSign(ctx.get(), sig, &len,
                      reinterpret_cast<const unsigned char*>(message.data()),
                      message.size()) != 1 ||
-      len != kEd25519SignatureSize) {
+      len != statement::kSignatureSize) {
     return OpenSslError("EVP_DigestSign");
   }
   return std::string(reinterpret_cast<const char*>(sig), len);
@@ -374,131 +316,14 @@ absl::Status StatementSigner::Sign(const std::string& conversation_id,
     return absl::InvalidArgumentError(
         "statement signing: empty conversation id");
   }
-  absl::StatusOr<std::string> bytes =
-      SerializeStatement(StatementFromState(conversation_id, *state, key_id_));
+  absl::StatusOr<std::string> bytes = statement::Serialize(
+      statement::FromState(conversation_id, *state, key_id_));
   if (!bytes.ok()) return bytes.status();
-  absl::StatusOr<std::string> sig = SignBytes(StatementSigningInput(*bytes));
+  absl::StatusOr<std::string> sig = SignBytes(statement::SigningInput(*bytes));
   if (!sig.ok()) return sig.status();
   state->set_signed_statement(*std::move(bytes));
   state->set_signature(*std::move(sig));
   return absl::OkStatus();
-}
-
-// ------------------------------------------------------------ verification
-
-absl::StatusOr<v1::SecurityStatement> VerifyStatement(
-    absl::string_view public_key, const v1::SecurityState& state,
-    const std::string& expected_conversation_id) {
-  const std::string where =
-      absl::StrCat("security state of ", expected_conversation_id, " (epoch ",
-                   state.epoch(), ")");
-  if (public_key.size() != kEd25519PublicKeySize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the pinned server key has ", public_key.size(),
-                     " bytes; an Ed25519 public key has 32"));
-  }
-  if (state.signature().empty() || state.signed_statement().empty()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(where, " is not signed by the server"));
-  }
-  if (state.signature().size() != kEd25519SignatureSize) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(where, ": bad signature (", state.signature().size(),
-                     " bytes, an Ed25519 signature has 64)"));
-  }
-  Pkey key(EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr,
-      reinterpret_cast<const unsigned char*>(public_key.data()),
-      public_key.size()));
-  if (!key) return OpenSslError("EVP_PKEY_new_raw_public_key");
-  MdCtx ctx(EVP_MD_CTX_new());
-  if (!ctx) return OpenSslError("EVP_MD_CTX_new");
-  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) !=
-      1) {
-    return OpenSslError("EVP_DigestVerifyInit");
-  }
-  const std::string tbs = StatementSigningInput(state.signed_statement());
-  const int ok = EVP_DigestVerify(
-      ctx.get(), reinterpret_cast<const unsigned char*>(state.signature().data()),
-      state.signature().size(),
-      reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size());
-  ERR_clear_error();
-  v1::SecurityStatement st;
-  const bool parsed = st.ParseFromString(state.signed_statement());
-  const std::string pinned_id = StatementKeyId(public_key);
-  if (ok != 1) {
-    std::string hint;
-    if (parsed && !st.server_key_id().empty() &&
-        st.server_key_id() != pinned_id) {
-      hint = absl::StrCat(" (the statement names server key ",
-                          st.server_key_id(), "; the pinned key is ",
-                          pinned_id, ")");
-    }
-    return absl::PermissionDeniedError(absl::StrCat(
-        where, ": bad signature: not signed by the pinned server key", hint));
-  }
-  if (!parsed) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(where, ": the signed statement does not parse"));
-  }
-  if (st.version() != kStatementVersion) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(where, ": unsupported statement version ", st.version()));
-  }
-  if (st.conversation_id() != expected_conversation_id) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        where, ": wrong conversation: the statement is about conversation \"",
-        absl::CHexEscape(st.conversation_id()), "\""));
-  }
-  if (st.server_key_id() != pinned_id) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(where, ": the statement names server key \"",
-                     absl::CHexEscape(st.server_key_id()),
-                     "\" but is signed by the pinned key ", pinned_id));
-  }
-  auto mismatch = [&](absl::string_view field, const std::string& signed_value,
-                      const std::string& shown) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        where, ": the signed statement disagrees with the state's ", field,
-        " (signed: ", signed_value, ", shown: ", shown, ")"));
-  };
-  if (st.mode() != state.mode()) {
-    return mismatch("mode", ModeName(st.mode()), ModeName(state.mode()));
-  }
-  if (st.epoch() != state.epoch()) {
-    return mismatch("epoch", absl::StrCat(st.epoch()),
-                    absl::StrCat(state.epoch()));
-  }
-  if (st.policy_revision() != state.policy_revision()) {
-    return mismatch("policy_revision", st.policy_revision(),
-                    state.policy_revision());
-  }
-  if (st.rule_id() != state.rule_id()) {
-    return mismatch("rule_id", st.rule_id(), state.rule_id());
-  }
-  if (st.effective_at_ms() != state.effective_at_ms()) {
-    return mismatch("effective_at_ms", absl::StrCat(st.effective_at_ms()),
-                    absl::StrCat(state.effective_at_ms()));
-  }
-  if (st.pending_mode() != state.pending().new_mode()) {
-    return mismatch("pending mode", ModeName(st.pending_mode()),
-                    ModeName(state.pending().new_mode()));
-  }
-  if (st.pending_effective_at_ms() != state.pending().effective_at_ms()) {
-    return mismatch("pending effective_at_ms",
-                    absl::StrCat(st.pending_effective_at_ms()),
-                    absl::StrCat(state.pending().effective_at_ms()));
-  }
-  if (st.locked() != state.locked()) {
-    return mismatch("locked", st.locked() ? "true" : "false",
-                    state.locked() ? "true" : "false");
-  }
-  if (st.e2ee_ever_enabled() != state.e2ee_ever_enabled()) {
-    return mismatch("e2ee_ever_enabled",
-                    st.e2ee_ever_enabled() ? "true" : "false",
-                    state.e2ee_ever_enabled() ? "true" : "false");
-  }
-  return st;
 }
 
 }  // namespace parley::core

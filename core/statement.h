@@ -9,16 +9,11 @@
 // that are older than a state they already verified (clients/sdk/
 // statement_verifier.h).
 //
-// Wire format (api/parley/v1/common.proto):
-//   SecurityState.signed_statement = deterministic serialization of a
-//       v1::SecurityStatement built from the state (StatementFromState)
-//   SecurityState.signature = Ed25519(key, "parley-security-statement-v1\0"
-//       || signed_statement)   (StatementSigningInput)
-// Ed25519 is deterministic: the same state signed twice gives the same bytes.
+// The statement's format, signing input, key id and verification are the
+// API's (api/parley/statement/statement.h), shared with the SDK.
 //
 // Thread safety: a StatementSigner is immutable after LoadOrCreate; Sign and
-// the accessors may be called from any number of threads. The free functions
-// are thread-safe.
+// the accessors may be called from any number of threads.
 #ifndef PARLEY_CORE_STATEMENT_H_
 #define PARLEY_CORE_STATEMENT_H_
 
@@ -28,38 +23,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "api/parley/statement/statement.h"
 #include "parley/v1/common.pb.h"
 
 typedef struct evp_pkey_st EVP_PKEY;
 
 namespace parley::core {
 
-// Domain separation: prefixed to the statement bytes before signing. 29
-// bytes: the text and one NUL.
-inline constexpr absl::string_view kStatementSigningContext(
-    "parley-security-statement-v1\0", 29);
-inline constexpr uint32_t kStatementVersion = 1;
-inline constexpr size_t kEd25519PublicKeySize = 32;
-inline constexpr size_t kEd25519SignatureSize = 64;
 // Relative to the data directory.
 inline constexpr char kDefaultStatementKeyFile[] = "keys/statement.key";
-
-// The bytes that are signed: kStatementSigningContext + signed_statement.
-std::string StatementSigningInput(absl::string_view signed_statement);
-
-// First 16 lower-case hex characters of SHA-256(public_key).
-std::string StatementKeyId(absl::string_view public_key);
-
-// The statement for `state` of `conversation_id` (signed_statement,
-// signature, reason, notice and the consent lists are not part of it).
-v1::SecurityStatement StatementFromState(const std::string& conversation_id,
-                                         const v1::SecurityState& state,
-                                         absl::string_view server_key_id);
-
-// Deterministic serialization (fields in number order; equal statements give
-// equal bytes with the same protobuf library).
-absl::StatusOr<std::string> SerializeStatement(
-    const v1::SecurityStatement& statement);
 
 class StatementSigner {
  public:
@@ -82,7 +54,7 @@ class StatementSigner {
 
   // The raw 32-byte Ed25519 public key (what clients pin).
   std::string public_key() const { return public_key_; }
-  // StatementKeyId(public_key()).
+  // statement::KeyId(public_key()).
   std::string key_id() const { return key_id_; }
   const std::string& path() const { return path_; }
 
@@ -92,7 +64,7 @@ class StatementSigner {
   absl::Status Sign(const std::string& conversation_id,
                     v1::SecurityState* state) const;
 
-  // Signs arbitrary bytes (StatementSigningInput is applied by Sign only).
+  // Signs arbitrary bytes (statement::SigningInput is applied by Sign only).
   // Exposed for tests that need to forge well-formed statements.
   absl::StatusOr<std::string> SignBytes(absl::string_view message) const;
 
@@ -104,18 +76,6 @@ class StatementSigner {
   const std::string public_key_;
   const std::string key_id_;
 };
-
-// Verifies `state` against the pinned `public_key` (32 raw bytes) and returns
-// its statement. Errors (PermissionDenied unless noted) name what is wrong:
-// the public key is not 32 bytes (InvalidArgument); the state is unsigned;
-// the signature is not 64 bytes or does not verify; the statement does not
-// parse, has another version, names another conversation or another key id;
-// a field of the statement (mode, epoch, policy_revision, rule_id,
-// effective_at_ms, pending mode / effective time, locked, e2ee_ever_enabled)
-// disagrees with the state's visible field.
-absl::StatusOr<v1::SecurityStatement> VerifyStatement(
-    absl::string_view public_key, const v1::SecurityState& state,
-    const std::string& expected_conversation_id);
 
 }  // namespace parley::core
 

@@ -85,8 +85,8 @@ class StatementTest : public ::testing::Test {
 };
 
 TEST_F(StatementTest, SigningInputHasContextAndNul) {
-  EXPECT_EQ(kStatementSigningContext.size(), 29u);
-  const std::string in = StatementSigningInput("abc");
+  EXPECT_EQ(statement::kSigningContext.size(), 29u);
+  const std::string in = statement::SigningInput("abc");
   ASSERT_EQ(in.size(), 32u);
   EXPECT_EQ(in.substr(0, 28), "parley-security-statement-v1");
   EXPECT_EQ(in[28], '\0');
@@ -98,7 +98,7 @@ TEST_F(StatementTest, CreatesKeyWithPrivatePermissions) {
   EXPECT_EQ(FileMode(absl::StrCat(dir_.path(), "/keys")), 0700);
   EXPECT_EQ(signer_->public_key().size(), 32u);
   EXPECT_EQ(signer_->key_id().size(), 16u);
-  EXPECT_EQ(signer_->key_id(), StatementKeyId(signer_->public_key()));
+  EXPECT_EQ(signer_->key_id(), statement::KeyId(signer_->public_key()));
   EXPECT_EQ(signer_->path(), key_path_);
   std::ifstream f(key_path_);
   std::string first;
@@ -122,7 +122,7 @@ TEST_F(StatementTest, KeyPersistsAcrossLoads) {
   // A state signed by one instance verifies with the other's key.
   v1::SecurityState s = SampleState();
   ASSERT_TRUE((*again)->Sign("c_1", &s).ok());
-  EXPECT_TRUE(VerifyStatement(signer_->public_key(), s, "c_1").ok());
+  EXPECT_TRUE(statement::Verify(signer_->public_key(), s, "c_1").ok());
 }
 
 TEST_F(StatementTest, RoundTrip) {
@@ -130,7 +130,7 @@ TEST_F(StatementTest, RoundTrip) {
   ASSERT_TRUE(signer_->Sign("c_1", &s).ok());
   EXPECT_FALSE(s.signed_statement().empty());
   EXPECT_EQ(s.signature().size(), 64u);
-  auto st = VerifyStatement(signer_->public_key(), s, "c_1");
+  auto st = statement::Verify(signer_->public_key(), s, "c_1");
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->version(), 1u);
   EXPECT_EQ(st->conversation_id(), "c_1");
@@ -155,7 +155,7 @@ TEST_F(StatementTest, RoundTrip) {
   plain.set_mode(v1::SECURITY_MODE_TRANSPORT);
   plain.set_epoch(1);
   ASSERT_TRUE(signer_->Sign("c_2", &plain).ok());
-  EXPECT_TRUE(VerifyStatement(signer_->public_key(), plain, "c_2").ok());
+  EXPECT_TRUE(statement::Verify(signer_->public_key(), plain, "c_2").ok());
 }
 
 TEST_F(StatementTest, SignReplacesAnOldSignature) {
@@ -164,7 +164,7 @@ TEST_F(StatementTest, SignReplacesAnOldSignature) {
   s.set_epoch(8);
   s.set_mode(v1::SECURITY_MODE_TRANSPORT);
   ASSERT_TRUE(signer_->Sign("c_1", &s).ok());
-  auto st = VerifyStatement(signer_->public_key(), s, "c_1");
+  auto st = statement::Verify(signer_->public_key(), s, "c_1");
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->epoch(), 8u);
   EXPECT_FALSE(signer_->Sign("", &s).ok());
@@ -179,7 +179,7 @@ TEST_F(StatementTest, UnsignedFieldsMayChange) {
   s.add_disable_requested_by("a_2");
   s.set_set_by_participants(true);
   s.mutable_pending()->set_reason("x");
-  EXPECT_TRUE(VerifyStatement(signer_->public_key(), s, "c_1").ok());
+  EXPECT_TRUE(statement::Verify(signer_->public_key(), s, "c_1").ok());
 }
 
 TEST_F(StatementTest, TamperedVisibleFieldsAreRefused) {
@@ -209,7 +209,7 @@ TEST_F(StatementTest, TamperedVisibleFieldsAreRefused) {
     v1::SecurityState s = SampleState();
     ASSERT_TRUE(signer_->Sign("c_1", &s).ok());
     c.tamper(&s);
-    auto st = VerifyStatement(signer_->public_key(), s, "c_1");
+    auto st = statement::Verify(signer_->public_key(), s, "c_1");
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.status().code(), absl::StatusCode::kPermissionDenied);
     EXPECT_THAT(st.status().message(),
@@ -256,10 +256,10 @@ TEST_F(StatementTest, TamperedStatementOrSignatureIsRefused) {
     s.mutable_pending()->set_effective_at_ms(t.pending_effective_at_ms());
     s.set_locked(t.locked());
     s.set_e2ee_ever_enabled(t.e2ee_ever_enabled());
-    auto bytes = SerializeStatement(t);
+    auto bytes = statement::Serialize(t);
     ASSERT_TRUE(bytes.ok());
     s.set_signed_statement(*bytes);
-    auto st = VerifyStatement(signer_->public_key(), s, t.conversation_id());
+    auto st = statement::Verify(signer_->public_key(), s, t.conversation_id());
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.status().code(), absl::StatusCode::kPermissionDenied);
     EXPECT_THAT(st.status().message(), HasSubstr("bad signature"));
@@ -272,40 +272,44 @@ TEST_F(StatementTest, TamperedStatementOrSignatureIsRefused) {
     std::string sig = s.signature();
     sig[static_cast<size_t>(i)] ^= 0x01;
     s.set_signature(sig);
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("bad signature"));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("bad signature"));
   }
   {
     v1::SecurityState s = signed_state;
     s.set_signature(s.signature().substr(0, 63));
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("bad signature (63 bytes"));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("bad signature (63 bytes"));
     s.set_signature(signed_state.signature() + "x");
-    EXPECT_FALSE(VerifyStatement(signer_->public_key(), s, "c_1").ok());
+    EXPECT_FALSE(statement::Verify(signer_->public_key(), s, "c_1").ok());
   }
   {
     v1::SecurityState s = signed_state;
     s.set_signed_statement(s.signed_statement() + std::string("\x60\x01", 2));
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("bad signature"));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("bad signature"));
   }
   {
     v1::SecurityState s = signed_state;
     s.clear_signature();
-    auto st = VerifyStatement(signer_->public_key(), s, "c_1");
+    auto st = statement::Verify(signer_->public_key(), s, "c_1");
     EXPECT_EQ(st.status().code(), absl::StatusCode::kPermissionDenied);
     EXPECT_THAT(st.status().message(), HasSubstr("not signed"));
     s = signed_state;
     s.clear_signed_statement();
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("not signed"));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("not signed"));
   }
 }
 
 TEST_F(StatementTest, WrongConversationIsRefused) {
   v1::SecurityState s = SampleState();
   ASSERT_TRUE(signer_->Sign("c_1", &s).ok());
-  auto st = VerifyStatement(signer_->public_key(), s, "c_2");
+  auto st = statement::Verify(signer_->public_key(), s, "c_2");
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(st.status().message(), HasSubstr("wrong conversation"));
@@ -319,14 +323,14 @@ TEST_F(StatementTest, WrongKeyIsRefused) {
   ASSERT_NE((*other)->public_key(), signer_->public_key());
   v1::SecurityState s = SampleState();
   ASSERT_TRUE((*other)->Sign("c_1", &s).ok());
-  auto st = VerifyStatement(signer_->public_key(), s, "c_1");
+  auto st = statement::Verify(signer_->public_key(), s, "c_1");
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(st.status().message(), HasSubstr("bad signature"));
   EXPECT_THAT(st.status().message(), HasSubstr((*other)->key_id()));
   EXPECT_THAT(st.status().message(), HasSubstr(signer_->key_id()));
 
-  EXPECT_EQ(VerifyStatement("short", s, "c_1").status().code(),
+  EXPECT_EQ(statement::Verify("short", s, "c_1").status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -334,44 +338,48 @@ TEST_F(StatementTest, SignedButMalformedStatementsAreRefused) {
   auto sign_raw = [&](const std::string& statement) {
     v1::SecurityState s = SampleState();
     s.set_signed_statement(statement);
-    auto sig = signer_->SignBytes(StatementSigningInput(statement));
+    auto sig = signer_->SignBytes(statement::SigningInput(statement));
     EXPECT_TRUE(sig.ok());
     s.set_signature(*sig);
     return s;
   };
   const v1::SecurityStatement good =
-      StatementFromState("c_1", SampleState(), signer_->key_id());
+      statement::FromState("c_1", SampleState(), signer_->key_id());
   {
     v1::SecurityState s = sign_raw("\xff\xff\xff");
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("does not parse"));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("does not parse"));
   }
   {
     v1::SecurityStatement t = good;
     t.set_version(2);
-    v1::SecurityState s = sign_raw(*SerializeStatement(t));
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("unsupported statement version 2"));
+    v1::SecurityState s = sign_raw(*statement::Serialize(t));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("unsupported statement version 2"));
   }
   {
     v1::SecurityStatement t = good;
     t.set_server_key_id("feedfacefeedface");
-    v1::SecurityState s = sign_raw(*SerializeStatement(t));
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("names server key \"feedfacefeedface\""));
+    v1::SecurityState s = sign_raw(*statement::Serialize(t));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("names server key \"feedfacefeedface\""));
   }
   {
     // Signed without the context prefix: refused.
     v1::SecurityState s = SampleState();
-    const std::string bytes = *SerializeStatement(good);
+    const std::string bytes = *statement::Serialize(good);
     s.set_signed_statement(bytes);
     s.set_signature(*signer_->SignBytes(bytes));
-    EXPECT_THAT(VerifyStatement(signer_->public_key(), s, "c_1").status().message(),
-                HasSubstr("bad signature"));
+    EXPECT_THAT(
+        statement::Verify(signer_->public_key(), s, "c_1").status().message(),
+        HasSubstr("bad signature"));
   }
   {
-    v1::SecurityState s = sign_raw(*SerializeStatement(good));
-    EXPECT_TRUE(VerifyStatement(signer_->public_key(), s, "c_1").ok());
+    v1::SecurityState s = sign_raw(*statement::Serialize(good));
+    EXPECT_TRUE(statement::Verify(signer_->public_key(), s, "c_1").ok());
   }
 }
 

@@ -242,7 +242,7 @@ class Core final : public E2eeHost {
     if (signing_key.size() == 32) {
       profile_.server_signing_key = signing_key;
       profile_.server_key_id =
-          key_id.empty() ? SecurityStatementKeyId(signing_key) : key_id;
+          key_id.empty() ? statement::KeyId(signing_key) : key_id;
     }
     profile_.server = options_.server;
     profile_.ca_file = options_.ca_file;

@@ -66,7 +66,7 @@ class Accounts final : public v1::AccountService::Service {
     resp->set_device_token("tok");
     absl::MutexLock l(&s_->mu);
     resp->set_server_signing_key(s_->signing_key);
-    resp->set_server_key_id(SecurityStatementKeyId(s_->signing_key));
+    resp->set_server_key_id(statement::KeyId(s_->signing_key));
     return grpc::Status::OK;
   }
 

@@ -3,8 +3,9 @@
 //
 // parleyd signs every conversation security state (SecurityState.
 // signed_statement + signature, see api/parley/v1/common.proto and
-// core/statement.h) with an Ed25519 key. The client pins the server's public
-// key at registration and gives it to a StatementVerifier, which
+// api/parley/statement/statement.h) with an Ed25519 key. The client pins the
+// server's public key at registration and gives it to a StatementVerifier,
+// which
 //   - verifies each state it is shown (signature by the pinned key, statement
 //     about this conversation, statement fields equal to the visible ones),
 //   - remembers per conversation the strongest verified state: the highest
@@ -16,9 +17,9 @@
 //     end-to-end encrypted: only after a verified statement, newer than the
 //     last E2EE one, says it no longer is (and, with refuse_downgrade, never).
 //
-// The SDK does not depend on core/: the signing input and verification are
-// implemented here again (statement_verifier_test checks they agree with
-// core/statement.h byte for byte).
+// The statement format and its verification (statement::Verify) are the
+// API's (api/parley/statement/statement.h), shared with parleyd's signer; the
+// SDK does not depend on core/.
 //
 // Status codes:
 //   PERMISSION_DENIED   a state is forged, signed by another key, about
@@ -55,32 +56,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "api/parley/statement/statement.h"
 #include "parley/v1/common.pb.h"
 
 namespace parley {
-
-// "parley-security-statement-v1" and a NUL: prefixed to signed_statement
-// before signing (29 bytes).
-inline constexpr absl::string_view kSecurityStatementContext(
-    "parley-security-statement-v1\0", 29);
-
-// The bytes the server signs: kSecurityStatementContext + signed_statement.
-std::string SecurityStatementSigningInput(absl::string_view signed_statement);
-
-// First 16 lower-case hex characters of SHA-256(public_key): the
-// SecurityStatement.server_key_id of statements signed by that key.
-std::string SecurityStatementKeyId(absl::string_view public_key);
-
-// Verifies `state` (of conversation `conversation_id`) against the pinned
-// 32-byte Ed25519 `server_public_key` and returns its statement.
-// PERMISSION_DENIED naming what is wrong: unsigned, bad signature, statement
-// unparsable / other version / other conversation / other key id, or a
-// field (mode, epoch, policy_revision, rule_id, effective_at_ms, pending mode
-// and time, locked, e2ee_ever_enabled) that disagrees with the state.
-// INVALID_ARGUMENT when the key is not 32 bytes.
-absl::StatusOr<v1::SecurityStatement> VerifySecurityStatement(
-    absl::string_view server_public_key, const v1::SecurityState& state,
-    const std::string& conversation_id);
 
 struct StatementVerifierOptions {
   // Never allow plaintext into a conversation once verified (or seen) as

@@ -716,31 +716,31 @@ TEST_F(PolicyTest, EveryStateIsSignedWithTheKeyGivenAtRegistration) {
   auto c0 = ApiClient::Ctx("");
   ASSERT_TRUE(client_->accounts->CreateAccount(c0.get(), cr, &reg).ok());
   ASSERT_EQ(reg.server_signing_key().size(), 32u);
-  EXPECT_EQ(reg.server_key_id(), core::StatementKeyId(reg.server_signing_key()));
+  EXPECT_EQ(reg.server_key_id(), statement::KeyId(reg.server_signing_key()));
   Device a{reg.account().account_id(), reg.account().username(), reg.device().device_id(), reg.device_token()};
   Device b = Reg("bob");
   v1::Conversation dm = Direct(a, b);
-  auto st = core::VerifyStatement(reg.server_signing_key(), dm.security(), dm.conversation_id());
+  auto st = statement::Verify(reg.server_signing_key(), dm.security(), dm.conversation_id());
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->epoch(), dm.security().epoch());
   // A state rewritten to another mode, or moved to another conversation, fails.
   v1::SecurityState forged = dm.security();
   forged.set_mode(v1::SECURITY_MODE_TRANSPORT);
-  EXPECT_FALSE(core::VerifyStatement(reg.server_signing_key(), forged, dm.conversation_id()).ok());
-  EXPECT_FALSE(core::VerifyStatement(reg.server_signing_key(), dm.security(), "c_000000000000000000000000").ok());
+  EXPECT_FALSE(statement::Verify(reg.server_signing_key(), forged, dm.conversation_id()).ok());
+  EXPECT_FALSE(statement::Verify(reg.server_signing_key(), dm.security(), "c_000000000000000000000000").ok());
   // Events carry signed old and new states.
   Stream sb(*client_, b);
   ASSERT_TRUE(Apply(Preset("signal")).ok());
   v1::Message ev = NextEvent(sb);
   ASSERT_TRUE(ev.has_security_change());
-  EXPECT_TRUE(core::VerifyStatement(reg.server_signing_key(), ev.security_change().new_state(),
+  EXPECT_TRUE(statement::Verify(reg.server_signing_key(), ev.security_change().new_state(),
                                     dm.conversation_id()).ok());
-  EXPECT_TRUE(core::VerifyStatement(reg.server_signing_key(), ev.security_change().old_state(),
+  EXPECT_TRUE(statement::Verify(reg.server_signing_key(), ev.security_change().old_state(),
                                     dm.conversation_id()).ok());
   // The key survives a restart.
   std::string key = reg.server_signing_key();
   Restart();
-  EXPECT_TRUE(core::VerifyStatement(key, Get(a, dm.conversation_id()).security(), dm.conversation_id()).ok());
+  EXPECT_TRUE(statement::Verify(key, Get(a, dm.conversation_id()).security(), dm.conversation_id()).ok());
 }
 
 }  // namespace
