@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "clients/cli/listen_deadline.h"
 #include "clients/sdk/display.h"
 #include "clients/sdk/parse.h"
 
@@ -748,20 +749,15 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
   auto stream = client->Receive(options);
   if (!stream.ok()) return ctx.Fail("opening the message stream", stream.status());
 
-  const absl::Duration idle_limit = args.timeout > 0
-                                        ? absl::Seconds(args.timeout)
-                                        : absl::InfiniteDuration();
-  absl::Time last_activity = absl::Now();
+  ListenDeadline deadline(
+      args.timeout > 0 ? absl::Seconds(args.timeout) : absl::InfiniteDuration(),
+      absl::Now());
   int handled = 0;
   int exit_code = kExitOk;
   while (!g_stop) {
-    absl::Duration wait = absl::Milliseconds(250);
-    if (idle_limit != absl::InfiniteDuration()) {
-      const absl::Duration left = last_activity + idle_limit - absl::Now();
-      if (left <= absl::ZeroDuration()) break;
-      wait = std::min(wait, left);
-    }
-    auto next = (*stream)->Next(wait);
+    const absl::Duration left = deadline.Left(absl::Now());
+    if (left <= absl::ZeroDuration()) break;
+    auto next = (*stream)->Next(std::min(absl::Milliseconds(250), left));
     if (!next.ok()) {
       if (g_stop) break;
       exit_code = ctx.Fail("receiving messages", next.status());
@@ -769,8 +765,11 @@ int CmdListen(Context& ctx, const ListenArgs& args) {
     }
     if (!next->has_value()) continue;
     const Event& ev = **next;
-    if (ev.kind == Event::Kind::kBacklogDrained) continue;
-    last_activity = absl::Now();
+    if (ev.kind == Event::Kind::kBacklogDrained) {
+      deadline.CaughtUp(absl::Now());
+      continue;
+    }
+    deadline.Activity(absl::Now());
     if (ev.unverifiable_state) {
       ctx.Emit(absl::StrCat("*** WARNING: the server sent an unverifiable "
                             "security state for ",

@@ -169,7 +169,8 @@ int Run(int argc, char** argv) {
                      "stop after N messages/events (0: no limit)")
       ->check(CLI::Range(0, 1000000000));
   listen->add_option("--timeout", listen_args.timeout,
-                     "stop after SEC seconds without anything new (0: never)")
+                     "stop after SEC seconds without anything new, counted "
+                     "once the queued messages have arrived (0: never)")
       ->check(CLI::Range(0, 1000000000));
   listen->add_flag("--no-ack", listen_args.no_ack,
                    "do not acknowledge (messages are delivered again)");
