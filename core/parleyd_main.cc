@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -114,6 +115,15 @@ int main(int argc, char** argv) {
   app.add_option("--max-streams-per-connection", o.limits.max_streams_per_connection,
                  "concurrent RPCs per client connection")
       ->capture_default_str()->check(CLI::Range(1, 100000));
+  app.add_option("--keepalive-time-ms", o.keepalive.time_ms,
+                 "ping a connection after this long without traffic; close it if the ping goes unanswered "
+                 "(0: gRPC's default, 2 hours)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{std::numeric_limits<int>::max()}));
+  app.add_option("--keepalive-timeout-ms", o.keepalive.timeout_ms, "how long a keepalive ping may go unanswered")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{std::numeric_limits<int>::max()}));
+  app.add_option("--min-client-ping-interval-ms", o.keepalive.min_client_ping_interval_ms,
+                 "clients may send keepalive pings this often (more often: GOAWAY too_many_pings)")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{std::numeric_limits<int>::max()}));
   app.add_option("--queue-retention-days", o.queue_retention_days,
                  "undelivered queue entries older than this are purged (0: never)")
       ->capture_default_str()->check(CLI::Range(0, 36500));

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -71,6 +72,35 @@ bool IsLoopback(const std::string& host) {
   return false;
 }
 
+absl::Status ValidateKeepalive(const Keepalive& k) {
+  constexpr int64_t kMaxMs = std::numeric_limits<int>::max();  // gRPC takes an int
+  auto check = [&](const char* name, int64_t v, int64_t min) -> absl::Status {
+    if (v < min || v > kMaxMs) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("keepalive.", name, ": ", v, " ms is out of range [", min, ", ", kMaxMs, "]"));
+    }
+    return absl::OkStatus();
+  };
+  PARLEY_RETURN_IF_ERROR(check("time_ms", k.time_ms, 0));
+  PARLEY_RETURN_IF_ERROR(check("timeout_ms", k.timeout_ms, 1));
+  return check("min_client_ping_interval_ms", k.min_client_ping_interval_ms, 0);
+}
+
+// gRPC's keepalive arguments for Keepalive (see server.h). Pings are allowed
+// without data frames in between (an idle Receive stream sends none), in
+// both directions.
+void ApplyKeepalive(const Keepalive& k, grpc::ServerBuilder& b) {
+  if (k.time_ms > 0) {
+    b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(k.time_ms));
+    b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(k.timeout_ms));
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, static_cast<int>(k.time_ms));
+  }
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       static_cast<int>(k.min_client_ping_interval_ms));
+}
+
 class ServerImpl final : public Server {
  public:
   ~ServerImpl() override { Shutdown(); }
@@ -78,6 +108,7 @@ class ServerImpl final : public Server {
   absl::Status Init(const ServerOptions& o) {
     options_ = o;
     PARLEY_ASSIGN_OR_RETURN(HostPort hp, ParseListen(o.listen));
+    PARLEY_RETURN_IF_ERROR(ValidateKeepalive(o.keepalive));
     if (o.insecure && !IsLoopback(hp.host)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "insecure: plaintext is only allowed on a loopback address, not \"", hp.host, "\""));
@@ -247,6 +278,7 @@ class ServerImpl final : public Server {
     b.RegisterService(keys_.get());
     b.SetMaxReceiveMessageSize(static_cast<int>(o.limits.max_body_bytes * 16 + (1 << 20)));
     b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, std::max(1, o.limits.max_streams_per_connection));
+    ApplyKeepalive(o.keepalive, b);
     server_ = b.BuildAndStart();
     if (!server_ || port_ == 0) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,

@@ -28,6 +28,25 @@ struct Limits {
   int max_streams_per_connection = 1000;
 };
 
+// Connection liveness (gRPC keepalive: HTTP/2 PING frames). A phone that
+// loses its network without closing the connection (radio off, NAT entry
+// expired, a new network) leaves its Receive stream open on the server,
+// with the stream's buffers and the messages written into it: the server
+// pings such connections and closes those that do not answer. Clients may
+// ping too (the SDK does, to notice the same loss from its side).
+struct Keepalive {
+  // Ping a connection after this long without anything received on it;
+  // 0: never (gRPC's default, 2 hours, applies then).
+  int64_t time_ms = 60 * 1000;
+  // Close the connection if a ping is not answered within this time.
+  int64_t timeout_ms = 20 * 1000;
+  // Clients may ping this often, with or without calls in flight. A client
+  // that pings more often than this (while nothing else is sent) is told
+  // GOAWAY "too_many_pings" after 2 such pings. The SDK's default interval
+  // (30 s) is above it.
+  int64_t min_client_ping_interval_ms = 10 * 1000;
+};
+
 struct ServerOptions {
   // Data directory: RocksDB in <data_dir>/db, generated TLS material in
   // <data_dir>/tls. Created if missing.
@@ -74,6 +93,7 @@ struct ServerOptions {
   // no scanner.
   std::string scan_patterns_file;
   Limits limits;
+  Keepalive keepalive;
   // Wall clock in Unix epoch milliseconds. Empty (default): the system
   // clock. Tests substitute a controllable clock.
   std::function<int64_t()> clock;

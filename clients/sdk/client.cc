@@ -10,6 +10,7 @@
 #include <chrono>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -856,6 +857,10 @@ class StreamState {
 
 // ---------------------------------------------------------------- free
 
+namespace {
+constexpr int64_t kMaxKeepaliveMs = std::numeric_limits<int>::max();
+}  // namespace
+
 absl::Status ValidateConnectOptions(const ConnectOptions& o) {
   if (o.server.empty()) {
     return absl::InvalidArgumentError("no server address (host:port) given");
@@ -877,6 +882,20 @@ absl::Status ValidateConnectOptions(const ConnectOptions& o) {
   }
   if (o.send_max_attempts < 1) {
     return absl::InvalidArgumentError("send_max_attempts must be at least 1");
+  }
+  // gRPC takes the keepalive times as int milliseconds.
+  const absl::Duration max_ms = absl::Milliseconds(kMaxKeepaliveMs);
+  if (o.keepalive_time < absl::ZeroDuration() || o.keepalive_time > max_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keepalive_time ", absl::FormatDuration(o.keepalive_time),
+        " is out of range [0, ", absl::FormatDuration(max_ms), "]"));
+  }
+  if (o.keepalive_time > absl::ZeroDuration() &&
+      (o.keepalive_timeout < absl::Milliseconds(1) ||
+       o.keepalive_timeout > max_ms)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keepalive_timeout ", absl::FormatDuration(o.keepalive_timeout),
+        " is out of range [1ms, ", absl::FormatDuration(max_ms), "]"));
   }
   return absl::OkStatus();
 }
@@ -943,6 +962,18 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(Profile profile,
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  if (options.keepalive_time > absl::ZeroDuration()) {
+    const int time_ms =
+        static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time));
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, time_ms);
+    args.SetInt(
+        GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+    // An idle Receive stream sends no data frames: without these, gRPC
+    // stops pinging after 2 pings, or waits 5 minutes between them.
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    args.SetInt(GRPC_ARG_HTTP2_MIN_SENT_PING_INTERVAL_WITHOUT_DATA_MS, time_ms);
+  }
   auto channel = grpc::CreateCustomChannel(options.server, creds, args);
   auto core = std::make_shared<internal::Core>(std::move(profile),
                                                std::move(options), channel);

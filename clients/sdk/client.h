@@ -188,6 +188,17 @@ struct ConnectOptions {
   int send_max_attempts = 5;
   absl::Duration send_initial_backoff = absl::Milliseconds(200);
   absl::Duration send_max_backoff = absl::Seconds(3);
+  // Connection liveness while calls are in flight (gRPC keepalive): with a
+  // Receive stream open and nothing arriving for keepalive_time, the SDK
+  // pings the server and drops the connection if the ping is not answered
+  // within keepalive_timeout; the Receive stream then reconnects. Without
+  // it, a connection lost without a close (network change, an expired NAT
+  // entry) would leave Receive waiting forever. Zero: no pings. parleyd
+  // accepts pings every 10 s or less often by default
+  // (--min-client-ping-interval-ms); a shorter interval than the server's
+  // gets the connection closed with GOAWAY "too_many_pings".
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
   // End-to-end encryption (e.g. SignalEngine::Create(<profile>/e2ee)).
   // Null: E2EE sends are refused, ciphertexts are shown undecryptable.
   std::shared_ptr<E2eeEngine> e2ee;
@@ -205,7 +216,8 @@ struct ConnectOptions {
 };
 
 // Checks `options` without touching the network: server non-empty, a CA
-// file unless insecure, insecure only for loopback, positive deadline.
+// file unless insecure, insecure only for loopback, positive deadline,
+// keepalive times in range (whole milliseconds up to 24 days).
 absl::Status ValidateConnectOptions(const ConnectOptions& options);
 
 // A random client message id: 16 random bytes as 32 hex characters.

@@ -190,6 +190,27 @@ TEST(ConnectOptionsTest, TlsNeedsCaFile) {
   EXPECT_TRUE(absl::IsNotFound(Client::Create(Profile(), o).status()));
 }
 
+TEST(ConnectOptionsTest, KeepaliveInRange) {
+  ConnectOptions o;
+  o.ca_file = "/nonexistent/ca.pem";
+  EXPECT_TRUE(ValidateConnectOptions(o).ok());  // the defaults: 30 s, 10 s
+  o.keepalive_time = absl::ZeroDuration();      // off: the timeout is unused
+  o.keepalive_timeout = absl::ZeroDuration();
+  EXPECT_TRUE(ValidateConnectOptions(o).ok());
+  o.keepalive_time = -absl::Seconds(1);
+  absl::Status s = ValidateConnectOptions(o);
+  EXPECT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_THAT(s.message(), HasSubstr("keepalive_time -1s"));
+  o.keepalive_time = absl::Hours(24 * 30);  // above gRPC's int milliseconds
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateConnectOptions(o)));
+  o.keepalive_time = absl::Seconds(30);
+  s = ValidateConnectOptions(o);  // timeout still 0
+  EXPECT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_THAT(s.message(), HasSubstr("keepalive_timeout 0"));
+  o.keepalive_timeout = absl::Milliseconds(1);
+  EXPECT_TRUE(ValidateConnectOptions(o).ok());
+}
+
 TEST(ParseTest, TargetHostAndLoopback) {
   EXPECT_EQ(TargetHost("example.com:7443"), "example.com");
   EXPECT_EQ(TargetHost("[::1]:7443"), "::1");

@@ -1256,5 +1256,33 @@ TEST(ServerOptionsTest, InsecureOnlyOnLoopback) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(ServerOptionsTest, KeepaliveOutOfRangeIsRefusedNamingTheField) {
+  char tmpl[] = "/tmp/parley_opt_XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  core::ServerOptions o;
+  o.data_dir = dir;
+  o.listen = "127.0.0.1:0";
+  o.admin_listen = "";
+  o.keepalive.time_ms = -1;
+  auto s = core::Server::Start(o);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("keepalive.time_ms: -1 ms"));
+  o.keepalive.time_ms = 1000;
+  o.keepalive.timeout_ms = 0;
+  s = core::Server::Start(o);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("keepalive.timeout_ms"));
+  o.keepalive.timeout_ms = 1000;
+  o.keepalive.min_client_ping_interval_ms = int64_t{1} << 40;
+  s = core::Server::Start(o);
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("keepalive.min_client_ping_interval_ms"));
+  // Nothing was created for a refused start.
+  EXPECT_FALSE(std::filesystem::exists(dir + "/db"));
+  o.keepalive.min_client_ping_interval_ms = 0;
+  s = core::Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  (*s)->Shutdown();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace parley
