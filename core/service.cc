@@ -667,7 +667,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   a.targets = targets;
   a.keep_history = true;
   const uint64_t epoch = conv.security.epoch;
-  a.make_payload = [&](uint64_t seq) {
+  auto message_at = [&](uint64_t seq) {
     v1::Message m;
     m.set_conversation_id(conv.conversation_id);
     m.set_seq(seq);
@@ -677,8 +677,9 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
     m.set_server_time_ms(a.server_time_ms);
     m.set_security_epoch(epoch);
     *m.mutable_plain() = req.body().plain();
-    return m.SerializeAsString();
+    return m;
   };
+  a.make_payload = [&](uint64_t seq) -> absl::StatusOr<std::string> { return message_at(seq).SerializeAsString(); };
   a.expect_epoch = conv.security.epoch;
   a.defer_durability = true;  // the gRPC adapter waits (Storage::WhenDurable)
   a.return_queued = true;     // handed to connected streams (DeliveryHub::Offer)
@@ -691,9 +692,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   const storage::AppendResult& r = *appended;
   if (!r.duplicate) d_.hub->Offer(targets, r.queued);
   if (!r.duplicate && d_.safety != nullptr && d_.safety->scanning_configured()) {
-    v1::Message m;
-    absl::StatusOr<std::string> payload = a.make_payload(r.seq);
-    if (payload.ok() && m.ParseFromString(*payload)) d_.safety->ScanMessage(conv, m);
+    d_.safety->ScanMessage(conv, message_at(r.seq));
   }
   v1::SendResponse resp;
   resp.set_seq(r.seq);
