@@ -1011,17 +1011,25 @@ absl::StatusOr<Registration> Client::Register(
         return core_->accounts()->CreateAccount(c, req, r);
       });
   if (!resp.ok()) return resp.status();
-  if (resp->device_token().empty()) {
-    return absl::InternalError("CreateAccount: server returned no token");
+  return AdoptDevice("CreateAccount", resp->account(), resp->device(),
+                     resp->device_token(), resp->server_signing_key(),
+                     resp->server_key_id());
+}
+
+absl::StatusOr<Registration> Client::AdoptDevice(
+    const char* rpc, const v1::Account& account, const v1::Device& device,
+    const std::string& device_token, const std::string& server_signing_key,
+    const std::string& server_key_id) {
+  if (device_token.empty()) {
+    return absl::InternalError(absl::StrCat(rpc, ": server returned no token"));
   }
   if (absl::Status s = core_->SaveCredentials(
-          resp->account(), resp->device(), resp->device_token(),
-          resp->server_signing_key(), resp->server_key_id());
+          account, device, device_token, server_signing_key, server_key_id);
       !s.ok()) {
     return s;
   }
   if (absl::Status s = core_->InitStatementVerifier(); !s.ok()) return s;
-  Registration reg{resp->account(), resp->device(), absl::OkStatus()};
+  Registration reg{account, device, absl::OkStatus()};
   if (core_->options().e2ee) reg.keys_status = MaintainE2eeKeys(true);
   return reg;
 }
@@ -1046,19 +1054,9 @@ absl::StatusOr<Registration> Client::LinkDevice(const std::string& link_code,
         return core_->accounts()->LinkDevice(c, req, r);
       });
   if (!resp.ok()) return resp.status();
-  if (resp->device_token().empty()) {
-    return absl::InternalError("LinkDevice: server returned no token");
-  }
-  if (absl::Status s = core_->SaveCredentials(
-          resp->account(), resp->device(), resp->device_token(),
-          resp->server_signing_key(), resp->server_key_id());
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = core_->InitStatementVerifier(); !s.ok()) return s;
-  Registration reg{resp->account(), resp->device(), absl::OkStatus()};
-  if (core_->options().e2ee) reg.keys_status = MaintainE2eeKeys(true);
-  return reg;
+  return AdoptDevice("LinkDevice", resp->account(), resp->device(),
+                     resp->device_token(), resp->server_signing_key(),
+                     resp->server_key_id());
 }
 
 absl::StatusOr<DeviceLink> Client::CreateDeviceLink() {

@@ -558,6 +558,12 @@ class Client {
 
  private:
   explicit Client(std::shared_ptr<internal::Core> core);
+  // Register / LinkDevice: keeps the new device's credentials in the
+  // profile, pins the server's signing key and publishes E2EE keys.
+  absl::StatusOr<Registration> AdoptDevice(
+      const char* rpc, const v1::Account& account, const v1::Device& device,
+      const std::string& device_token, const std::string& server_signing_key,
+      const std::string& server_key_id);
   std::shared_ptr<internal::Core> core_;
 };
 
