@@ -67,30 +67,17 @@ class DataScan {
   // Where `needle` is: file paths (raw bytes), and "records of <database>
   // (column family <name>)" for records whose key or value holds it.
   std::vector<std::string> WhereIs(const std::string& needle) const {
-    std::vector<std::string> hits;
-    for (const auto& [name, content] : files_) {
-      if (content.find(needle) != std::string::npos) hits.push_back(name);
-    }
-    for (const auto& [name, content] : records_) {
-      if (content.find(needle) != std::string::npos) hits.push_back(name);
-    }
+    std::vector<std::string> hits = FilesHolding(needle);
+    for (std::string& r : RecordsHolding(needle)) hits.push_back(std::move(r));
     return hits;
   }
   // Only the files whose raw bytes hold `needle`.
   std::vector<std::string> FilesHolding(const std::string& needle) const {
-    std::vector<std::string> hits;
-    for (const auto& [name, content] : files_) {
-      if (content.find(needle) != std::string::npos) hits.push_back(name);
-    }
-    return hits;
+    return Holding(files_, needle);
   }
   // Only the column families whose decoded records hold `needle`.
   std::vector<std::string> RecordsHolding(const std::string& needle) const {
-    std::vector<std::string> hits;
-    for (const auto& [name, content] : records_) {
-      if (content.find(needle) != std::string::npos) hits.push_back(name);
-    }
-    return hits;
+    return Holding(records_, needle);
   }
 
   size_t files() const { return files_.size(); }
@@ -99,6 +86,16 @@ class DataScan {
   size_t databases() const { return databases_; }
 
  private:
+  static std::vector<std::string> Holding(
+      const std::vector<std::pair<std::string, std::string>>& contents,
+      const std::string& needle) {
+    std::vector<std::string> hits;
+    for (const auto& [name, content] : contents) {
+      if (content.find(needle) != std::string::npos) hits.push_back(name);
+    }
+    return hits;
+  }
+
   void AddFile(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;
