@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
                  "concurrent RPCs per client connection")
       ->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--keepalive-time-ms", o.keepalive.time_ms,
-                 "ping a connection after this long without traffic; close it if the ping goes unanswered "
+                 "ping an idle connection this often; close it if the ping goes unanswered "
                  "(0: gRPC's default, 2 hours)")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{std::numeric_limits<int>::max()}));
   app.add_option("--keepalive-timeout-ms", o.keepalive.timeout_ms, "how long a keepalive ping may go unanswered")

@@ -35,15 +35,15 @@ struct Limits {
 // pings such connections and closes those that do not answer. Clients may
 // ping too (the SDK does, to notice the same loss from its side).
 struct Keepalive {
-  // Ping a connection after this long without anything received on it;
-  // 0: never (gRPC's default, 2 hours, applies then).
+  // How often the server pings an idle connection (gRPC keepalive time).
+  // 0: parleyd sets nothing and gRPC's default (2 hours) applies.
   int64_t time_ms = 60 * 1000;
   // Close the connection if a ping is not answered within this time.
   int64_t timeout_ms = 20 * 1000;
   // Clients may ping this often, with or without calls in flight. A client
-  // that pings more often than this (while nothing else is sent) is told
-  // GOAWAY "too_many_pings" after 2 such pings. The SDK's default interval
-  // (30 s) is above it.
+  // that pings more often than this while nothing else is sent gets GOAWAY
+  // "too_many_pings" once it has done so more than twice (gRPC's ping
+  // strikes). The SDK's default interval (30 s) is above it.
   int64_t min_client_ping_interval_ms = 10 * 1000;
 };
 

@@ -189,12 +189,12 @@ struct ConnectOptions {
   absl::Duration send_initial_backoff = absl::Milliseconds(200);
   absl::Duration send_max_backoff = absl::Seconds(3);
   // Connection liveness while calls are in flight (gRPC keepalive): with a
-  // Receive stream open and nothing arriving for keepalive_time, the SDK
-  // pings the server and drops the connection if the ping is not answered
-  // within keepalive_timeout; the Receive stream then reconnects. Without
-  // it, a connection lost without a close (network change, an expired NAT
-  // entry) would leave Receive waiting forever. Zero: no pings. parleyd
-  // accepts pings every 10 s or less often by default
+  // Receive stream open and nothing else moving, the SDK pings the server
+  // every keepalive_time and drops the connection if a ping is not
+  // answered within keepalive_timeout; the Receive stream then reconnects.
+  // Without it, a connection lost without a close (network change, an
+  // expired NAT entry) would leave Receive waiting forever. Zero: no pings.
+  // parleyd accepts pings every 10 s or less often by default
   // (--min-client-ping-interval-ms); a shorter interval than the server's
   // gets the connection closed with GOAWAY "too_many_pings".
   absl::Duration keepalive_time = absl::Seconds(30);

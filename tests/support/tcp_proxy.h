@@ -100,6 +100,7 @@ class TcpProxy {
     int index = 0;
     int fd[2] = {-1, -1};
     bool open[2] = {true, true};
+    bool close_passed[2] = {false, false};
     std::string pending[2];
   };
 
@@ -162,8 +163,9 @@ class TcpProxy {
       if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
                      errno != EINTR)) {
         Closed(p, from);
-        // Forwarded connections pass the close on; dropped ones do not.
-        if (!dropping) ::shutdown(p.fd[1 - from], SHUT_WR);
+        // Forwarded connections pass the close on (once what was read
+        // before it is written); dropped ones do not.
+        if (!dropping) PassClose(p, from);
         return;
       }
       if (r < 0) return;
@@ -173,9 +175,25 @@ class TcpProxy {
 
   void Flush(Pair& p, int from) {
     std::string& out = p.pending[from];
-    if (out.empty() || !p.open[1 - from]) return;
+    if (out.empty()) return;
     ssize_t w = ::send(p.fd[1 - from], out.data(), out.size(), MSG_NOSIGNAL);
-    if (w > 0) out.erase(0, static_cast<size_t>(w));
+    if (w > 0) {
+      out.erase(0, static_cast<size_t>(w));
+    } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+               errno != EINTR) {
+      out.clear();  // the receiving side is gone: nothing can be delivered
+    }
+    PassClose(p, from);
+  }
+
+  // Half-closes the other side once `from` has closed and all it sent is
+  // written.
+  void PassClose(Pair& p, int from) {
+    if (p.open[from] || !p.pending[from].empty() || p.close_passed[from]) {
+      return;
+    }
+    p.close_passed[from] = true;
+    ::shutdown(p.fd[1 - from], SHUT_WR);
   }
 
   void Run() {
