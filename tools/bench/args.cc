@@ -131,6 +131,16 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   app.add_flag("--send-stream", o.send_stream,
                "send over one SendStream call per sender (pipelined) instead "
                "of a unary Send per message");
+  app.add_flag("--find-max", o.find_max,
+               "closed loop at the maximum: run at --window, then double it "
+               "while the delivered rate rises by more than 5%; print every "
+               "run and use the best (pairs, group)");
+  app.add_option("--find-max-steps", o.find_max_steps,
+                 "--find-max: runs per server at most")
+      ->capture_default_str();
+  app.add_flag("--half-rate", o.half_rate,
+               "after --find-max: one open-loop run at half the maximum "
+               "Sends/s (latency at half load)");
   app.add_option("--receive-batch", o.receive_batch,
                  "envelopes per Receive response at most (ReceiveRequest."
                  "max_batch; 1: one per response, as older clients)")
@@ -216,6 +226,23 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   } else {
     o.target_kind = TargetKind::kSpawn;
   }
+  if (o.find_max) {
+    if (o.scenario != Scenario::kPairs && o.scenario != Scenario::kGroup) {
+      return absl::InvalidArgumentError(
+          "--find-max searches a closed loop's maximum: --scenario pairs or "
+          "group");
+    }
+    if (o.rate > 0) {
+      return absl::InvalidArgumentError(
+          "--find-max is a closed-loop search; it cannot be combined with "
+          "--rate");
+    }
+  } else if (o.half_rate) {
+    return absl::InvalidArgumentError(
+        "--half-rate runs at half the rate --find-max found; add --find-max");
+  } else if (app.count("--find-max-steps") > 0) {
+    return absl::InvalidArgumentError("--find-max-steps applies to --find-max");
+  }
   if (o.no_admin && o.target_kind == TargetKind::kTarget) {
     return absl::InvalidArgumentError(
         "--no-admin applies to a spawned parleyd");
@@ -237,6 +264,7 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
       {"--group-size", double(o.group_size), 2, 1000},
       {"--size", double(o.size), 40, 65536},
       {"--window", double(o.window), 1, 4096},
+      {"--find-max-steps", double(o.find_max_steps), 2, 12},
       {"--receive-batch", double(o.receive_batch), 1, 256},
       {"--ack-batch", double(o.ack_batch), 1, 1000},
       {"--ack-flush-ms", double(o.ack_flush_ms), 0, 60000},

@@ -64,6 +64,14 @@ struct Options {
   int ack_flush_ms = 200;
   // Sends over one SendStream call per sender instead of a unary Send each.
   bool send_stream = false;
+  // Closed loop: search for the maximum rate instead of one run at --window
+  // (find_max.h): runs at window, 2*window, ... while the delivered rate
+  // still rises by more than 5%, at most find_max_steps runs per server.
+  bool find_max = false;
+  int find_max_steps = 6;
+  // With find_max: then one open-loop run at half the maximum's Sends/s
+  // (the load of issue 6's p99 target).
+  bool half_rate = false;
   int64_t drain_messages = 20000;
   int idle_streams = 10000;
   int idle_connections = 100;

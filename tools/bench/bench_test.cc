@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tools/bench/args.h"
 #include "tools/bench/driver.h"
+#include "tools/bench/find_max.h"
 #include "tools/bench/histogram.h"
 #include "tools/bench/null_server.h"
 #include "tools/bench/proc.h"
@@ -112,6 +113,135 @@ TEST(ArgsTest, Errors) {
   auto h = Parse({"--help"}, &help);
   ASSERT_TRUE(h.ok());
   EXPECT_THAT(help, HasSubstr("--scenario"));
+}
+
+TEST(ArgsTest, FindMax) {
+  auto o = Parse({"--scenario", "group", "--find-max", "--find-max-steps", "4",
+                  "--half-rate", "--window", "2"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->find_max);
+  EXPECT_TRUE(o->half_rate);
+  EXPECT_EQ(o->find_max_steps, 4);
+  EXPECT_EQ(o->window, 2);
+  auto d = Parse({"--find-max"});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->find_max_steps, 6);
+  EXPECT_FALSE(d->half_rate);
+
+  struct Bad {
+    std::vector<std::string> args;
+    const char* message;
+  };
+  const Bad bad[] = {
+      {{"--find-max", "--rate", "100"}, "cannot be combined with --rate"},
+      {{"--find-max", "--scenario", "drain"}, "--scenario pairs or group"},
+      {{"--find-max", "--scenario", "idle"}, "--scenario pairs or group"},
+      {{"--half-rate"}, "add --find-max"},
+      {{"--find-max-steps", "3"}, "applies to --find-max"},
+      {{"--find-max", "--find-max-steps", "1"}, "--find-max-steps: 1 is out"},
+      {{"--find-max", "--find-max-steps", "13"}, "--find-max-steps: 13 is out"},
+  };
+  for (const Bad& b : bad) {
+    auto r = Parse(b.args);
+    ASSERT_FALSE(r.ok()) << b.args[0];
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(b.message));
+  }
+}
+
+// The search's stop rule, run against a made-up server whose rate is a
+// function of the window.
+std::vector<SearchStep> RunSearch(const FindMaxOptions& o,
+                                  double (*rate)(int window)) {
+  std::vector<SearchStep> done;
+  for (int w = NextWindow(o, done); w != 0; w = NextWindow(o, done)) {
+    done.push_back({w, rate(w)});
+    if (done.size() > 64) break;  // the test's own bound
+  }
+  return done;
+}
+
+TEST(FindMaxTest, DoublesWhileTheRateRisesAndKeepsTheBest) {
+  FindMaxOptions o;
+  o.first_window = 4;
+  // 100, 150, 160 (+6.7%), 161 (+0.6%: stop).
+  auto steps = RunSearch(o, [](int w) {
+    switch (w) {
+      case 4:
+        return 100.0;
+      case 8:
+        return 150.0;
+      case 16:
+        return 160.0;
+      default:
+        return 161.0;
+    }
+  });
+  ASSERT_EQ(steps.size(), 4u);
+  EXPECT_EQ(steps[0].window, 4);
+  EXPECT_EQ(steps[1].window, 8);
+  EXPECT_EQ(steps[2].window, 16);
+  EXPECT_EQ(steps[3].window, 32);
+  EXPECT_EQ(BestStep(steps), 3u);
+}
+
+TEST(FindMaxTest, StopsWhenTheRateFallsAndTheBestIsEarlier) {
+  FindMaxOptions o;
+  o.first_window = 8;
+  auto steps = RunSearch(o, [](int w) {
+    return w == 8 ? 100.0 : w == 16 ? 120.0 : 90.0;
+  });
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(BestStep(steps), 1u);
+  EXPECT_EQ(steps[BestStep(steps)].window, 16);
+}
+
+TEST(FindMaxTest, AGainOfExactlyMinGainStops) {
+  FindMaxOptions o;
+  o.first_window = 1;
+  o.min_gain = 0.25;
+  auto steps = RunSearch(o, [](int w) { return w == 1 ? 100.0 : 125.0; });
+  ASSERT_EQ(steps.size(), 2u);
+  // Equal rates: the earliest (smallest window) is the best.
+  std::vector<SearchStep> equal = {{1, 5}, {2, 5}, {4, 5}};
+  EXPECT_EQ(BestStep(equal), 0u);
+}
+
+TEST(FindMaxTest, MinStepsRunWhateverTheGain) {
+  FindMaxOptions o;
+  o.first_window = 2;
+  o.min_steps = 4;
+  auto flat = RunSearch(o, [](int) { return 100.0; });
+  ASSERT_EQ(flat.size(), 4u);  // then the flat rate stops it
+  EXPECT_EQ(flat.back().window, 16);
+  // Still rising after min_steps: the search goes on.
+  auto rising = RunSearch(o, [](int w) { return 10.0 * w; });
+  EXPECT_EQ(rising.size(), 6u);  // max_steps
+  // max_steps wins over min_steps.
+  o.max_steps = 3;
+  EXPECT_EQ(RunSearch(o, [](int) { return 1.0; }).size(), 3u);
+}
+
+TEST(FindMaxTest, BoundedByStepsAndByTheLargestWindow) {
+  FindMaxOptions o;
+  o.first_window = 1;
+  o.max_steps = 3;
+  auto rising = [](int w) { return 1000.0 * w; };
+  auto steps = RunSearch(o, rising);
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps.back().window, 4);
+
+  o.first_window = 3000;
+  o.max_steps = 12;
+  steps = RunSearch(o, rising);
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].window, 3000);
+  EXPECT_EQ(steps[1].window, 4096);  // capped, then no further run
+
+  o.first_window = 5000;  // above the cap: the cap
+  steps = RunSearch(o, rising);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].window, 4096);
 }
 
 TEST(HistogramTest, BucketsCoverValuesWithBoundedError) {
@@ -234,6 +364,52 @@ TEST(ReportTest, JsonAndTable) {
   EXPECT_THAT(table, HasSubstr("delivered msgs/s"));
   EXPECT_THAT(table, HasSubstr("0.25"));
   EXPECT_THAT(table, HasSubstr("ratio"));
+}
+
+TEST(ReportTest, FindMaxTableAndJson) {
+  auto run = [](const char* server, int window, double rate) {
+    RunResult r;
+    r.server = server;
+    r.scenario = "group";
+    r.mode = "transport";
+    r.window = window;
+    r.delivered_per_s = rate;
+    r.sends_per_s = rate / 99;
+    r.latency.count = 10;
+    r.latency.p50_ms = 2;
+    r.latency.p99_ms = 7.25;
+    return r;
+  };
+  Search parleyd{{run("parleyd", 4, 50000), run("parleyd", 8, 90000),
+                  run("parleyd", 16, 88000)},
+                 1};
+  Search null{{run("null", 4, 100000), run("null", 8, 180000)}, 1};
+  const std::string table = FormatSearch(parleyd);
+  EXPECT_THAT(table, HasSubstr("find-max, parleyd: window"));
+  EXPECT_THAT(table, HasSubstr("* 8 "));
+  EXPECT_THAT(table, HasSubstr("  4 "));
+  EXPECT_THAT(table, HasSubstr("2.00 / 7.25"));
+  EXPECT_EQ(FormatSearch(Search{}), "");
+
+  RunResult half = run("parleyd", 8, 45000);
+  half.rate = 454.5;
+  Options o;
+  o.find_max = true;
+  nlohmann::json j =
+      FindMaxJson(o, {parleyd.steps[1], null.steps[1]}, {parleyd, null}, &half);
+  ASSERT_EQ(j["runs"].size(), 2u);  // the compared runs
+  EXPECT_EQ(j["runs"][0]["window"], 8);
+  EXPECT_EQ(j["runs"][1]["server"], "null");
+  EXPECT_DOUBLE_EQ(j["ratio_to_null"]["delivered_per_s"].get<double>(), 0.5);
+  EXPECT_EQ(j["options"]["find_max"], true);
+  ASSERT_EQ(j["find_max"]["searches"].size(), 2u);
+  EXPECT_EQ(j["find_max"]["searches"][0]["best_window"], 8);
+  EXPECT_EQ(j["find_max"]["searches"][0]["steps"].size(), 3u);
+  EXPECT_EQ(j["find_max"]["searches"][1]["best_delivered_per_s"], 180000.0);
+  EXPECT_EQ(j["find_max"]["half_rate"]["rate"], 454.5);
+  EXPECT_TRUE(FindMaxJson(o, {parleyd.steps[1]}, {parleyd},
+                          nullptr)["find_max"]["half_rate"]
+                  .is_null());
 }
 
 // Short runs against the in-process null server: the driver's setup, streams,

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "tools/bench/args.h"
 #include "tools/bench/compact.h"
 #include "tools/bench/driver.h"
+#include "tools/bench/find_max.h"
 #include "tools/bench/proc.h"
 #include "tools/bench/process.h"
 #include "tools/bench/report.h"
@@ -210,6 +212,118 @@ absl::StatusOr<RunResult> RunTarget(const Options& o) {
   return r;
 }
 
+absl::StatusOr<RunResult> RunOnce(const Options& o, TargetKind kind) {
+  return kind == TargetKind::kTarget ? RunTarget(o)
+                                     : RunSpawned(o, kind == TargetKind::kNull);
+}
+
+// --find-max on one server: closed-loop runs at the windows NextWindow
+// picks, each on a fresh spawned server (or the same --target).
+absl::StatusOr<Search> FindMax(const Options& o, TargetKind kind,
+                               int min_steps) {
+  FindMaxOptions fo;
+  fo.first_window = o.window;
+  fo.max_steps = o.find_max_steps;
+  fo.min_steps = min_steps;
+  std::vector<SearchStep> done;
+  Search search;
+  for (int w = NextWindow(fo, done); w != 0 && !StopRequested();
+       w = NextWindow(fo, done)) {
+    Options step = o;
+    step.window = w;
+    if (!o.quiet) {
+      std::cerr << "parley-bench: find-max, "
+                << (kind == TargetKind::kNull ? "null" : "server")
+                << ": window " << w << "\n";
+    }
+    auto r = RunOnce(step, kind);
+    if (!r.ok()) return r.status();
+    done.push_back({w, r->delivered_per_s});
+    search.steps.push_back(*std::move(r));
+  }
+  if (done.empty()) return absl::CancelledError("find-max: stopped");
+  search.best = BestStep(done);
+  return search;
+}
+
+// --find-max [--compare-null] [--half-rate]: prints every search; then
+// parleyd's best run beside the null server's run at the same window (the
+// same RPC pattern; the null server's search covers every window parleyd's
+// did, and may go on to its own maximum); then the half-rate run.
+int MainFindMax(const Options& o) {
+  std::vector<Search> searches;
+  std::optional<RunResult> half;
+  absl::Status failed;
+  auto first = FindMax(o, o.target_kind, /*min_steps=*/1);
+  if (first.ok()) {
+    searches.push_back(*std::move(first));
+  } else {
+    failed = first.status();
+  }
+  if (failed.ok() && o.compare_null && !StopRequested()) {
+    auto null = FindMax(o, TargetKind::kNull,
+                        static_cast<int>(searches[0].steps.size()));
+    if (null.ok()) {
+      searches.push_back(*std::move(null));
+    } else {
+      failed = null.status();
+    }
+  }
+  if (failed.ok() && o.half_rate && !StopRequested()) {
+    const RunResult& best = searches[0].steps[searches[0].best];
+    if (!(best.sends_per_s > 0)) {
+      failed = absl::FailedPreconditionError(
+          "--half-rate: the best run accepted no Sends");
+    } else {
+      Options h = o;
+      h.rate = best.sends_per_s / 2;
+      if (!o.quiet) {
+        std::cerr << "parley-bench: half rate: open loop at " << h.rate
+                  << " Sends/s\n";
+      }
+      auto r = RunOnce(h, o.target_kind);
+      if (r.ok()) {
+        half = *std::move(r);
+      } else {
+        failed = r.status();
+      }
+    }
+  }
+  std::vector<RunResult> compared;
+  for (const Search& s : searches) std::cout << FormatSearch(s);
+  if (!searches.empty()) {
+    const RunResult& best = searches[0].steps[searches[0].best];
+    compared.push_back(best);
+    if (searches.size() == 2) {
+      for (const RunResult& r : searches[1].steps) {
+        if (r.window == best.window) compared.push_back(r);
+      }
+    }
+    std::cout << "\n"
+              << (compared.size() == 2
+                      ? "the best run, and the null server at its window:\n"
+                      : "the best run:\n")
+              << FormatTable(compared);
+  }
+  if (half.has_value()) {
+    std::cout << "\nhalf the maximum rate:\n" << FormatTable({*half});
+  }
+  if (!o.json_file.empty() && !searches.empty()) {
+    std::ofstream out(o.json_file);
+    out << FindMaxJson(o, compared, searches, half ? &*half : nullptr).dump(2)
+        << "\n";
+    if (!out) {
+      std::cerr << "parley-bench: cannot write " << o.json_file << "\n";
+      return 1;
+    }
+  }
+  if (!failed.ok()) {
+    std::cerr << "parley-bench: " << failed << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   // Debian's Abseil checks every mutex acquisition for lock-order cycles
   // (GraphCycles: 3% of the generator's CPU in a group run); parleyd turns
@@ -234,12 +348,10 @@ int Main(int argc, char** argv) {
     return 0;
   }
   const Options& o = *opts;
+  if (o.find_max) return MainFindMax(o);
   std::vector<RunResult> runs;
   absl::Status failed;
-  absl::StatusOr<RunResult> first =
-      o.target_kind == TargetKind::kTarget
-          ? RunTarget(o)
-          : RunSpawned(o, o.target_kind == TargetKind::kNull);
+  absl::StatusOr<RunResult> first = RunOnce(o, o.target_kind);
   if (first.ok()) {
     runs.push_back(*first);
   } else {

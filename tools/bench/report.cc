@@ -122,6 +122,9 @@ json OptionsToJson(const Options& o) {
           {"window", o.window},
           {"receive_batch", o.receive_batch},
           {"send_stream", o.send_stream},
+          {"find_max", o.find_max},
+          {"find_max_steps", o.find_max_steps},
+          {"half_rate", o.half_rate},
           {"ack_batch", o.ack_batch},
           {"ack_flush_ms", o.ack_flush_ms},
           {"rate", o.rate},
@@ -348,6 +351,50 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
       absl::StrAppend(&out, r.server, ": note: ", n, "\n");
   }
   return out;
+}
+
+std::string FormatSearch(const Search& s) {
+  if (s.steps.empty()) return "";
+  const std::string head = absl::StrCat("find-max, ", s.steps[0].server, ": ");
+  std::string out = absl::StrCat(
+      head, absl::StrFormat("%-7s %12s %9s %16s %17s %10s %7s\n", "window",
+                            "delivered/s", "Sends/s", "p50 / p99 (ms)",
+                            "CPU s / 1k deliv", "bench CPU", "errors"));
+  const std::string pad(head.size() - 2, ' ');
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    const RunResult& r = s.steps[i];
+    const std::string latency =
+        r.latency.count == 0 ? std::string("-")
+                             : absl::StrFormat("%.2f / %.2f", r.latency.p50_ms,
+                                               r.latency.p99_ms);
+    absl::StrAppend(
+        &out, pad, i == s.best ? "* " : "  ",
+        absl::StrFormat("%-7d %12s %9s %16s %17s %10s %7d\n", r.window,
+                        Num(r.delivered_per_s), Num(r.sends_per_s), latency,
+                        Num(r.server_cpu_s_per_1k_deliveries, 3),
+                        Num(r.bench_cpu_s, 1), r.send_errors));
+  }
+  return out;
+}
+
+json FindMaxJson(const Options& o, const std::vector<RunResult>& compared,
+                 const std::vector<Search>& searches,
+                 const RunResult* half_rate) {
+  json j = BenchJson(o, compared);
+  json fm = {{"searches", json::array()}};
+  for (const Search& s : searches) {
+    if (s.steps.empty()) continue;
+    json steps = json::array();
+    for (const RunResult& r : s.steps) steps.push_back(ToJson(r));
+    fm["searches"].push_back(
+        {{"server", s.steps[0].server},
+         {"best_window", s.steps[s.best].window},
+         {"best_delivered_per_s", s.steps[s.best].delivered_per_s},
+         {"steps", steps}});
+  }
+  fm["half_rate"] = half_rate == nullptr ? json(nullptr) : ToJson(*half_rate);
+  j["find_max"] = fm;
+  return j;
 }
 
 }  // namespace parley::bench

@@ -96,6 +96,23 @@ nlohmann::json BenchJson(const Options& o, const std::vector<RunResult>& runs);
 // Human-readable table (one column per run, plus a ratio column for two runs).
 std::string FormatTable(const std::vector<RunResult>& runs);
 
+// --find-max: the runs of one server's search, in the order run, and the
+// index of the best (highest delivered rate).
+struct Search {
+  std::vector<RunResult> steps;
+  size_t best = 0;
+};
+// One line per run: window, rates, latency, CPU; the best marked "*".
+std::string FormatSearch(const Search& s);
+// The --find-max document: BenchJson of `compared` (parleyd's best run and,
+// with --compare-null, the null server's run at the same window), plus
+// "find_max": every search's runs and best window, and the half-rate run
+// when there is one.
+nlohmann::json FindMaxJson(const Options& o,
+                           const std::vector<RunResult>& compared,
+                           const std::vector<Search>& searches,
+                           const RunResult* half_rate);
+
 }  // namespace parley::bench
 
 #endif  // PARLEY_TOOLS_BENCH_REPORT_H_

@@ -1,0 +1,115 @@
+// parley-bench --find-max end to end: the bench spawns a real parleyd
+// (subprocess, loopback, port 0) for every run of the search, then the null
+// server the same way, then parleyd once more in open loop at half the best
+// rate. The JSON must show the doubling windows, the best of each search as
+// the compared runs, and a half-rate run at half the best run's Sends/s.
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/subprocess.h"
+
+namespace parley {
+namespace {
+
+using testing::Process;
+using testing::Slurp;
+using ::testing::HasSubstr;
+
+TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
+  char tmpl[] = "/tmp/parley_bench_find_max_test_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string json_path = dir + "/run.json";
+  Process p({PARLEY_BENCH_BIN, "--parleyd", PARLEYD_BIN, "--find-max", "--find-max-steps", "3", "--compare-null",
+             "--half-rate", "--pairs", "2", "--window", "1", "--duration", "0.5", "--warmup", "0.2", "--quiet",
+             "--json", json_path},
+            dir + "/out", dir + "/err");
+  const int rc = p.Wait(std::chrono::seconds(240));
+  const std::string out = Slurp(dir + "/out");
+  ASSERT_EQ(rc, 0) << out << Slurp(dir + "/err");
+  EXPECT_THAT(out, HasSubstr("find-max, parleyd: window"));
+  EXPECT_THAT(out, HasSubstr("find-max, null: window"));
+  EXPECT_THAT(out, HasSubstr("half the maximum rate:"));
+
+  const nlohmann::json j = nlohmann::json::parse(Slurp(json_path), nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << Slurp(json_path);
+  const nlohmann::json& searches = j["find_max"]["searches"];
+  ASSERT_EQ(searches.size(), 2u) << j.dump(2);
+  ASSERT_EQ(j["runs"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const nlohmann::json& s = searches[i];
+    EXPECT_EQ(s["server"], i == 0 ? "parleyd" : "null");
+    const nlohmann::json& steps = s["steps"];
+    ASSERT_GE(steps.size(), 2u) << s.dump(2);
+    ASSERT_LE(steps.size(), 3u) << s.dump(2);
+    double best = -1;
+    int best_window = 0;
+    for (size_t k = 0; k < steps.size(); ++k) {
+      EXPECT_EQ(steps[k]["window"], 1 << k) << "windows double from --window";
+      EXPECT_EQ(steps[k]["send_errors"], 0) << steps[k].dump(2);
+      EXPECT_EQ(steps[k]["deliveries_total"], steps[k]["deliveries_expected"]);
+      const double rate = steps[k]["delivered_per_s"].get<double>();
+      EXPECT_GT(rate, 0);
+      if (rate > best) {
+        best = rate;
+        best_window = steps[k]["window"].get<int>();
+      }
+    }
+    EXPECT_EQ(s["best_window"], best_window);
+    EXPECT_EQ(j["runs"][i]["server"], s["server"]);
+  }
+  // Compared: parleyd's best run, and the null server's run at that window
+  // (its search ran every window parleyd's did).
+  const nlohmann::json& best_window = searches[0]["best_window"];
+  EXPECT_EQ(j["runs"][0]["window"], best_window);
+  EXPECT_EQ(j["runs"][1]["window"], best_window);
+  for (const nlohmann::json& step : searches[0]["steps"]) {
+    if (step["window"] == best_window) {
+      EXPECT_EQ(j["runs"][0]["delivered_per_s"], step["delivered_per_s"]);
+    }
+  }
+  for (const nlohmann::json& step : searches[1]["steps"]) {
+    if (step["window"] == best_window) {
+      EXPECT_EQ(j["runs"][1]["delivered_per_s"], step["delivered_per_s"]);
+    }
+  }
+  EXPECT_GE(searches[1]["steps"].size(), searches[0]["steps"].size());
+  EXPECT_FALSE(j["ratio_to_null"]["delivered_per_s"].is_null());
+
+  const nlohmann::json& half = j["find_max"]["half_rate"];
+  ASSERT_TRUE(half.is_object()) << j.dump(2);
+  EXPECT_EQ(half["server"], "parleyd");
+  EXPECT_DOUBLE_EQ(half["rate"].get<double>(), j["runs"][0]["sends_per_s"].get<double>() / 2);
+  EXPECT_EQ(half["send_errors"], 0) << half.dump(2);
+  EXPECT_GT(half["deliveries_total"].get<uint64_t>(), 0u);
+  EXPECT_EQ(half["deliveries_total"], half["deliveries_expected"]) << half.dump(2);
+  EXPECT_GT(half["latency_send_to_deliver"]["count"].get<uint64_t>(), 0u);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+// A search that cannot start fails with the reason and a non-zero exit, and
+// writes no half-rate run (here: a parleyd binary that does not exist).
+TEST(BenchFindMaxTest, AServerThatCannotStartFailsTheSearch) {
+  char tmpl[] = "/tmp/parley_bench_find_max_test_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  Process p({PARLEY_BENCH_BIN, "--parleyd", dir + "/no-such-parleyd", "--find-max", "--half-rate", "--pairs", "1",
+             "--duration", "0.2", "--warmup", "0", "--quiet", "--timeout", "10", "--json", dir + "/run.json"},
+            dir + "/out", dir + "/err");
+  const int rc = p.Wait(std::chrono::seconds(60));
+  EXPECT_EQ(rc, 1) << Slurp(dir + "/out") << Slurp(dir + "/err");
+  EXPECT_THAT(Slurp(dir + "/err"), HasSubstr("parley-bench: "));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run.json"));
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+}  // namespace
+}  // namespace parley

@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: GPL-3.0-or-later
+#include "tools/bench/find_max.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace parley::bench {
+
+size_t BestStep(const std::vector<SearchStep>& done) {
+  if (done.empty()) std::abort();  // contract: at least one run
+  size_t best = 0;
+  for (size_t i = 1; i < done.size(); ++i) {
+    if (done[i].delivered_per_s > done[best].delivered_per_s) best = i;
+  }
+  return best;
+}
+
+int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done) {
+  if (done.empty()) return std::min(o.first_window, o.max_window);
+  if (static_cast<int>(done.size()) >= o.max_steps) return 0;
+  const SearchStep& last = done.back();
+  if (last.window >= o.max_window) return 0;
+  if (done.size() >= 2 && static_cast<int>(done.size()) >= o.min_steps) {
+    const std::vector<SearchStep> before(done.begin(), done.end() - 1);
+    const double best_before = before[BestStep(before)].delivered_per_s;
+    if (!(last.delivered_per_s > best_before * (1.0 + o.min_gain))) return 0;
+  }
+  return last.window > o.max_window / 2 ? o.max_window : last.window * 2;
+}
+
+}  // namespace parley::bench

@@ -1,0 +1,54 @@
+// parley-bench --find-max: the closed-loop search for a server's maximum
+// delivered rate. A closed loop at one fixed window can leave the server
+// short of work (BENCHMARKS.md, tenth round: a group of 100 at window 4 ran
+// at 62% of what the same server did at window 12), so "the maximum" is
+// searched for: the window doubles from --window while the rate still rises.
+// SPDX-License-Identifier: GPL-3.0-or-later
+//
+// Pure logic, no I/O: main.cc runs the steps and asks this header which
+// window comes next. Not thread-safe (plain functions over values).
+#ifndef PARLEY_TOOLS_BENCH_FIND_MAX_H_
+#define PARLEY_TOOLS_BENCH_FIND_MAX_H_
+
+#include <cstddef>
+#include <vector>
+
+namespace parley::bench {
+
+struct FindMaxOptions {
+  // Window (Sends in flight per sender) of the first run: --window.
+  int first_window = 16;
+  // Runs at most, the first included: --find-max-steps.
+  int max_steps = 6;
+  // A run goes on to the next window only if it beat the best rate before
+  // it by more than this fraction (0.05: 5%, above the run-to-run noise of
+  // an 8 s run on a quiet host).
+  double min_gain = 0.05;
+  // Never a window above this (the --window bound).
+  int max_window = 4096;
+  // Runs that happen whatever the gain (still within max_steps and
+  // max_window): the null server's search covers every window parleyd's
+  // search ran, so the two can be compared at the same window.
+  int min_steps = 1;
+};
+
+// One finished run of the search.
+struct SearchStep {
+  int window = 0;
+  double delivered_per_s = 0;
+};
+
+// The window of the next run, or 0 when the search is over. The first run
+// uses first_window; each next one doubles the last (capped at max_window).
+// The search ends when max_steps runs are done, when the last run was
+// already at max_window, or, once min_steps runs are done, when the last run
+// did not beat the best run before it by min_gain (the rate stopped rising).
+int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done);
+
+// Index of the run with the highest delivered rate (the earliest of equal
+// ones). `done` must not be empty.
+size_t BestStep(const std::vector<SearchStep>& done);
+
+}  // namespace parley::bench
+
+#endif  // PARLEY_TOOLS_BENCH_FIND_MAX_H_
