@@ -133,8 +133,8 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
                "of a unary Send per message");
   app.add_flag("--find-max", o.find_max,
                "closed loop at the maximum: run at --window, then double it "
-               "while the delivered rate rises by more than 5%; print every "
-               "run and use the best (pairs, group)");
+               "until two runs in a row gain no more than 5% on the best; "
+               "print every run and use the best (pairs, group)");
   app.add_option("--find-max-steps", o.find_max_steps,
                  "--find-max: runs per server at most")
       ->capture_default_str();

@@ -65,8 +65,8 @@ struct Options {
   // Sends over one SendStream call per sender instead of a unary Send each.
   bool send_stream = false;
   // Closed loop: search for the maximum rate instead of one run at --window
-  // (find_max.h): runs at window, 2*window, ... while the delivered rate
-  // still rises by more than 5%, at most find_max_steps runs per server.
+  // (find_max.h): runs at window, 2*window, ... until the delivered rate
+  // stops rising by more than 5%, at most find_max_steps runs per server.
   bool find_max = false;
   int find_max_steps = 6;
   // With find_max: then one open-loop run at half the maximum's Sends/s

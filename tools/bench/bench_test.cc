@@ -164,7 +164,8 @@ std::vector<SearchStep> RunSearch(const FindMaxOptions& o,
 TEST(FindMaxTest, DoublesWhileTheRateRisesAndKeepsTheBest) {
   FindMaxOptions o;
   o.first_window = 4;
-  // 100, 150, 160 (+6.7%), 161 (+0.6%: stop).
+  // 100, 150, 160 (+6.7%), 161 (+0.6%), 161 (a second run without gain:
+  // stop).
   auto steps = RunSearch(o, [](int w) {
     switch (w) {
       case 4:
@@ -177,12 +178,28 @@ TEST(FindMaxTest, DoublesWhileTheRateRisesAndKeepsTheBest) {
         return 161.0;
     }
   });
-  ASSERT_EQ(steps.size(), 4u);
+  ASSERT_EQ(steps.size(), 5u);
   EXPECT_EQ(steps[0].window, 4);
   EXPECT_EQ(steps[1].window, 8);
   EXPECT_EQ(steps[2].window, 16);
   EXPECT_EQ(steps[3].window, 32);
-  EXPECT_EQ(BestStep(steps), 3u);
+  EXPECT_EQ(steps[4].window, 64);
+  EXPECT_EQ(BestStep(steps), 3u);  // 161 at 32; the later equal one loses
+
+  o.patience = 1;  // one run without gain ends it
+  EXPECT_EQ(RunSearch(o, [](int w) { return w == 4 ? 100.0 : 101.0; }).size(),
+            2u);
+}
+
+TEST(FindMaxTest, OneRunLostToNoiseDoesNotEndTheSearch) {
+  FindMaxOptions o;
+  o.first_window = 8;
+  // A dip at 16, then the rate rises again: the search goes on past it.
+  auto steps = RunSearch(o, [](int w) {
+    return w == 8 ? 100.0 : w == 16 ? 90.0 : w == 32 ? 130.0 : 131.0;
+  });
+  ASSERT_EQ(steps.size(), 5u);  // 8, 16, 32, then 64 and 128 without gain
+  EXPECT_EQ(steps[BestStep(steps)].window, 64);
 }
 
 TEST(FindMaxTest, StopsWhenTheRateFallsAndTheBestIsEarlier) {
@@ -191,7 +208,7 @@ TEST(FindMaxTest, StopsWhenTheRateFallsAndTheBestIsEarlier) {
   auto steps = RunSearch(o, [](int w) {
     return w == 8 ? 100.0 : w == 16 ? 120.0 : 90.0;
   });
-  ASSERT_EQ(steps.size(), 3u);
+  ASSERT_EQ(steps.size(), 4u);  // 32 and 64 without gain
   EXPECT_EQ(BestStep(steps), 1u);
   EXPECT_EQ(steps[BestStep(steps)].window, 16);
 }
@@ -201,7 +218,7 @@ TEST(FindMaxTest, AGainOfExactlyMinGainStops) {
   o.first_window = 1;
   o.min_gain = 0.25;
   auto steps = RunSearch(o, [](int w) { return w == 1 ? 100.0 : 125.0; });
-  ASSERT_EQ(steps.size(), 2u);
+  ASSERT_EQ(steps.size(), 3u);  // +25% is no gain, twice
   // Equal rates: the earliest (smallest window) is the best.
   std::vector<SearchStep> equal = {{1, 5}, {2, 5}, {4, 5}};
   EXPECT_EQ(BestStep(equal), 0u);

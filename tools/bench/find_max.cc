@@ -20,10 +20,18 @@ int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done) {
   if (static_cast<int>(done.size()) >= o.max_steps) return 0;
   const SearchStep& last = done.back();
   if (last.window >= o.max_window) return 0;
-  if (done.size() >= 2 && static_cast<int>(done.size()) >= o.min_steps) {
-    const std::vector<SearchStep> before(done.begin(), done.end() - 1);
-    const double best_before = before[BestStep(before)].delivered_per_s;
-    if (!(last.delivered_per_s > best_before * (1.0 + o.min_gain))) return 0;
+  if (static_cast<int>(done.size()) >= o.min_steps) {
+    // Runs at the end that did not gain on the best before them.
+    int without_gain = 0;
+    for (size_t i = done.size() - 1; i >= 1; --i) {
+      double best_before = 0;
+      for (size_t k = 0; k < i; ++k) {
+        best_before = std::max(best_before, done[k].delivered_per_s);
+      }
+      if (done[i].delivered_per_s > best_before * (1.0 + o.min_gain)) break;
+      ++without_gain;
+    }
+    if (without_gain >= std::max(1, o.patience)) return 0;
   }
   return last.window > o.max_window / 2 ? o.max_window : last.window * 2;
 }

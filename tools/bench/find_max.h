@@ -1,8 +1,9 @@
 // parley-bench --find-max: the closed-loop search for a server's maximum
 // delivered rate. A closed loop at one fixed window can leave the server
 // short of work (BENCHMARKS.md, tenth round: a group of 100 at window 4 ran
-// at 62% of what the same server did at window 12), so "the maximum" is
-// searched for: the window doubles from --window while the rate still rises.
+// at less than half of what the same server did at window 64), so "the
+// maximum" is searched for: the window doubles from --window until the rate
+// stops rising.
 // SPDX-License-Identifier: GPL-3.0-or-later
 //
 // Pure logic, no I/O: main.cc runs the steps and asks this header which
@@ -26,6 +27,9 @@ struct FindMaxOptions {
   double min_gain = 0.05;
   // Never a window above this (the --window bound).
   int max_window = 4096;
+  // The search ends after this many runs in a row that did not gain (2:
+  // one run that loses to noise does not end it).
+  int patience = 2;
   // Runs that happen whatever the gain (still within max_steps and
   // max_window): the null server's search covers every window parleyd's
   // search ran, so the two can be compared at the same window.
@@ -40,9 +44,10 @@ struct SearchStep {
 
 // The window of the next run, or 0 when the search is over. The first run
 // uses first_window; each next one doubles the last (capped at max_window).
+// A run "gains" when it beats the best run before it by more than min_gain.
 // The search ends when max_steps runs are done, when the last run was
-// already at max_window, or, once min_steps runs are done, when the last run
-// did not beat the best run before it by min_gain (the rate stopped rising).
+// already at max_window, or, once min_steps runs are done, when the last
+// `patience` runs all did not gain (the rate stopped rising).
 int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done);
 
 // Index of the run with the highest delivered rate (the earliest of equal
