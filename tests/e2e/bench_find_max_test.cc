@@ -81,6 +81,8 @@ TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
   }
   EXPECT_GE(searches[1]["steps"].size(), searches[0]["steps"].size());
   EXPECT_FALSE(j["ratio_to_null"]["delivered_per_s"].is_null());
+  EXPECT_GT(j["find_max"]["best_to_best_ratio"].get<double>(), 0);
+  EXPECT_THAT(out, HasSubstr("maxima: parleyd "));
 
   const nlohmann::json& half = j["find_max"]["half_rate"];
   ASSERT_TRUE(half.is_object()) << j.dump(2);

@@ -424,9 +424,30 @@ TEST(ReportTest, FindMaxTableAndJson) {
   EXPECT_EQ(j["find_max"]["searches"][0]["steps"].size(), 3u);
   EXPECT_EQ(j["find_max"]["searches"][1]["best_delivered_per_s"], 180000.0);
   EXPECT_EQ(j["find_max"]["half_rate"]["rate"], 454.5);
-  EXPECT_TRUE(FindMaxJson(o, {parleyd.steps[1]}, {parleyd},
-                          nullptr)["find_max"]["half_rate"]
-                  .is_null());
+  // Best against best: 90,000 (window 8) against 180,000 (window 8).
+  EXPECT_DOUBLE_EQ(j["find_max"]["best_to_best_ratio"].get<double>(), 0.5);
+  EXPECT_EQ(FormatBestToBest({parleyd, null}),
+            "maxima: parleyd 90000 delivered/s at window 8, null 180000 at "
+            "window 8; ratio 0.50\n");
+  // A parleyd best where the null server is past its maximum: the two
+  // ratios differ.
+  Search late{{run("parleyd", 4, 50000), run("parleyd", 8, 60000),
+               run("parleyd", 16, 70000)},
+              2};
+  Search peaked{
+      {run("null", 4, 100000), run("null", 8, 140000), run("null", 16, 100000)},
+      1};
+  EXPECT_THAT(FormatBestToBest({late, peaked}), HasSubstr("ratio 0.50"));
+  EXPECT_DOUBLE_EQ(
+      FindMaxJson(o, {late.steps[2], peaked.steps[2]}, {late, peaked},
+                  nullptr)["ratio_to_null"]["delivered_per_s"]
+          .get<double>(),
+      0.7);
+  EXPECT_EQ(FormatBestToBest({parleyd}), "");
+  const nlohmann::json alone =
+      FindMaxJson(o, {parleyd.steps[1]}, {parleyd}, nullptr);
+  EXPECT_TRUE(alone["find_max"]["half_rate"].is_null());
+  EXPECT_TRUE(alone["find_max"]["best_to_best_ratio"].is_null());
 }
 
 // Short runs against the in-process null server: the driver's setup, streams,

@@ -304,6 +304,7 @@ int MainFindMax(const Options& o) {
                       ? "the best run, and the null server at its window:\n"
                       : "the best run:\n")
               << FormatTable(compared);
+    if (searches.size() == 2) std::cout << FormatBestToBest(searches);
   }
   if (half.has_value()) {
     std::cout << "\nhalf the maximum rate:\n" << FormatTable({*half});

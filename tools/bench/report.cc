@@ -377,6 +377,32 @@ std::string FormatSearch(const Search& s) {
   return out;
 }
 
+namespace {
+// Both searches' best runs, or nullptr when there are not two of them.
+std::pair<const RunResult*, const RunResult*> Bests(
+    const std::vector<Search>& searches) {
+  if (searches.size() != 2 || searches[0].steps.empty() ||
+      searches[1].steps.empty()) {
+    return {nullptr, nullptr};
+  }
+  return {&searches[0].steps[searches[0].best],
+          &searches[1].steps[searches[1].best]};
+}
+}  // namespace
+
+std::string FormatBestToBest(const std::vector<Search>& searches) {
+  auto [a, b] = Bests(searches);
+  if (a == nullptr) return "";
+  return absl::StrFormat(
+      "maxima: %s %s delivered/s at window %d, %s %s at window %d; ratio "
+      "%s\n",
+      a->server, Num(a->delivered_per_s), a->window, b->server,
+      Num(b->delivered_per_s), b->window,
+      b->delivered_per_s > 0
+          ? absl::StrFormat("%.2f", a->delivered_per_s / b->delivered_per_s)
+          : std::string("-"));
+}
+
 json FindMaxJson(const Options& o, const std::vector<RunResult>& compared,
                  const std::vector<Search>& searches,
                  const RunResult* half_rate) {
@@ -393,6 +419,10 @@ json FindMaxJson(const Options& o, const std::vector<RunResult>& compared,
          {"steps", steps}});
   }
   fm["half_rate"] = half_rate == nullptr ? json(nullptr) : ToJson(*half_rate);
+  auto [a, b] = Bests(searches);
+  fm["best_to_best_ratio"] = a != nullptr && b->delivered_per_s > 0
+                                 ? json(a->delivered_per_s / b->delivered_per_s)
+                                 : json(nullptr);
   j["find_max"] = fm;
   return j;
 }

@@ -104,10 +104,16 @@ struct Search {
 };
 // One line per run: window, rates, latency, CPU; the best marked "*".
 std::string FormatSearch(const Search& s);
+// With two searches (parleyd, null): each one's maximum and their ratio, one
+// line. Beside the same-window comparison, so that a parleyd best found at
+// a window where the null server is already past its own maximum does not
+// flatter the ratio. Empty unless there are two non-empty searches.
+std::string FormatBestToBest(const std::vector<Search>& searches);
 // The --find-max document: BenchJson of `compared` (parleyd's best run and,
 // with --compare-null, the null server's run at the same window), plus
-// "find_max": every search's runs and best window, and the half-rate run
-// when there is one.
+// "find_max": every search's runs and best window, the ratio of the two
+// searches' maxima (best_to_best_ratio, null unless two searches), and the
+// half-rate run when there is one.
 nlohmann::json FindMaxJson(const Options& o,
                            const std::vector<RunResult>& compared,
                            const std::vector<Search>& searches,
