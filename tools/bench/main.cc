@@ -212,6 +212,25 @@ absl::StatusOr<RunResult> RunTarget(const Options& o) {
   return r;
 }
 
+// The end of every invocation: writes `doc` to --json (when both are there)
+// and reports `failed`. Returns the exit code.
+int Conclude(const Options& o, const std::optional<nlohmann::json>& doc,
+             const absl::Status& failed) {
+  if (!o.json_file.empty() && doc.has_value()) {
+    std::ofstream out(o.json_file);
+    out << doc->dump(2) << "\n";
+    if (!out) {
+      std::cerr << "parley-bench: cannot write " << o.json_file << "\n";
+      return 1;
+    }
+  }
+  if (!failed.ok()) {
+    std::cerr << "parley-bench: " << failed << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 absl::StatusOr<RunResult> RunOnce(const Options& o, TargetKind kind) {
   return kind == TargetKind::kTarget ? RunTarget(o)
                                      : RunSpawned(o, kind == TargetKind::kNull);
@@ -309,20 +328,11 @@ int MainFindMax(const Options& o) {
   if (half.has_value()) {
     std::cout << "\nhalf the maximum rate:\n" << FormatTable({*half});
   }
-  if (!o.json_file.empty() && !searches.empty()) {
-    std::ofstream out(o.json_file);
-    out << FindMaxJson(o, compared, searches, half ? &*half : nullptr).dump(2)
-        << "\n";
-    if (!out) {
-      std::cerr << "parley-bench: cannot write " << o.json_file << "\n";
-      return 1;
-    }
+  std::optional<nlohmann::json> doc;
+  if (!searches.empty()) {
+    doc = FindMaxJson(o, compared, searches, half ? &*half : nullptr);
   }
-  if (!failed.ok()) {
-    std::cerr << "parley-bench: " << failed << "\n";
-    return 1;
-  }
-  return 0;
+  return Conclude(o, doc, failed);
 }
 
 int Main(int argc, char** argv) {
@@ -367,19 +377,9 @@ int Main(int argc, char** argv) {
     }
   }
   if (!runs.empty()) std::cout << FormatTable(runs);
-  if (!o.json_file.empty() && !runs.empty()) {
-    std::ofstream out(o.json_file);
-    out << BenchJson(o, runs).dump(2) << "\n";
-    if (!out) {
-      std::cerr << "parley-bench: cannot write " << o.json_file << "\n";
-      return 1;
-    }
-  }
-  if (!failed.ok()) {
-    std::cerr << "parley-bench: " << failed << "\n";
-    return 1;
-  }
-  return 0;
+  std::optional<nlohmann::json> doc;
+  if (!runs.empty()) doc = BenchJson(o, runs);
+  return Conclude(o, doc, failed);
 }
 
 }  // namespace
