@@ -21,15 +21,15 @@ int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done) {
   const SearchStep& last = done.back();
   if (last.window >= o.max_window) return 0;
   if (static_cast<int>(done.size()) >= o.min_steps) {
-    // Runs at the end that did not gain on the best before them.
+    // Runs at the end that did not gain on the best before them: one pass
+    // with the best so far; a run that gains starts the count again.
     int without_gain = 0;
-    for (size_t i = done.size() - 1; i >= 1; --i) {
-      double best_before = 0;
-      for (size_t k = 0; k < i; ++k) {
-        best_before = std::max(best_before, done[k].delivered_per_s);
-      }
-      if (done[i].delivered_per_s > best_before * (1.0 + o.min_gain)) break;
-      ++without_gain;
+    double best_before = done[0].delivered_per_s;
+    for (size_t i = 1; i < done.size(); ++i) {
+      const double rate = done[i].delivered_per_s;
+      without_gain =
+          rate > best_before * (1.0 + o.min_gain) ? 0 : without_gain + 1;
+      best_before = std::max(best_before, rate);
     }
     if (without_gain >= std::max(1, o.patience)) return 0;
   }
