@@ -4,8 +4,10 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <unistd.h>
 
+#include <chrono>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -338,11 +340,33 @@ TEST(PayloadTest, RoundTrip) {
 }
 
 TEST(ProcTest, ParsesStatAndStatus) {
-  auto ticks = ParseStatTicks(
-      "1234 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 9 0");
-  ASSERT_TRUE(ticks.ok()) << ticks.status();
-  EXPECT_EQ(*ticks, 300);
-  EXPECT_FALSE(ParseStatTicks("garbage").ok());
+  // Fields 4-9 are 1-6, minflt (10) 777, cminflt 8, majflt 9, cmajflt 10,
+  // utime 250, stime 50.
+  auto stat =
+      ParseStat("1234 (a (b) c) S 1 2 3 4 5 6 777 8 9 10 250 50 0 0 20 0 9 0");
+  ASSERT_TRUE(stat.ok()) << stat.status();
+  EXPECT_EQ(stat->ticks, 300);
+  EXPECT_EQ(stat->minor_faults, 777);
+  EXPECT_FALSE(ParseStat("garbage").ok());
+  EXPECT_FALSE(ParseStat("1 (x) S 1 2 3 4 5 6 many 8 9 10 250 50").ok());
+  EXPECT_EQ(ParseContextSwitches("Name:\tx\nvoluntary_ctxt_switches:\t120\n"
+                                 "nonvoluntary_ctxt_switches:\t7\n"),
+            127);
+  EXPECT_EQ(ParseContextSwitches("voluntary_ctxt_switches:\t120\n"), -1);
+  // This process: its counters read back, and they only grow.
+  auto c0 = ReadProcessCounters(0);
+  ASSERT_TRUE(c0.ok()) << c0.status();
+  EXPECT_GT(c0->minor_faults, 0);
+  EXPECT_GE(c0->context_switches, 0);
+  std::vector<char> touched(8 << 20);
+  volatile char* page = touched.data();
+  for (size_t i = 0; i < touched.size(); i += 4096) page[i] = 1;  // faults
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));      // a switch
+  auto c1 = ReadProcessCounters(0);
+  ASSERT_TRUE(c1.ok());
+  EXPECT_GT(c1->minor_faults, c0->minor_faults + 1000);
+  EXPECT_GT(c1->context_switches, c0->context_switches);
+  EXPECT_FALSE(ReadProcessCounters(999999999).ok());
   ProcessMemory m = ParseStatus(
       "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t1024 kB\nThreads:\t9\n");
   EXPECT_EQ(m.vm_hwm_kb, 2048);
@@ -368,8 +392,16 @@ TEST(ReportTest, JsonAndTable) {
   b.server = "null";
   b.delivered_per_s = 20000;
   b.server_peak_rss_kb = 4096;
+  a.server_context_switches_per_delivery = 0.84;
+  b.server_context_switches_per_delivery = 0.12;
+  a.server_minor_faults_per_1k_deliveries = 230.5;
   nlohmann::json j = ToJson(a);
   EXPECT_TRUE(j["server_cpu_s"].is_null());  // not measured
+  EXPECT_DOUBLE_EQ(j["server_context_switches_per_delivery"].get<double>(),
+                   0.84);
+  EXPECT_DOUBLE_EQ(j["server_minor_faults_per_1k_deliveries"].get<double>(),
+                   230.5);
+  EXPECT_TRUE(ToJson(b)["server_minor_faults_per_1k_deliveries"].is_null());
   EXPECT_EQ(j["latency_send_to_deliver"]["p99_ms"], 3.5);
   EXPECT_EQ(ToJson(b)["server_peak_rss_kb"], 4096);
   Options o;
@@ -381,6 +413,11 @@ TEST(ReportTest, JsonAndTable) {
   EXPECT_THAT(table, HasSubstr("delivered msgs/s"));
   EXPECT_THAT(table, HasSubstr("0.25"));
   EXPECT_THAT(table, HasSubstr("ratio"));
+  EXPECT_THAT(table,
+              testing::ContainsRegex(
+                  "server context switches / delivery +0.84 +0.12 +7.00"));
+  EXPECT_THAT(table, testing::ContainsRegex(
+                         "server page faults / 1k deliveries +230.5 +- "));
 }
 
 TEST(ReportTest, FindMaxTableAndJson) {
@@ -490,6 +527,9 @@ TEST_F(NullServerRunTest, PairsClosedLoop) {
   EXPECT_GE(r->latency.p99_ms, r->latency.p50_ms);
   EXPECT_GE(r->server_cpu_s, 0);
   EXPECT_GT(r->server_peak_rss_kb, 0);
+  // The "server" is this process: its gRPC threads sleep and wake.
+  EXPECT_GT(r->server_context_switches_per_delivery, 0);
+  EXPECT_GE(r->server_minor_faults_per_1k_deliveries, 0);
 }
 
 TEST_F(NullServerRunTest, GroupE2eeOpenLoop) {

@@ -1204,14 +1204,20 @@ class Run {
   struct Snapshot {
     int64_t t_ns = 0;
     double server_cpu = -1;
+    int64_t server_faults = -1;
+    int64_t server_switches = -1;
     double bench_cpu = -1;
   };
   Snapshot Take() {
     Snapshot s;
     s.t_ns = NowNs();
     if (ep_.pid > 0) {
-      auto c = ProcessCpuSeconds(ep_.pid);
-      if (c.ok()) s.server_cpu = *c;
+      auto c = ReadProcessCounters(ep_.pid);
+      if (c.ok()) {
+        s.server_cpu = c->cpu_s;
+        s.server_faults = c->minor_faults;
+        s.server_switches = c->context_switches;
+      }
     }
     auto b = ProcessCpuSeconds(0);
     if (b.ok()) s.bench_cpu = *b;
@@ -1237,6 +1243,16 @@ class Run {
       if (sends > 0)
         r_.server_cpu_s_per_1k_sends =
             r_.server_cpu_s * 1000.0 / static_cast<double>(sends);
+    }
+    if (deliveries > 0 && a.server_faults >= 0 && b.server_faults >= 0) {
+      r_.server_minor_faults_per_1k_deliveries =
+          static_cast<double>(b.server_faults - a.server_faults) * 1000.0 /
+          static_cast<double>(deliveries);
+    }
+    if (deliveries > 0 && a.server_switches >= 0 && b.server_switches >= 0) {
+      r_.server_context_switches_per_delivery =
+          static_cast<double>(b.server_switches - a.server_switches) /
+          static_cast<double>(deliveries);
     }
     if (a.bench_cpu >= 0 && b.bench_cpu >= 0)
       r_.bench_cpu_s = b.bench_cpu - a.bench_cpu;

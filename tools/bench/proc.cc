@@ -33,12 +33,13 @@ std::string ProcPath(pid_t pid, const char* file) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> ParseStatTicks(const std::string& stat) {
+absl::StatusOr<StatFields> ParseStat(const std::string& stat) {
   const size_t close = stat.rfind(')');
   if (close == std::string::npos) {
     return absl::InvalidArgumentError("stat: no command name");
   }
-  // After ") ": field 3 (state) is index 0, so utime (14) is index 11.
+  // After ") ": field 3 (state) is index 0, so minflt (10) is index 7 and
+  // utime (14) index 11.
   std::vector<absl::string_view> f = absl::StrSplit(
       absl::string_view(stat).substr(close + 1), ' ', absl::SkipEmpty());
   int64_t utime = 0, stime = 0;
@@ -46,7 +47,28 @@ absl::StatusOr<int64_t> ParseStatTicks(const std::string& stat) {
       !absl::SimpleAtoi(f[12], &stime)) {
     return absl::InvalidArgumentError("stat: malformed utime/stime");
   }
-  return utime + stime;
+  StatFields out;
+  out.ticks = utime + stime;
+  if (!absl::SimpleAtoi(f[7], &out.minor_faults)) {
+    return absl::InvalidArgumentError("stat: malformed minflt");
+  }
+  return out;
+}
+
+int64_t ParseContextSwitches(const std::string& status) {
+  int64_t voluntary = -1, involuntary = -1;
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    std::vector<absl::string_view> kv =
+        absl::StrSplit(line, absl::ByAnyChar(": \t"), absl::SkipEmpty());
+    if (kv.size() < 2) continue;
+    if (kv[0] == "voluntary_ctxt_switches") {
+      if (!absl::SimpleAtoi(kv[1], &voluntary)) return -1;
+    } else if (kv[0] == "nonvoluntary_ctxt_switches") {
+      if (!absl::SimpleAtoi(kv[1], &involuntary)) return -1;
+    }
+  }
+  if (voluntary < 0 || involuntary < 0) return -1;
+  return voluntary + involuntary;
 }
 
 ProcessMemory ParseStatus(const std::string& status) {
@@ -64,13 +86,46 @@ ProcessMemory ParseStatus(const std::string& status) {
   return m;
 }
 
-absl::StatusOr<double> ProcessCpuSeconds(pid_t pid) {
+namespace {
+
+absl::StatusOr<StatFields> ReadStat(pid_t pid) {
   auto text = ReadAll(ProcPath(pid, "stat"));
   if (!text.ok()) return text.status();
-  auto ticks = ParseStatTicks(*text);
-  if (!ticks.ok()) return ticks.status();
-  return static_cast<double>(*ticks) /
-         static_cast<double>(sysconf(_SC_CLK_TCK));
+  return ParseStat(*text);
+}
+
+double TicksToSeconds(int64_t ticks) {
+  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
+
+absl::StatusOr<double> ProcessCpuSeconds(pid_t pid) {
+  auto stat = ReadStat(pid);
+  if (!stat.ok()) return stat.status();
+  return TicksToSeconds(stat->ticks);
+}
+
+absl::StatusOr<ProcessCounters> ReadProcessCounters(pid_t pid) {
+  auto stat = ReadStat(pid);
+  if (!stat.ok()) return stat.status();
+  ProcessCounters c;
+  c.cpu_s = TicksToSeconds(stat->ticks);
+  c.minor_faults = stat->minor_faults;
+  std::error_code ec;
+  int64_t switches = 0;
+  bool any = false;
+  for (auto it = std::filesystem::directory_iterator(ProcPath(pid, "task"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    auto status = ReadAll((it->path() / "status").string());
+    if (!status.ok()) continue;  // the thread exited meanwhile
+    const int64_t n = ParseContextSwitches(*status);
+    if (n < 0) continue;
+    switches += n;
+    any = true;
+  }
+  if (!ec && any) c.context_switches = switches;
+  return c;
 }
 
 absl::StatusOr<ProcessMemory> ReadProcessMemory(pid_t pid) {

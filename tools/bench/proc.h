@@ -15,6 +15,18 @@ namespace parley::bench {
 // utime + stime of `pid` in seconds (/proc/<pid>/stat). pid 0: this process.
 absl::StatusOr<double> ProcessCpuSeconds(pid_t pid);
 
+// Counters of a whole process, read at the start and the end of a window.
+struct ProcessCounters {
+  double cpu_s = 0;          // utime + stime, every thread
+  int64_t minor_faults = 0;  // minflt, every thread (/proc/<pid>/stat)
+  // Voluntary + involuntary context switches summed over the threads alive
+  // at the moment of reading (/proc/<pid>/task/*/status); a thread that
+  // exits takes its count with it. -1: not readable.
+  int64_t context_switches = -1;
+};
+// pid 0: this process.
+absl::StatusOr<ProcessCounters> ReadProcessCounters(pid_t pid);
+
 struct ProcessMemory {
   int64_t vm_hwm_kb = -1;  // peak resident set
   int64_t vm_rss_kb = -1;
@@ -23,11 +35,19 @@ struct ProcessMemory {
 // From /proc/<pid>/status. pid 0: this process.
 absl::StatusOr<ProcessMemory> ReadProcessMemory(pid_t pid);
 
+// Fields of /proc/<pid>/stat.
+struct StatFields {
+  int64_t ticks = 0;         // utime + stime, in clock ticks
+  int64_t minor_faults = 0;  // minflt
+};
 // Parses the text of /proc/<pid>/stat (the command name may hold spaces and
-// parentheses); returns utime + stime in clock ticks.
-absl::StatusOr<int64_t> ParseStatTicks(const std::string& stat);
+// parentheses).
+absl::StatusOr<StatFields> ParseStat(const std::string& stat);
 // Parses the text of /proc/<pid>/status.
 ProcessMemory ParseStatus(const std::string& status);
+// voluntary_ctxt_switches + nonvoluntary_ctxt_switches from the text of a
+// /proc/<pid>/task/<tid>/status; -1 if either line is missing.
+int64_t ParseContextSwitches(const std::string& status);
 
 // Bytes allocated on disk under `path` (like `du -s --block-size=1`).
 absl::StatusOr<int64_t> DiskUsage(const std::string& path);

@@ -76,6 +76,10 @@ json ToJson(const RunResult& r) {
       {"server_cpu_s_per_1k_deliveries",
        OrNull(r.server_cpu_s_per_1k_deliveries)},
       {"server_cpu_s_per_1k_sends", OrNull(r.server_cpu_s_per_1k_sends)},
+      {"server_minor_faults_per_1k_deliveries",
+       OrNull(r.server_minor_faults_per_1k_deliveries)},
+      {"server_context_switches_per_delivery",
+       OrNull(r.server_context_switches_per_delivery)},
       {"server_peak_rss_kb", OrNull(r.server_peak_rss_kb)},
       {"server_rss_kb", OrNull(r.server_rss_kb)},
       {"server_threads", OrNull(r.server_threads)},
@@ -216,6 +220,20 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
       {"server CPU s / 1k Sends",
        [](const RunResult& r) { return Num(r.server_cpu_s_per_1k_sends, 3); },
        [](const RunResult& r) { return r.server_cpu_s_per_1k_sends; }},
+      {"server context switches / delivery",
+       [](const RunResult& r) {
+         return Num(r.server_context_switches_per_delivery, 2);
+       },
+       [](const RunResult& r) {
+         return r.server_context_switches_per_delivery;
+       }},
+      {"server page faults / 1k deliveries",
+       [](const RunResult& r) {
+         return Num(r.server_minor_faults_per_1k_deliveries, 1);
+       },
+       [](const RunResult& r) {
+         return r.server_minor_faults_per_1k_deliveries;
+       }},
       {"bench CPU s (window)",
        [](const RunResult& r) { return Num(r.bench_cpu_s, 1); }, nullptr},
       {"server peak RSS (MB)",

@@ -60,6 +60,12 @@ struct RunResult {
   double server_cpu_s = -1;  // utime+stime inside the window
   double server_cpu_s_per_1k_deliveries = -1;
   double server_cpu_s_per_1k_sends = -1;
+  // Minor page faults of the server inside the window, per 1,000 deliveries
+  // (/proc/<pid>/stat minflt).
+  double server_minor_faults_per_1k_deliveries = -1;
+  // Context switches of the server's threads inside the window, per
+  // delivery (voluntary + involuntary, /proc/<pid>/task/*/status).
+  double server_context_switches_per_delivery = -1;
   int64_t server_peak_rss_kb = -1;  // VmHWM
   int64_t server_rss_kb = -1;       // VmRSS at the end of the load
   int64_t server_threads = -1;
