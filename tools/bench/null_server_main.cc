@@ -5,6 +5,7 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,12 +13,15 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
+#include "core/allocator.h"
 #include "tools/bench/null_server.h"
 
 int main(int argc, char** argv) {
   // As parleyd does: no lock-order cycle check on every mutex acquisition
   // (Debian's Abseil has it on), so the baseline pays what parleyd pays.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // And parleyd's allocator settings (core/allocator.h), for the same reason.
+  parley::core::TuneAllocator(std::getenv("GLIBC_TUNABLES"));
   std::string data_dir = "./var/parley-null", listen = "127.0.0.1:0", port_file;
   CLI::App app{
       "parley-null-server: Parley's RPC shapes with no storage and no policy"};
