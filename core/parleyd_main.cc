@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
                  "where the initial operator token is written on first start (default: "
                  "<data-dir>/admin/operator.token)");
   app.add_flag("--sync", o.sync, "fsync every acknowledged write (power-loss durability, group commit)");
+  app.add_option("--batch-wal-writes", o.batch_wal_writes,
+                 "without --sync: write Sends' log records once per batch, before answering or delivering them "
+                 "(false: one write per Send)")
+      ->capture_default_str();
   app.add_option("--history-retention-days", o.history_retention_days,
                  "cap on readable history (days); the policy's transport.retention_days applies per conversation")
       ->capture_default_str()->check(CLI::Range(1, 36500));

@@ -146,6 +146,7 @@ class ServerImpl final : public Server {
     storage::RocksDbOptions ro;
     ro.path = o.data_dir + "/db";
     ro.sync = o.sync;
+    ro.batch_wal_writes = o.batch_wal_writes;
     PARLEY_ASSIGN_OR_RETURN(storage_, storage::OpenRocksDbStorage(ro));
 
     ParleyService::Deps deps;
@@ -299,8 +300,8 @@ class ServerImpl final : public Server {
     }
     retention_ = std::thread([this] { RetentionLoop(); });
     scheduler_ = std::thread([this] { SchedulerLoop(); });
-    spdlog::info("event=start listen={}:{} tls={} data_dir={} sync={}", hp.host, port_,
-                 o.insecure ? "off" : "on", o.data_dir, o.sync);
+    spdlog::info("event=start listen={}:{} tls={} data_dir={} sync={} batch_wal_writes={}", hp.host, port_,
+                 o.insecure ? "off" : "on", o.data_dir, o.sync, o.batch_wal_writes && !o.sync);
     return absl::OkStatus();
   }
 

@@ -63,6 +63,12 @@ struct ServerOptions {
   // fsync every acknowledged write (power-loss durable, group commit).
   // Default false: WAL without fsync, survives kill -9 of parleyd.
   bool sync = false;
+  // Without `sync`: a Send's log record is written to the log file together
+  // with every other Send waiting at that moment (one write(2) per batch),
+  // before the sender is answered and before any recipient gets it; the
+  // guarantee (survives kill -9) is unchanged. Default true; false: one
+  // write(2) per Send (storage::RocksDbOptions::batch_wal_writes).
+  bool batch_wal_writes = true;
   // Policy document (YAML, see policy/SCHEMA.md), or "preset:NAME" for a
   // shipped preset (policy/presets). When given and different from the
   // revision in force, it is applied at start as a new revision (stored

@@ -690,7 +690,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   }
   if (!appended.ok()) return appended.status();
   const storage::AppendResult& r = *appended;
-  if (!r.duplicate) d_.hub->Offer(targets, r.queued);
+  if (!r.duplicate) OfferWhenDurable(std::move(targets), r.queued);
   if (!r.duplicate && d_.safety != nullptr && d_.safety->scanning_configured()) {
     d_.safety->ScanMessage(conv, message_at(r.seq));
   }
@@ -839,12 +839,23 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
                                            ": security state changed during the send; retry"));
   }
   if (!appended.ok()) return appended.status();
-  if (!appended->duplicate) d_.hub->Offer(targets, appended->queued);
+  if (!appended->duplicate) OfferWhenDurable(std::move(targets), std::move(appended->queued));
   v1::SendResponse resp;
   resp.set_seq(appended->seq);
   resp.set_server_time_ms(appended->server_time_ms);
   resp.set_duplicate(appended->duplicate);
   return resp;
+}
+
+void ParleyService::OfferWhenDurable(std::vector<storage::QueueTarget> targets,
+                                     std::vector<storage::QueuedEntry> queued) {
+  DeliveryHub* hub = d_.hub;
+  d_.storage->WhenDurable([hub, targets = std::move(targets), queued = std::move(queued)](absl::Status st) {
+    // Not durable (a log write failed): not offered. The entries are in the
+    // queues; a stream reads them once the store works again (its gap timer
+    // or its next read), and the sender, answered with the error, may retry.
+    if (st.ok()) hub->Offer(targets, queued);
+  });
 }
 
 absl::StatusOr<v1::AckResponse> ParleyService::Ack(const Caller& c, const v1::AckRequest& req) {

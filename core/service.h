@@ -110,9 +110,10 @@ class ParleyService {
   // Re-evaluates conversations whose announced change is due.
   absl::StatusOr<uint64_t> RunDueChanges();
 
-  // Messaging. Send notifies the hub for every target device. The message
-  // is written and visible on return but, with a sync-mode store, durable
-  // only once storage().WhenDurable reports: callers must wait for that
+  // Messaging. Send hands the message to the hub for every target device
+  // once storage().WhenDurable reports it (so a connected recipient never
+  // gets a message a kill -9 could lose). It is stored on return but
+  // durable only once WhenDurable reports: callers must wait for that
   // before acknowledging it (the gRPC adapter does).
   absl::StatusOr<v1::SendResponse> Send(const Caller& c, const v1::SendRequest& req);
   absl::StatusOr<v1::AckResponse> Ack(const Caller& c, const v1::AckRequest& req);
@@ -146,6 +147,9 @@ class ParleyService {
   absl::Status SignedState(const std::string& conversation_id, const storage::SecurityStateRecord& r,
                            v1::SecurityState* out) const;
   absl::StatusOr<v1::SendResponse> SendOnce(const Caller& c, const v1::SendRequest& req);
+  // Offers what an Append queued to the targets' streams once the store
+  // reports it durable (at once when it already is).
+  void OfferWhenDurable(std::vector<storage::QueueTarget> targets, std::vector<storage::QueuedEntry> queued);
   absl::StatusOr<v1::SendResponse> SendEncrypted(const Caller& c, const v1::SendRequest& req,
                                                  const storage::ConversationRecord& conv);
   absl::StatusOr<v1::Conversation> ConversationToProto(const storage::ConversationRecord& r);

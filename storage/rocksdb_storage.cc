@@ -1032,13 +1032,33 @@ class RocksDbStorage final : public Storage,
   absl::StatusOr<std::optional<std::string>> MaybeGet(
       Cf c, absl::string_view key,
       const rocksdb::Snapshot* snapshot = nullptr) const;
-  // `sync` false: never fsync this write, even in sync mode (the caller
-  // waits with WaitDurable after releasing its locks).
-  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view op, bool sync = true);
+  // When a write is durable (RocksDbOptions::sync, batch_wal_writes).
+  enum class Durability {
+    // Sync mode: fsynced before Write returns. Otherwise in the log file.
+    kOnReturn,
+    // In the log file before Write returns, never fsynced (acks: a lost
+    // ack after a power loss is a redelivery).
+    kWritten,
+    // The caller makes it durable after releasing its locks (Append:
+    // WaitDurable / WriteWalThrough, or its caller with WhenDurable); with
+    // batch_wal_writes the record may stay in RocksDB's buffer until then.
+    kByCaller,
+  };
+  absl::Status Write(rocksdb::WriteBatch* batch, absl::string_view op,
+                     Durability durability = Durability::kOnReturn);
   // Sync mode: returns once every write made before the call is fsynced
   // (one SyncWAL per group of waiting writers).
   absl::Status WaitDurable();
-  void SyncLoop();
+  // batch_wal_writes: returns once every write visible now is in the log
+  // file (one FlushWAL, skipped when an earlier one covered them all).
+  // Readers that hand out stored messages call it after reading, so nothing
+  // they return can be lost by kill -9. OK at once without batch_wal_writes.
+  absl::Status WriteWalThrough();
+  // The committer thread (sync mode, or batch_wal_writes): SyncWAL or
+  // FlushWAL for every WhenDurable waiter, then answers them.
+  void CommitLoop();
+  // The sequence number every write up to which is durable as promised.
+  uint64_t DurableSeq() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_);
   struct DurableWaiter {
     uint64_t target = 0;
     std::function<void(absl::Status)> done;
@@ -1107,10 +1127,14 @@ class RocksDbStorage final : public Storage,
   std::shared_ptr<ErrorRecovery> recovery_;
   std::thread recovery_thread_;
   absl::Mutex durable_mu_;
-  uint64_t durable_seq_ ABSL_GUARDED_BY(durable_mu_) = 0;
+  uint64_t durable_seq_ ABSL_GUARDED_BY(durable_mu_) = 0;  // sync mode
   std::vector<DurableWaiter> durable_waiters_ ABSL_GUARDED_BY(durable_mu_);
   bool stop_syncer_ ABSL_GUARDED_BY(durable_mu_) = false;
-  std::thread syncer_;  // sync mode only
+  // batch_wal_writes (and not sync): every write up to this sequence
+  // number is in the log file. Only grows.
+  std::atomic<uint64_t> wal_written_seq_{0};
+  const bool batch_wal_ = false;  // options_.batch_wal_writes && !sync
+  std::thread syncer_;            // the committer: sync or batch_wal_
   // Mirrors the "conversation_count" key; written under create_conv_mu_
   // after a successful write, read without a lock.
   std::atomic<uint64_t> conversation_count_{0};
@@ -1152,6 +1176,9 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   // 4-15% more messages/s with SendStream, the same with unary Sends;
   // BENCHMARKS.md, fourth round).
   db_opts.enable_write_thread_adaptive_yield = false;
+  // Appends leave their log records in RocksDB's buffer until WhenDurable or
+  // a reader writes it out (RocksDbOptions::batch_wal_writes).
+  db_opts.manual_wal_flush = options.batch_wal_writes && !options.sync;
 
   std::shared_ptr<rocksdb::Cache> cache =
       rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -1231,11 +1258,14 @@ RocksDbStorage::RocksDbStorage(
       db_(db),
       handles_(std::move(handles)),
       recovery_(std::move(recovery)),
+      batch_wal_(options.batch_wal_writes && !options.sync),
       conv_stripes_(new ConvStripe[kConvStripes]),
       device_stripes_(new DeviceStripe[kDeviceStripes]) {
   write_options_.sync = options_.sync;
   write_options_.disableWAL = false;
-  if (options_.sync) syncer_ = std::thread([this] { SyncLoop(); });
+  if (options_.sync || batch_wal_) {
+    syncer_ = std::thread([this] { CommitLoop(); });
+  }
   recovery_thread_ =
       std::thread([this] { recovery_->Run(db_.get(), options_.path); });
 }
@@ -1250,6 +1280,9 @@ RocksDbStorage::~RocksDbStorage() {
     }
     syncer_.join();
   }
+  // Best effort, as Close: a buffered record whose writer was answered is
+  // already in the log file.
+  if (batch_wal_) (void)db_->FlushWAL(false);
   for (rocksdb::ColumnFamilyHandle* h : handles_) {
     db_->DestroyColumnFamilyHandle(h);
   }
@@ -1290,14 +1323,38 @@ absl::StatusOr<std::string> RocksDbStorage::Get(
 }
 
 absl::Status RocksDbStorage::Write(rocksdb::WriteBatch* batch,
-                                   absl::string_view op, bool sync) {
+                                   absl::string_view op,
+                                   Durability durability) {
   rocksdb::WriteOptions wo = write_options_;
-  wo.sync = wo.sync && sync;
+  wo.sync = wo.sync && durability == Durability::kOnReturn;
   rocksdb::Status s = db_->Write(wo, batch);
   // A write-ahead-log error also reaches ErrorRecovery as a background
   // error; asking again covers any that does not.
   if (!s.ok() && (s.IsNoSpace() || s.IsIOError())) recovery_->Request();
-  return FromRocks(s, op);
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(s, op));
+  if (durability != Durability::kByCaller) return WriteWalThrough();
+  return absl::OkStatus();
+}
+
+absl::Status RocksDbStorage::WriteWalThrough() {
+  if (!batch_wal_) return absl::OkStatus();
+  // Every record with a sequence number up to `visible` was appended to the
+  // log buffer before it became visible; one FlushWAL after reading it
+  // writes them all (FlushWAL is serialized with log appends).
+  const uint64_t visible = db_->GetLatestSequenceNumber();
+  if (wal_written_seq_.load(std::memory_order_acquire) >= visible) {
+    return absl::OkStatus();
+  }
+  rocksdb::Status s = db_->FlushWAL(/*sync=*/false);
+  if (!s.ok()) {
+    recovery_->Request();
+    return FromRocks(s, "write wal");
+  }
+  uint64_t seen = wal_written_seq_.load(std::memory_order_relaxed);
+  while (seen < visible && !wal_written_seq_.compare_exchange_weak(
+                               seen, visible, std::memory_order_release)) {
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DeviceRecord> RocksDbStorage::ReadDevice(
@@ -2269,8 +2326,9 @@ absl::StatusOr<AppendResult> RocksDbStorage::Append(const AppendRequest& req) {
   // the caller, with defer_durability), so appends to many conversations and
   // devices share one WAL fsync.
   absl::StatusOr<AppendResult> r = AppendUnsynced(req);
-  if (r.ok() && options_.sync && !req.defer_durability) {
-    PARLEY_STORAGE_RETURN_IF_ERROR(WaitDurable());
+  if (r.ok() && !req.defer_durability) {
+    PARLEY_STORAGE_RETURN_IF_ERROR(options_.sync ? WaitDurable()
+                                                 : WriteWalThrough());
   }
   return r;
 }
@@ -2287,14 +2345,19 @@ absl::Status RocksDbStorage::WaitDurable() {
 }
 
 void RocksDbStorage::WhenDurable(std::function<void(absl::Status)> done) {
-  if (!options_.sync) {
+  if (!options_.sync && !batch_wal_) {
     done(absl::OkStatus());
     return;
   }
   const uint64_t target = db_->GetLatestSequenceNumber();
+  if (batch_wal_ &&
+      wal_written_seq_.load(std::memory_order_acquire) >= target) {
+    done(absl::OkStatus());
+    return;
+  }
   {
     absl::MutexLock lock(&durable_mu_);
-    if (durable_seq_ < target) {
+    if (DurableSeq() < target) {
       durable_waiters_.push_back({target, std::move(done)});
       return;
     }
@@ -2302,9 +2365,15 @@ void RocksDbStorage::WhenDurable(std::function<void(absl::Status)> done) {
   done(absl::OkStatus());
 }
 
-// The sync mode's committer: one SyncWAL covers every write made before it;
-// then the waiters it covers are answered (outside the lock).
-void RocksDbStorage::SyncLoop() {
+uint64_t RocksDbStorage::DurableSeq() const {
+  return options_.sync ? durable_seq_
+                       : wal_written_seq_.load(std::memory_order_acquire);
+}
+
+// The committer: one SyncWAL (sync mode) or one FlushWAL (batch_wal_writes)
+// covers every write made before it; then the waiters it covers are
+// answered (outside the lock).
+void RocksDbStorage::CommitLoop() {
   absl::MutexLock lock(&durable_mu_);
   while (true) {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_) {
@@ -2314,15 +2383,22 @@ void RocksDbStorage::SyncLoop() {
     if (durable_waiters_.empty() && stop_syncer_) return;
     const uint64_t covered = db_->GetLatestSequenceNumber();
     durable_mu_.Unlock();
-    rocksdb::Status s = db_->SyncWAL();
+    absl::Status st;
+    if (options_.sync) {
+      rocksdb::Status s = db_->SyncWAL();
+      st = FromRocks(s, "sync wal");
+      if (!s.ok()) recovery_->Request();
+    } else {
+      st = WriteWalThrough();  // covers at least `covered`
+    }
     durable_mu_.Lock();
-    absl::Status st = FromRocks(s, "sync wal");
-    if (!s.ok()) recovery_->Request();
-    if (s.ok()) durable_seq_ = std::max(durable_seq_, covered);
+    if (st.ok() && options_.sync) {
+      durable_seq_ = std::max(durable_seq_, covered);
+    }
     std::vector<DurableWaiter> answered;
     std::vector<DurableWaiter> rest;
     for (auto& w : durable_waiters_) {
-      if (!s.ok() || w.target <= durable_seq_) {
+      if (!st.ok() || w.target <= DurableSeq()) {
         answered.push_back(std::move(w));
       } else {
         rest.push_back(std::move(w));
@@ -2471,7 +2547,8 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
     p.set_server_time_ms(req.server_time_ms);
     batch.Put(cf(kIdempotencyCf), idem_key, p.SerializeAsString());
   }
-  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "append", /*sync=*/false));
+  PARLEY_STORAGE_RETURN_IF_ERROR(
+      Write(&batch, "append", Durability::kByCaller));
 
   cstripe.cache.insert_or_assign(req.conversation_id, new_state);
   for (const auto& [scope, value] : counters) {
@@ -2510,6 +2587,8 @@ absl::StatusOr<std::vector<QueueEntry>> RocksDbStorage::ReadQueue(
                              .payload = std::move(*v.mutable_payload())});
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read queue"));
+  // What was read is in the log file before anyone can deliver it.
+  if (!out.empty()) PARLEY_STORAGE_RETURN_IF_ERROR(WriteWalThrough());
   return out;
 }
 
@@ -2587,7 +2666,7 @@ absl::StatusOr<size_t> RocksDbStorage::Ack(
   // Not fsynced even in sync mode: after a power loss an acknowledged entry
   // may be delivered again (at-least-once; clients drop duplicates by
   // message id), and acks no longer queue behind the senders' fsyncs.
-  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "ack", /*sync=*/false));
+  PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "ack", Durability::kWritten));
   return found;
 }
 
@@ -2617,6 +2696,8 @@ absl::StatusOr<std::vector<HistoryEntry>> RocksDbStorage::ReadHistory(
                                .payload = std::move(*v.mutable_payload())});
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read history"));
+  // What was read is in the log file before anyone can show it.
+  if (!out.empty()) PARLEY_STORAGE_RETURN_IF_ERROR(WriteWalThrough());
   return out;
 }
 

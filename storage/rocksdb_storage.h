@@ -27,6 +27,19 @@ struct RocksDbOptions {
   // themselves. A message may be delivered to a reader shortly before it is
   // durable; its sender is only answered once it is. See BENCHMARKS.md.
   bool sync = false;
+  // Without `sync`: true (default): a Send's append (AppendRequest::
+  // defer_durability) leaves its write-ahead-log record in RocksDB's buffer,
+  // and Storage::WhenDurable writes the buffer to the log file once for every
+  // append waiting at that moment, then calls back from the store's
+  // committer thread (one write(2) per batch instead of one per Send:
+  // BENCHMARKS.md, eleventh round). The guarantee is the same as false's:
+  // nothing is acknowledged or readable through ReadQueue / ReadHistory
+  // before its record is in the log file (readers write the buffer out
+  // before they return), so acknowledged and delivered messages survive
+  // kill -9. Every other write is in the log file when it returns.
+  // false: every write goes to the log file before it returns.
+  // Ignored with `sync` (appends are group-committed by SyncWAL instead).
+  bool batch_wal_writes = true;
   // Size of the block cache shared by all column families, in bytes.
   size_t block_cache_bytes = 64 << 20;
   // Memtable size per column family, in bytes.

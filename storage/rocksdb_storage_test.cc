@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
@@ -1440,14 +1441,17 @@ TEST_F(StorageTest, PurgeQueuesBeforeDeletesOldUndeliveredEntries) {
   EXPECT_EQ(VALUE(msgs().PurgeQueuesBefore(2500)), 0u);
 }
 
-TEST(StorageSyncTest, DeferredAppendsBecomeDurableThroughWhenDurable) {
+// Sync mode (SyncWAL) and batch_wal_writes (FlushWAL) share the committer.
+class StorageCommitTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(StorageCommitTest, DeferredAppendsBecomeDurableThroughWhenDurable) {
   char tmpl[] = "/tmp/parley_storage_sync.XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
   {
     RocksDbOptions opts;
     opts.path = dir + "/db";
-    opts.sync = true;
+    opts.sync = GetParam();
     auto st = OpenRocksDbStorage(opts);
     ASSERT_TRUE(st.ok()) << st.status();
     Storage& s = **st;
@@ -1497,6 +1501,124 @@ TEST(StorageSyncTest, DeferredAppendsBecomeDurableThroughWhenDurable) {
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+INSTANTIATE_TEST_SUITE_P(SyncAndBatchedWal, StorageCommitTest,
+                         ::testing::Bool(), [](const auto& info) {
+                           return info.param ? "Sync" : "BatchedWal";
+                         });
+
+// Bytes in the write-ahead-log files of a database directory.
+uint64_t WalBytes(const std::string& db_dir) {
+  uint64_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(db_dir)) {
+    if (e.path().extension() == ".log") n += e.file_size();
+  }
+  return n;
+}
+
+// batch_wal_writes: a deferred append's log record stays in RocksDB's buffer
+// (not yet in the file: a kill -9 would lose it, so nothing may expose it)
+// until WhenDurable writes it out from the committer thread, or a reader
+// writes it out before returning it; every other write is in the file when
+// it returns. Without batch_wal_writes every write is in the file at once.
+TEST(StorageBatchedWalTest, DeferredRecordsReachTheLogBeforeAnyoneSeesThem) {
+  for (const bool batched : {true, false}) {
+    SCOPED_TRACE(batched ? "batch_wal_writes" : "plain");
+    char tmpl[] = "/tmp/parley_storage_wal.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    {
+      RocksDbOptions opts;
+      opts.path = dir + "/db";
+      opts.batch_wal_writes = batched;
+      auto st = OpenRocksDbStorage(opts);
+      ASSERT_TRUE(st.ok()) << st.status();
+      Storage& s = **st;
+      AccountRecord a;
+      a.account_id = "a";
+      a.username = "a";
+      DeviceRecord d;
+      d.account_id = "a";
+      d.device_id = 1;
+      d.token_hash = std::string(32, 't');
+      ASSERT_TRUE(s.accounts().CreateAccount(a, d).ok());
+      ConversationRecord c;
+      c.conversation_id = "g";
+      c.kind = 2;
+      c.members.push_back({.account_id = "a"});
+      ASSERT_OK(s.conversations().CreateConversation(c));
+      auto append = [&](const std::string& id, bool deferred) {
+        AppendRequest r;
+        r.conversation_id = "g";
+        r.sender_account_id = "a";
+        r.sender_device_id = 1;
+        r.client_message_id = id;
+        r.server_time_ms = 1;
+        r.targets = {{"a", 1}};
+        r.keep_history = true;
+        r.defer_durability = deferred;
+        r.make_payload = [](uint64_t seq) { return absl::StrCat("p", seq); };
+        return s.messages().Append(r);
+      };
+      // Other writes are in the file on return.
+      const uint64_t start = WalBytes(opts.path);
+      EXPECT_GT(start, 0u);
+
+      // 1. A deferred append, then WhenDurable.
+      ASSERT_OK(append("m1", true).status());
+      const uint64_t after_append = WalBytes(opts.path);
+      if (batched) {
+        EXPECT_EQ(after_append, start) << "the record must still be buffered";
+      } else {
+        EXPECT_GT(after_append, start);
+      }
+      absl::Notification n;
+      std::thread::id answered_on;
+      s.WhenDurable([&](absl::Status st) {
+        EXPECT_TRUE(st.ok()) << st;
+        answered_on = std::this_thread::get_id();
+        n.Notify();
+      });
+      ASSERT_TRUE(n.WaitForNotificationWithTimeout(absl::Seconds(20)));
+      EXPECT_GT(WalBytes(opts.path), start);
+      // Batched: answered by the committer; otherwise inline.
+      EXPECT_EQ(answered_on != std::this_thread::get_id(), batched);
+
+      // 2. A deferred append read back through ReadQueue / ReadHistory
+      //    before anyone waited for it: in the file once the read returns.
+      for (const bool queue : {true, false}) {
+        const uint64_t before = WalBytes(opts.path);
+        ASSERT_OK(append(queue ? "m2" : "m3", true).status());
+        if (batched) {
+          EXPECT_EQ(WalBytes(opts.path), before);
+        }
+        if (queue) {
+          EXPECT_EQ(VALUE(s.messages().ReadQueue("a", 1, 0, 10)).size(), 2u);
+        } else {
+          EXPECT_EQ(VALUE(s.messages().ReadHistory("g", 0, 10)).size(), 3u);
+        }
+        EXPECT_GT(WalBytes(opts.path), before);
+        // Nothing buffered any more: WhenDurable answers inline.
+        bool inline_answer = false;
+        s.WhenDurable([&](absl::Status st) {
+          EXPECT_TRUE(st.ok()) << st;
+          inline_answer = true;
+        });
+        EXPECT_TRUE(inline_answer);
+      }
+
+      // 3. A non-deferred append and an ack are in the file on return.
+      uint64_t before = WalBytes(opts.path);
+      ASSERT_OK(append("m4", false).status());
+      EXPECT_GT(WalBytes(opts.path), before);
+      before = WalBytes(opts.path);
+      EXPECT_EQ(VALUE(s.messages().Ack("a", 1, {1})), 1u);
+      EXPECT_GT(WalBytes(opts.path), before);
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
 }
 
 TEST_F(StorageTest, ReportsNumberedListedAndIndexedByStatus) {
