@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "core/delivery.h"
 #include "core/franker.h"
@@ -327,6 +328,14 @@ class ServerImpl final : public Server {
     if (retention_.joinable()) retention_.join();
     if (scheduler_.joinable()) scheduler_.join();
     if (storage_) {
+      // Let the store's committer run every durability callback still
+      // waiting (offers to the hub, replies), in order, while the hub and
+      // the gRPC objects they use still exist: they run before this one.
+      auto drained = std::make_shared<absl::Notification>();
+      storage_->WhenDurable([drained](absl::Status) { drained->Notify(); });
+      if (!drained->WaitForNotificationWithTimeout(absl::Seconds(10))) {
+        spdlog::error("event=shutdown durability_callbacks=\"not drained within 10 s\"");
+      }
       absl::Status s = storage_->Flush();
       if (!s.ok()) spdlog::error("event=shutdown flush_error=\"{}\"", std::string(s.message()));
     }
