@@ -1441,6 +1441,30 @@ TEST_F(StorageTest, PurgeQueuesBeforeDeletesOldUndeliveredEntries) {
   EXPECT_EQ(VALUE(msgs().PurgeQueuesBefore(2500)), 0u);
 }
 
+// A store with account "a" (device 1) and a group "g" of which it is the
+// only member.
+absl::StatusOr<std::unique_ptr<Storage>> OpenWithAccountAndGroup(
+    const RocksDbOptions& opts) {
+  auto st = OpenRocksDbStorage(opts);
+  if (!st.ok()) return st.status();
+  AccountRecord a;
+  a.account_id = "a";
+  a.username = "a";
+  DeviceRecord d;
+  d.account_id = "a";
+  d.device_id = 1;
+  d.token_hash = std::string(32, 't');
+  auto created = (*st)->accounts().CreateAccount(a, d);
+  if (!created.ok()) return created.status();
+  ConversationRecord c;
+  c.conversation_id = "g";
+  c.kind = 2;
+  c.members.push_back({.account_id = "a"});
+  absl::Status conv = (*st)->conversations().CreateConversation(c);
+  if (!conv.ok()) return conv;
+  return st;
+}
+
 // Sync mode (SyncWAL) and batch_wal_writes (FlushWAL) share the committer.
 class StorageCommitTest : public ::testing::TestWithParam<bool> {};
 
@@ -1452,22 +1476,9 @@ TEST_P(StorageCommitTest, DeferredAppendsBecomeDurableThroughWhenDurable) {
     RocksDbOptions opts;
     opts.path = dir + "/db";
     opts.sync = GetParam();
-    auto st = OpenRocksDbStorage(opts);
+    auto st = OpenWithAccountAndGroup(opts);
     ASSERT_TRUE(st.ok()) << st.status();
     Storage& s = **st;
-    AccountRecord a;
-    a.account_id = "a";
-    a.username = "a";
-    DeviceRecord d;
-    d.account_id = "a";
-    d.device_id = 1;
-    d.token_hash = std::string(32, 't');
-    ASSERT_TRUE(s.accounts().CreateAccount(a, d).ok());
-    ConversationRecord c;
-    c.conversation_id = "g";
-    c.kind = 2;
-    c.members.push_back({.account_id = "a"});
-    ASSERT_OK(s.conversations().CreateConversation(c));
     // Many deferred appends from several threads, each waiting through
     // WhenDurable; every callback runs exactly once, with OK.
     std::atomic<int> answered{0};
@@ -1532,22 +1543,9 @@ TEST(StorageBatchedWalTest, DeferredRecordsReachTheLogBeforeAnyoneSeesThem) {
       RocksDbOptions opts;
       opts.path = dir + "/db";
       opts.batch_wal_writes = batched;
-      auto st = OpenRocksDbStorage(opts);
+      auto st = OpenWithAccountAndGroup(opts);
       ASSERT_TRUE(st.ok()) << st.status();
       Storage& s = **st;
-      AccountRecord a;
-      a.account_id = "a";
-      a.username = "a";
-      DeviceRecord d;
-      d.account_id = "a";
-      d.device_id = 1;
-      d.token_hash = std::string(32, 't');
-      ASSERT_TRUE(s.accounts().CreateAccount(a, d).ok());
-      ConversationRecord c;
-      c.conversation_id = "g";
-      c.kind = 2;
-      c.members.push_back({.account_id = "a"});
-      ASSERT_OK(s.conversations().CreateConversation(c));
       auto append = [&](const std::string& id, bool deferred) {
         AppendRequest r;
         r.conversation_id = "g";

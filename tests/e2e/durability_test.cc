@@ -109,26 +109,22 @@ TEST_P(DurabilityTest, AcknowledgedSendsSurviveKill9) {
     EXPECT_TRUE(got.emplace(m.client_message_id(), m.plain().content()).second)
         << "delivered twice: " << m.client_message_id();
   }
-  size_t missing = 0;
-  for (const auto& [id, text] : acked) {
-    auto it = got.find(id);
-    if (it == got.end()) {
-      ++missing;
-      continue;
+  // How many of `expected` (client id -> text) are not among the messages
+  // delivered after the last restart; the ones that are must be unchanged.
+  auto missing_from_got = [&](const std::map<std::string, std::string>& expected) {
+    size_t missing = 0;
+    for (const auto& [id, text] : expected) {
+      auto it = got.find(id);
+      if (it == got.end()) {
+        ++missing;
+      } else {
+        EXPECT_EQ(it->second, text) << id;
+      }
     }
-    EXPECT_EQ(it->second, text);
-  }
-  EXPECT_EQ(missing, 0u) << "of " << acked.size() << " acknowledged sends";
-  size_t lost_after_delivery = 0;
-  for (const auto& [id, text] : seen_live) {
-    auto it = got.find(id);
-    if (it == got.end()) {
-      ++lost_after_delivery;
-      continue;
-    }
-    EXPECT_EQ(it->second, text);
-  }
-  EXPECT_EQ(lost_after_delivery, 0u) << "of " << seen_live.size() << " messages bob had received";
+    return missing;
+  };
+  EXPECT_EQ(missing_from_got(acked), 0u) << "of " << acked.size() << " acknowledged sends";
+  EXPECT_EQ(missing_from_got(seen_live), 0u) << "of " << seen_live.size() << " messages bob had received";
   EXPECT_GT(seen_live.size(), 0u);
   RecordProperty("acknowledged", static_cast<int>(acked.size()));
   std::cout << (GetParam() ? "--sync: " : "WAL only: ") << kRounds << " kill -9 rounds, acknowledged sends: " << acked.size() << ", received live before a kill: " << seen_live.size() << ", delivered after kill -9: " << got.size() << "\n";

@@ -116,15 +116,7 @@ class OfferAfterDurableTest : public ::testing::Test {
     parts_.reset();
   }
 
-  core::Caller Account(const std::string& name) {
-    v1::CreateAccountRequest req;
-    req.set_username(name);
-    req.set_display_name(name);
-    auto resp = service_->CreateAccount(req);
-    EXPECT_TRUE(resp.ok()) << resp.status();
-    if (!resp.ok()) return {};
-    return core::Caller{resp->account().account_id(), resp->device().device_id()};
-  }
+  core::Caller Account(const std::string& name) { return testing::CreateTestAccount(*service_, name); }
 
   absl::StatusOr<v1::SendResponse> Send(const std::string& id, const std::string& text) {
     v1::SendRequest req;

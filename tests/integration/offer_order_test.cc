@@ -76,14 +76,7 @@ class OfferOrderTest : public ::testing::Test {
   }
 
   core::Caller Account(const std::string& name, std::string* token = nullptr) {
-    v1::CreateAccountRequest req;
-    req.set_username(name);
-    req.set_display_name(name);
-    auto resp = service_->CreateAccount(req);
-    EXPECT_TRUE(resp.ok()) << resp.status();
-    if (!resp.ok()) return {};
-    if (token != nullptr) *token = resp->device_token();
-    return core::Caller{resp->account().account_id(), resp->device().device_id()};
+    return testing::CreateTestAccount(*service_, name, token);
   }
 
   // Writes one entry to bob's queue without offering it; returns what the

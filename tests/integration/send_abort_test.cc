@@ -51,14 +51,7 @@ class SendAbortTest : public ::testing::Test {
   }
 
   core::Caller Account(const std::string& name) {
-    v1::CreateAccountRequest req;
-    req.set_username(name);
-    req.set_display_name(name);
-    auto resp = service_->CreateAccount(req);
-    EXPECT_TRUE(resp.ok()) << resp.status();
-    if (!resp.ok()) return {};
-    return core::Caller{resp->account().account_id(),
-                        resp->device().device_id()};
+    return testing::CreateTestAccount(*service_, name);
   }
 
   uint64_t LastSeq(const std::string& conversation_id) {

@@ -18,6 +18,7 @@
 #include "core/presets.h"
 #include "core/service.h"
 #include "core/statement.h"
+#include "gtest/gtest.h"
 #include "storage/rocksdb_storage.h"
 
 namespace parley::testing {
@@ -51,6 +52,22 @@ struct ServiceParts {
     return d;
   }
 };
+
+// Creates an account named `name` (its first device) through the service;
+// the caller for it, and its device token in `*token` if given. A failure
+// is a test failure (and an empty caller).
+inline core::Caller CreateTestAccount(core::ParleyService& service,
+                                      const std::string& name,
+                                      std::string* token = nullptr) {
+  v1::CreateAccountRequest req;
+  req.set_username(name);
+  req.set_display_name(name);
+  auto resp = service.CreateAccount(req);
+  EXPECT_TRUE(resp.ok()) << resp.status();
+  if (!resp.ok()) return {};
+  if (token != nullptr) *token = resp->device_token();
+  return core::Caller{resp->account().account_id(), resp->device().device_id()};
+}
 
 // `preset`: a builtin policy preset's name (core/presets.h), the policy
 // every conversation gets.
