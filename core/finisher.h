@@ -7,7 +7,9 @@
 // again). Handing the Finish to this thread lets the callback threads take
 // the next requests sooner and lets replies leave in bursts; in 1:1 load
 // tests it gave 12-22% more messages/s for less CPU per message
-// (BENCHMARKS.md, seventh round).
+// (BENCHMARKS.md, seventh round). With batched log writes (the default
+// since the eleventh round) most Sends are answered by the store's committer
+// thread instead; the finisher answers those that were durable already.
 //
 // Contract:
 // - Thread-safe: Post may be called from any thread, concurrently.

@@ -626,12 +626,14 @@ grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, 
   auto r = s_->Send(*caller, *req);
   if (!r.ok()) return Done(ctx, r.status());
   *resp = std::move(*r);
-  // Answer once the message (or, for a retry, the original) is durable:
-  // with --sync this waits for the next shared fsync without holding a
-  // thread (group commit) and the committer's thread answers; otherwise it
-  // is durable already (WhenDurable calls back inline) and the finisher's
-  // thread answers, so this gRPC thread goes back to taking requests
-  // (finisher.h; BENCHMARKS.md, seventh round).
+  // Answer once the message (or, for a retry, the original) is durable,
+  // without holding a thread: by default the store's committer writes the
+  // waiting Sends' log records once (batch_wal_writes; with --sync, one
+  // shared fsync) and its thread answers, after the message was offered to
+  // the recipients' streams (ParleyService::OfferWhenDurable). When it is
+  // durable already (WhenDurable calls back inline) the finisher's thread
+  // answers, so this gRPC thread goes back to taking requests (finisher.h;
+  // BENCHMARKS.md, seventh and eleventh rounds).
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const std::thread::id handler = std::this_thread::get_id();
   Finisher* finisher = finisher_;
