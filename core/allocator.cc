@@ -13,14 +13,13 @@ bool TuneAllocator(const char* glibc_tunables, const AllocatorTuning& tuning) {
       std::strstr(glibc_tunables, "glibc.malloc.") != nullptr) {
     return false;
   }
-  // mallopt returns 1 on success; a value glibc refuses is a programming
-  // error in AllocatorTuning, not an operator's mistake.
-  if (mallopt(M_MMAP_THRESHOLD, static_cast<int>(tuning.mmap_threshold)) != 1 ||
-      mallopt(M_TRIM_THRESHOLD, static_cast<int>(tuning.trim_threshold)) != 1 ||
-      mallopt(M_TOP_PAD, static_cast<int>(tuning.top_pad)) != 1) {
-    std::abort();
-  }
-  return true;
+  // mallopt returns 1 on success. A sanitizer's allocator (ASan) takes the
+  // call and refuses it: the process runs with that allocator's defaults.
+  return mallopt(M_MMAP_THRESHOLD, static_cast<int>(tuning.mmap_threshold)) ==
+             1 &&
+         mallopt(M_TRIM_THRESHOLD, static_cast<int>(tuning.trim_threshold)) ==
+             1 &&
+         mallopt(M_TOP_PAD, static_cast<int>(tuning.top_pad)) == 1;
 }
 
 }  // namespace parley::core

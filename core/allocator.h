@@ -39,8 +39,9 @@ struct AllocatorTuning {
   size_t top_pad = size_t{16} << 20;
 };
 
-// Applies `tuning` with mallopt. Returns false, changing nothing, when
-// `glibc_tunables` names a glibc.malloc tunable; true when applied.
+// Applies `tuning` with mallopt. Returns true when applied; false, changing
+// nothing, when `glibc_tunables` names a glibc.malloc tunable, and false
+// when the allocator refuses (a sanitizer's allocator in a test build).
 bool TuneAllocator(const char* glibc_tunables,
                    const AllocatorTuning& tuning = AllocatorTuning());
 

@@ -170,7 +170,9 @@ int main(int argc, char** argv) {
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z level=%l %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(log_level));
-  if (!allocator_tuned) spdlog::info("event=allocator_tuning skipped=1 reason=\"GLIBC_TUNABLES sets glibc.malloc\"");
+  if (!allocator_tuned) {
+    spdlog::info("event=allocator_tuning applied=0 reason=\"GLIBC_TUNABLES sets glibc.malloc, or the allocator refused\"");
+  }
 
   // Block the signals in every thread; one thread waits for them.
   sigset_t sigs;
