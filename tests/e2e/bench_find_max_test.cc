@@ -92,6 +92,19 @@ TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
   EXPECT_GT(half["deliveries_total"].get<uint64_t>(), 0u);
   EXPECT_EQ(half["deliveries_total"], half["deliveries_expected"]) << half.dump(2);
   EXPECT_GT(half["latency_send_to_deliver"]["count"].get<uint64_t>(), 0u);
+  // Open loop: the latency from the scheduled send time covers the same
+  // messages and adds the generator's issue lag to each, so none of its
+  // percentiles is below the latency from the Send call.
+  const nlohmann::json& from_send = half["latency_send_to_deliver"];
+  const nlohmann::json& from_schedule = half["latency_schedule_to_deliver"];
+  EXPECT_EQ(from_schedule["count"], from_send["count"]) << half.dump(2);
+  for (const char* p : {"p50_ms", "p99_ms", "max_ms"}) {
+    EXPECT_GE(from_schedule[p].get<double>(), from_send[p].get<double>()) << p << " " << half.dump(2);
+  }
+  EXPECT_GT(half["issue_lag"]["count"].get<uint64_t>(), 0u) << half.dump(2);
+  // Closed loop has no schedule: neither figure is given.
+  EXPECT_EQ(j["runs"][0]["issue_lag"]["count"], 0) << j["runs"][0].dump(2);
+  EXPECT_EQ(j["runs"][0]["latency_schedule_to_deliver"]["count"], 0);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }

@@ -24,6 +24,10 @@ const char* ScenarioName(Scenario s);
 const char* ModeName(Mode m);
 const char* TargetKindName(TargetKind t);
 
+// The smallest --size: a bench payload's header (driver.h,
+// kPayloadHeaderBytes).
+inline constexpr int kMinPayloadBytes = 48;
+
 struct Options {
   Scenario scenario = Scenario::kPairs;
   Mode mode = Mode::kTransport;
@@ -48,7 +52,7 @@ struct Options {
   int pairs = 16;
   int groups = 1;
   int group_size = 100;
-  int size = 256;   // payload bytes per message (per device in E2EE), >= 40
+  int size = 256;   // payload bytes per message (per device in E2EE), >= 48
   int window = 16;  // closed loop: Sends in flight per sender
   double rate = 0;  // open loop: messages/s over all senders (0: closed)
   double duration_s = 10;

@@ -101,8 +101,8 @@ TEST(ArgsTest, Errors) {
   EXPECT_EQ(o->mode, Mode::kE2eeSignal);
   EXPECT_FALSE(Parse({"--scenario", "nope"}).ok());
   EXPECT_FALSE(Parse({"--mode", "nope"}).ok());
-  EXPECT_FALSE(Parse({"--size", "39"}).ok());  // below the payload header
-  EXPECT_TRUE(Parse({"--size", "40"}).ok());
+  EXPECT_FALSE(Parse({"--size", "47"}).ok());  // below the payload header
+  EXPECT_TRUE(Parse({"--size", "48"}).ok());
   EXPECT_FALSE(Parse({"--window", "0"}).ok());
   EXPECT_FALSE(Parse({"--receive-batch", "0"}).ok());
   EXPECT_FALSE(Parse({"--receive-batch", "257"}).ok());
@@ -325,18 +325,36 @@ TEST(HistogramTest, SmallAndEmpty) {
 }
 
 TEST(PayloadTest, RoundTrip) {
-  std::string p = MakePayload(7, 123456789012ULL, -5, 256);
+  PayloadHeader in;
+  in.sender = 7;
+  in.seq = 123456789012ULL;
+  in.send_ns = -5;
+  in.issue_lag_us = 4321;
+  std::string p = MakePayload(in, 256);
   EXPECT_EQ(p.size(), 256u);
-  uint32_t sender = 0;
-  uint64_t seq = 0;
-  int64_t t = 0;
-  ASSERT_TRUE(ParsePayload(p, &sender, &seq, &t));
-  EXPECT_EQ(sender, 7u);
-  EXPECT_EQ(seq, 123456789012ULL);
-  EXPECT_EQ(t, -5);
-  EXPECT_FALSE(ParsePayload("short", &sender, &seq, &t));
-  EXPECT_FALSE(ParsePayload(std::string(64, 'x'), &sender, &seq, &t));
+  std::optional<PayloadHeader> h = ParsePayload(p);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->sender, 7u);
+  EXPECT_EQ(h->seq, 123456789012ULL);
+  EXPECT_EQ(h->send_ns, -5);
+  EXPECT_EQ(h->issue_lag_us, 4321);
+  EXPECT_FALSE(ParsePayload("short").has_value());
+  EXPECT_FALSE(ParsePayload(std::string(64, 'x')).has_value());
+  // A header of the earlier format (40 bytes, "PB1:") is not taken for one.
+  EXPECT_FALSE(ParsePayload("PB1:" + p.substr(4)).has_value());
+  // A bad hex digit in the issue lag.
+  std::string bad = p;
+  bad[44] = 'g';
+  EXPECT_FALSE(ParsePayload(bad).has_value());
   for (char c : p) EXPECT_TRUE(c > 0 && c < 127);  // ASCII: valid UTF-8 text
+}
+
+TEST(PayloadTest, IssueLagIsClampedToItsField) {
+  PayloadHeader in;
+  in.issue_lag_us = -3;
+  EXPECT_EQ(ParsePayload(MakePayload(in, 48))->issue_lag_us, 0);
+  in.issue_lag_us = int64_t{1} << 40;
+  EXPECT_EQ(ParsePayload(MakePayload(in, 48))->issue_lag_us, 0xFFFFFFFF);
 }
 
 TEST(ProcTest, ParsesStatAndStatus) {
@@ -418,6 +436,31 @@ TEST(ReportTest, JsonAndTable) {
                   "server context switches / delivery +0.84 +0.12 +7.00"));
   EXPECT_THAT(table, testing::ContainsRegex(
                          "server page faults / 1k deliveries +230.5 +- "));
+  // Closed loop: no schedule, so no issue lag rows.
+  EXPECT_THAT(table, testing::Not(HasSubstr("issue lag")));
+  EXPECT_EQ(j["issue_lag"]["count"], 0);
+}
+
+TEST(ReportTest, OpenLoopShowsLatencyFromScheduleAndIssueLag) {
+  RunResult a;
+  a.server = "parleyd";
+  a.scenario = "pairs";
+  a.rate = 5000;
+  a.latency = {100, 1.5, 9.0, 12.0, 20.0, 2.0};
+  a.send_rpc = {100, 1.0, 8.0, 11.0, 19.0, 1.8};
+  a.latency_from_schedule = {100, 2.25, 14.5, 18.0, 30.0, 3.0};
+  a.issue_lag = {100, 0.6, 4.75, 7.0, 9.0, 0.8};
+  const std::string table = FormatTable({a});
+  // The rows follow the Send RPC row, in this order.
+  EXPECT_THAT(table, testing::ContainsRegex(
+                         "Send RPC p50 / p99 \\(ms\\) +1.00 / 8.00\n"
+                         "from schedule p50 / p99 / p99.9 \\(ms\\) +2.25 / "
+                         "14.50 / 18.00\n"
+                         "issue lag p50 / p99 \\(ms\\) +0.60 / 4.75\n"));
+  nlohmann::json j = ToJson(a);
+  EXPECT_EQ(j["latency_schedule_to_deliver"]["p99_ms"], 14.5);
+  EXPECT_EQ(j["issue_lag"]["p50_ms"], 0.6);
+  EXPECT_EQ(j["latency_send_to_deliver"]["p99_ms"], 9.0);
 }
 
 TEST(ReportTest, FindMaxTableAndJson) {

@@ -172,8 +172,12 @@ struct Stats {
   std::atomic<uint64_t> accepted{0}, accepted_window{0}, send_errors{0},
       skipped{0};
   std::atomic<int64_t> inflight{0};
-  LatencyHistogram e2e;  // Send start -> envelope received, ns
-  LatencyHistogram rpc;  // Send start -> SendResponse, ns
+  LatencyHistogram e2e;  // Send call -> envelope received, ns
+  // Open loop: scheduled send time -> envelope received, ns (e2e plus the
+  // generator's issue lag).
+  LatencyHistogram e2e_scheduled;
+  LatencyHistogram rpc;        // Send call -> SendResponse, ns
+  LatencyHistogram issue_lag;  // open loop: scheduled -> Send call, ns
   absl::Mutex mu;
   std::string first_error ABSL_GUARDED_BY(mu);
 
@@ -315,10 +319,10 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
         st_->Error(absl::StrCat("Decrypt: ", pt.status().ToString()));
       }
     }
-    uint32_t sender = 0;
-    uint64_t seq = 0;
-    int64_t send_ns = 0;
-    if (payload != nullptr && ParsePayload(*payload, &sender, &seq, &send_ns)) {
+    std::optional<PayloadHeader> h;
+    if (payload != nullptr) h = ParsePayload(*payload);
+    if (h.has_value()) {
+      const uint64_t seq = h->seq;
       const int64_t now = NowNs();
       if (seq >= seen_.size())
         seen_.resize(std::max<size_t>(seq + 1, seen_.size() * 2), false);
@@ -329,7 +333,10 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
         ++received_;
         ++st_->delivered;
         if (st_->InWindow(now)) ++st_->delivered_window;
-        if (st_->InWindow(send_ns)) st_->e2e.Record(now - send_ns);
+        if (st_->InWindow(h->send_ns)) {
+          st_->e2e.Record(now - h->send_ns);
+          st_->e2e_scheduled.Record(now - h->send_ns + h->issue_lag_us * 1000);
+        }
       }
     }
   }
@@ -548,11 +555,24 @@ class Sender {
     if (quota_ > 0 && seq >= quota_) return false;
     auto* call = new SendCall();
     call->req = template_;
-    const int64_t start = NowNs();
-    call->start_ns = scheduled_ns > 0 ? scheduled_ns : start;
+    // Latency is measured from this Send call. In open loop the call may come
+    // after its scheduled time (the pacer waited for a CPU, or issued the
+    // Sends due before this one): that issue lag is the generator's own and
+    // is carried in the payload, so the receiver also records
+    // scheduled->deliver, and it is summarized on its own.
+    call->start_ns = NowNs();
+    PayloadHeader ph;
+    ph.sender = index_;
+    ph.seq = seq;
+    ph.send_ns = call->start_ns;
+    if (scheduled_ns > 0) {
+      const int64_t lag_ns =
+          std::max<int64_t>(0, call->start_ns - scheduled_ns);
+      ph.issue_lag_us = lag_ns / 1000;
+      if (st_->InWindow(call->start_ns)) st_->issue_lag.Record(lag_ns);
+    }
     char header[kPayloadHeaderBytes];
-    std::string h =
-        MakePayload(index_, seq, call->start_ns, kPayloadHeaderBytes);
+    std::string h = MakePayload(ph, kPayloadHeaderBytes);
     std::memcpy(header, h.data(), sizeof(header));
     v1::Body* body = call->req.mutable_body();
     if (body->has_plain()) {
@@ -1099,7 +1119,7 @@ class Run {
   v1::SendRequest Template(const LoadPair& p) {
     v1::SendRequest req;
     req.set_conversation_id(p.conversation_id);
-    const std::string payload = MakePayload(0, 0, 0, o_.size);
+    const std::string payload = MakePayload(PayloadHeader{}, o_.size);
     if (o_.mode == Mode::kTransport) {
       req.mutable_body()->mutable_plain()->set_content(payload);
     } else {
@@ -1355,6 +1375,10 @@ class Run {
     }
     r_.latency = Summarize(st_.e2e);
     r_.send_rpc = Summarize(st_.rpc);
+    if (o_.rate > 0) {
+      r_.latency_from_schedule = Summarize(st_.e2e_scheduled);
+      r_.issue_lag = Summarize(st_.issue_lag);
+    }
     absl::MutexLock lock(&st_.mu);
     r_.first_error = st_.first_error;
   }
@@ -1408,6 +1432,7 @@ class Run {
     st_.window_start = d0;
     st_.window_end = INT64_MAX;
     st_.e2e.Reset();
+    st_.e2e_scheduled.Reset();
     Progress(absl::StrCat("drain: reconnecting ", AllRecipients().size(),
                           " device(s)"));
     absl::Status s = OpenReceivers(AllRecipients(), &receivers_, 1000);
@@ -1502,21 +1527,21 @@ class Run {
 
 }  // namespace
 
-std::string MakePayload(uint32_t sender, uint64_t seq, int64_t send_ns,
-                        int size) {
+std::string MakePayload(const PayloadHeader& h, int size) {
   // ASCII only: a PlainBody's content must be valid UTF-8.
-  std::string p =
-      absl::StrFormat("PB1:%08x%012x%016x", sender, seq & 0xFFFFFFFFFFFFULL,
-                      static_cast<uint64_t>(send_ns));
+  const uint64_t lag = static_cast<uint64_t>(
+      std::clamp<int64_t>(h.issue_lag_us, 0, int64_t{0xFFFFFFFF}));
+  std::string p = absl::StrFormat("PB2:%08x%012x%016x%08x", h.sender,
+                                  h.seq & 0xFFFFFFFFFFFFULL,
+                                  static_cast<uint64_t>(h.send_ns), lag);
   p.resize(static_cast<size_t>(std::max(size, kPayloadHeaderBytes)), 'x');
   return p;
 }
 
-bool ParsePayload(const std::string& payload, uint32_t* sender, uint64_t* seq,
-                  int64_t* send_ns) {
+std::optional<PayloadHeader> ParsePayload(const std::string& payload) {
   if (payload.size() < static_cast<size_t>(kPayloadHeaderBytes) ||
-      payload.compare(0, 4, "PB1:") != 0) {
-    return false;
+      payload.compare(0, 4, "PB2:") != 0) {
+    return std::nullopt;
   }
   auto hex = [&](size_t pos, size_t len, uint64_t* out) {
     uint64_t v = 0;
@@ -1535,12 +1560,17 @@ bool ParsePayload(const std::string& payload, uint32_t* sender, uint64_t* seq,
     *out = v;
     return true;
   };
-  uint64_t s = 0, q = 0, t = 0;
-  if (!hex(4, 8, &s) || !hex(12, 12, &q) || !hex(24, 16, &t)) return false;
-  *sender = static_cast<uint32_t>(s);
-  *seq = q;
-  *send_ns = static_cast<int64_t>(t);
-  return true;
+  uint64_t s = 0, q = 0, t = 0, l = 0;
+  if (!hex(4, 8, &s) || !hex(12, 12, &q) || !hex(24, 16, &t) ||
+      !hex(40, 8, &l)) {
+    return std::nullopt;
+  }
+  PayloadHeader h;
+  h.sender = static_cast<uint32_t>(s);
+  h.seq = q;
+  h.send_ns = static_cast<int64_t>(t);
+  h.issue_lag_us = static_cast<int64_t>(l);
+  return h;
 }
 
 absl::StatusOr<RunResult> RunScenario(const Options& o, const Endpoint& ep) {

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -29,16 +30,30 @@ struct Endpoint {
 };
 
 // Bytes of the header every bench payload starts with, in ASCII (plain
-// bodies must be UTF-8): "PB1:", sender index (8 hex), sequence number
-// (12 hex), send time in steady-clock ns (16 hex). --size must be at least
-// this.
-inline constexpr int kPayloadHeaderBytes = 40;
+// bodies must be UTF-8): "PB2:", sender index (8 hex), sequence number
+// (12 hex), the time of the Send call in steady-clock ns (16 hex) and the
+// issue lag in microseconds (8 hex). --size must be at least this.
+inline constexpr int kPayloadHeaderBytes = 48;
+static_assert(kPayloadHeaderBytes == kMinPayloadBytes);
 
-// Encodes / decodes the payload header (exposed for tests).
-std::string MakePayload(uint32_t sender, uint64_t seq, int64_t send_ns,
-                        int size);
-bool ParsePayload(const std::string& payload, uint32_t* sender, uint64_t* seq,
-                  int64_t* send_ns);
+// What a bench payload's header carries.
+struct PayloadHeader {
+  uint32_t sender = 0;  // index of the sending Sender
+  uint64_t seq = 0;     // the sender's message number (48 bits kept)
+  // When the generator made the Send call (Sender::Issue began): the origin
+  // of the Send->deliver latency.
+  int64_t send_ns = 0;
+  // Open loop: how late the Send call came after its scheduled time (the
+  // generator's own delay, e.g. its pacer waiting for a CPU), in whole
+  // microseconds; 0 in closed loop. Scheduled->deliver = Send->deliver +
+  // this. Kept up to 2^32-1 us (71 minutes).
+  int64_t issue_lag_us = 0;
+};
+
+// Encodes / decodes the payload header (exposed for tests). ParsePayload
+// returns nullopt for a payload that does not start with a valid header.
+std::string MakePayload(const PayloadHeader& h, int size);
+std::optional<PayloadHeader> ParsePayload(const std::string& payload);
 
 // Runs `o.scenario` against `ep`. Fills every figure except bytes on disk
 // (the caller measures those after stopping the server).

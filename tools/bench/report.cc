@@ -71,6 +71,8 @@ json ToJson(const RunResult& r) {
       {"sends_per_s", r.sends_per_s},
       {"latency_send_to_deliver", LatencyJson(r.latency)},
       {"latency_send_rpc", LatencyJson(r.send_rpc)},
+      {"latency_schedule_to_deliver", LatencyJson(r.latency_from_schedule)},
+      {"issue_lag", LatencyJson(r.issue_lag)},
       {"server_pid", r.server_pid},
       {"server_cpu_s", OrNull(r.server_cpu_s)},
       {"server_cpu_s_per_1k_deliveries",
@@ -281,6 +283,33 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        },
        nullptr},
   };
+  const bool open_loop = std::any_of(
+      runs.begin(), runs.end(), [](const RunResult& r) { return r.rate > 0; });
+  if (open_loop) {
+    // Beside the latency from the Send call: the same from the scheduled
+    // send time, and the generator's own delay between the two.
+    const auto after = std::find_if(
+        rows.begin(), rows.end(),
+        [](const Row& row) { return row.label == "Send RPC p50 / p99 (ms)"; });
+    rows.insert(after == rows.end() ? after : after + 1,
+                {{"from schedule p50 / p99 / p99.9 (ms)",
+                  [](const RunResult& r) {
+                    if (r.latency_from_schedule.count == 0)
+                      return std::string("-");
+                    return absl::StrFormat("%.2f / %.2f / %.2f",
+                                           r.latency_from_schedule.p50_ms,
+                                           r.latency_from_schedule.p99_ms,
+                                           r.latency_from_schedule.p999_ms);
+                  },
+                  nullptr},
+                 {"issue lag p50 / p99 (ms)",
+                  [](const RunResult& r) {
+                    if (r.issue_lag.count == 0) return std::string("-");
+                    return absl::StrFormat("%.2f / %.2f", r.issue_lag.p50_ms,
+                                           r.issue_lag.p99_ms);
+                  },
+                  nullptr}});
+  }
   const bool signal = std::any_of(runs.begin(), runs.end(), [](const RunResult& r) {
     return r.mode == "e2ee-signal";
   });

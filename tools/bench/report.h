@@ -53,8 +53,12 @@ struct RunResult {
   double window_s = 0;         // measured length of the window
   double delivered_per_s = 0;  // deliveries_window / window_s
   double sends_per_s = 0;
-  LatencySummary latency;   // Send start -> envelope on the recipient stream
-  LatencySummary send_rpc;  // Send start -> SendResponse
+  LatencySummary latency;   // Send call -> envelope on the recipient stream
+  LatencySummary send_rpc;  // Send call -> SendResponse
+  // Open loop only (count 0 otherwise): scheduled send time -> envelope,
+  // and scheduled time -> Send call (the generator's own delay in issuing).
+  LatencySummary latency_from_schedule;
+  LatencySummary issue_lag;
 
   int64_t server_pid = 0;
   double server_cpu_s = -1;  // utime+stime inside the window
