@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include "core/ids.h"
 
+#include <atomic>
 #include <set>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 
 namespace parley::core {
@@ -66,11 +70,29 @@ TEST(Ids, ClientMessageIdRegionBearer) {
 }
 
 TEST(Ids, Sha256KnownVector) {
-  // FIPS 180-2: SHA-256("abc").
-  std::string d = Sha256("abc");
-  ASSERT_EQ(d.size(), 32u);
-  EXPECT_EQ(static_cast<unsigned char>(d[0]), 0xba);
-  EXPECT_EQ(static_cast<unsigned char>(d[31]), 0xad);
+  // FIPS 180-2: SHA-256("abc") and of the empty string.
+  EXPECT_EQ(absl::BytesToHexString(Sha256("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(absl::BytesToHexString(Sha256("")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(Ids, Sha256FromManyThreadsAtOnce) {
+  // The algorithm handle is fetched once, by whichever thread comes first.
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        if (absl::BytesToHexString(Sha256("abc")) !=
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") {
+          ++wrong;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 }  // namespace
