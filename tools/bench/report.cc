@@ -25,6 +25,15 @@ std::string Num(double v, int decimals = 0) {
   return absl::StrFormat("%.*f", decimals, v);
 }
 
+// "p50 / p99" or, with `p999`, "p50 / p99 / p99.9" in ms; "-" when nothing
+// was recorded.
+std::string Percentiles(const LatencySummary& l, bool p999) {
+  if (l.count == 0) return "-";
+  return p999 ? absl::StrFormat("%.2f / %.2f / %.2f", l.p50_ms, l.p99_ms,
+                                l.p999_ms)
+              : absl::StrFormat("%.2f / %.2f", l.p50_ms, l.p99_ms);
+}
+
 }  // namespace
 
 LatencySummary Summarize(const LatencyHistogram& h) {
@@ -201,18 +210,10 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        [](const RunResult& r) { return Num(r.sends_per_s); },
        [](const RunResult& r) { return r.sends_per_s; }},
       {"latency p50 / p99 / p99.9 (ms)",
-       [](const RunResult& r) {
-         if (r.latency.count == 0) return std::string("-");
-         return absl::StrFormat("%.2f / %.2f / %.2f", r.latency.p50_ms,
-                                r.latency.p99_ms, r.latency.p999_ms);
-       },
+       [](const RunResult& r) { return Percentiles(r.latency, true); },
        nullptr},
       {"Send RPC p50 / p99 (ms)",
-       [](const RunResult& r) {
-         if (r.send_rpc.count == 0) return std::string("-");
-         return absl::StrFormat("%.2f / %.2f", r.send_rpc.p50_ms,
-                                r.send_rpc.p99_ms);
-       },
+       [](const RunResult& r) { return Percentiles(r.send_rpc, false); },
        nullptr},
       {"server CPU s / 1k deliveries",
        [](const RunResult& r) {
@@ -291,24 +292,16 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
     const auto after = std::find_if(
         rows.begin(), rows.end(),
         [](const Row& row) { return row.label == "Send RPC p50 / p99 (ms)"; });
-    rows.insert(after == rows.end() ? after : after + 1,
-                {{"from schedule p50 / p99 / p99.9 (ms)",
-                  [](const RunResult& r) {
-                    if (r.latency_from_schedule.count == 0)
-                      return std::string("-");
-                    return absl::StrFormat("%.2f / %.2f / %.2f",
-                                           r.latency_from_schedule.p50_ms,
-                                           r.latency_from_schedule.p99_ms,
-                                           r.latency_from_schedule.p999_ms);
-                  },
-                  nullptr},
-                 {"issue lag p50 / p99 (ms)",
-                  [](const RunResult& r) {
-                    if (r.issue_lag.count == 0) return std::string("-");
-                    return absl::StrFormat("%.2f / %.2f", r.issue_lag.p50_ms,
-                                           r.issue_lag.p99_ms);
-                  },
-                  nullptr}});
+    rows.insert(
+        after == rows.end() ? after : after + 1,
+        {{"from schedule p50 / p99 / p99.9 (ms)",
+          [](const RunResult& r) {
+            return Percentiles(r.latency_from_schedule, true);
+          },
+          nullptr},
+         {"issue lag p50 / p99 (ms)",
+          [](const RunResult& r) { return Percentiles(r.issue_lag, false); },
+          nullptr}});
   }
   const bool signal = std::any_of(runs.begin(), runs.end(), [](const RunResult& r) {
     return r.mode == "e2ee-signal";
@@ -410,10 +403,7 @@ std::string FormatSearch(const Search& s) {
   const std::string pad(head.size() - 2, ' ');
   for (size_t i = 0; i < s.steps.size(); ++i) {
     const RunResult& r = s.steps[i];
-    const std::string latency =
-        r.latency.count == 0 ? std::string("-")
-                             : absl::StrFormat("%.2f / %.2f", r.latency.p50_ms,
-                                               r.latency.p99_ms);
+    const std::string latency = Percentiles(r.latency, false);
     absl::StrAppend(
         &out, pad, i == s.best ? "* " : "  ",
         absl::StrFormat("%-7d %12s %9s %16s %17s %10s %7d\n", r.window,
