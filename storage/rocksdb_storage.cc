@@ -78,6 +78,7 @@
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -765,8 +766,27 @@ class ErrorRecovery final : public rocksdb::EventListener {
                          rocksdb::Status* bg_error) override {
     if (bg_error != nullptr && !bg_error->ok() &&
         !bg_error->IsShutdownInProgress()) {
+      // After a failed log write (out of space) RocksDB's log writer refuses
+      // every later write with one of these messages and no subcode, and
+      // ranks that consequence as a fatal error: it outranks the out-of-space
+      // error that caused it, and Resume() refuses fatal errors, so the
+      // store would stay stopped after space is freed. Ranked as hard, it is
+      // ignored beside the first error (or, alone, resumed like it: the
+      // memtables are flushed to a new log). Batched log writes made this
+      // reachable (a FlushWAL racing a write); CI caught it once.
+      if (IsLogWriterAftermath(*bg_error) &&
+          bg_error->severity() > rocksdb::Status::Severity::kHardError) {
+        *bg_error =
+            rocksdb::Status(*bg_error, rocksdb::Status::Severity::kHardError);
+      }
       Request();
     }
+  }
+  static bool IsLogWriterAftermath(const rocksdb::Status& s) {
+    if (!s.IsIOError() || s.subcode() != rocksdb::Status::kNone) return false;
+    const std::string text = s.ToString();
+    return absl::StrContains(text, "Seen error. Skip writing buffer") ||
+           absl::StrContains(text, "Writer has previous error");
   }
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/,
                             rocksdb::Status /*bg_error*/,
@@ -777,8 +797,10 @@ class ErrorRecovery final : public rocksdb::EventListener {
     absl::MutexLock lock(&mu_);
     pending_ = true;
   }
-  // The recovery thread's body: returns after Stop().
-  void Run(rocksdb::DB* db, const std::string& path) {
+  // The recovery thread's body: returns after Stop(). `on_resumed` runs
+  // after every successful Resume().
+  void Run(rocksdb::DB* db, const std::string& path,
+           const std::function<void()>& on_resumed) {
     absl::MutexLock lock(&mu_);
     while (true) {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -791,6 +813,7 @@ class ErrorRecovery final : public rocksdb::EventListener {
         pending_ = false;
         mu_.Unlock();
         const rocksdb::Status r = db->Resume();
+        if (r.ok()) on_resumed();
         const uint64_t free_then = FreeBytes(path);
         mu_.Lock();
         if (r.ok()) break;
@@ -1054,6 +1077,16 @@ class RocksDbStorage final : public Storage,
   // Readers that hand out stored messages call it after reading, so nothing
   // they return can be lost by kill -9. OK at once without batch_wal_writes.
   absl::Status WriteWalThrough();
+  // The recovery thread resumed the database (a new log): log writes may
+  // be tried again.
+  void ClearWalError();
+  // WriteWalThrough for readers (ReadQueue, ReadHistory): the same, except
+  // that a full disk does not fail the read. The records whose log write
+  // failed stay in the memtable, readable; Resume() writes them to a table
+  // file once space is freed. Their senders were told the Send failed (and
+  // a retry with the same client_message_id finds them); only a crash
+  // before the space is freed loses them.
+  absl::Status WriteWalThroughForRead();
   // The committer thread (sync mode, or batch_wal_writes): SyncWAL or
   // FlushWAL for every WhenDurable waiter, then answers them.
   void CommitLoop();
@@ -1134,6 +1167,17 @@ class RocksDbStorage final : public Storage,
   // number is in the log file. Only grows.
   std::atomic<uint64_t> wal_written_seq_{0};
   const bool batch_wal_ = false;  // options_.batch_wal_writes && !sync
+  // batch_wal_writes: one FlushWAL at a time, and none while the log writer
+  // has failed. After a failed log write RocksDB's writer refuses every
+  // later buffer write ("Seen error"), and FlushWAL records that refusal as
+  // a new background error which outranks the out-of-space one: the
+  // database then stays stopped for good (Resume() refuses a fatal error).
+  // So the first failure is kept in wal_error_ and returned to every caller
+  // until the recovery thread's Resume() has replaced the log (ClearWalError).
+  // A Write racing the failed FlushWAL is covered by ErrorRecovery's
+  // listener (IsLogWriterAftermath).
+  absl::Mutex wal_flush_mu_;
+  absl::Status wal_error_ ABSL_GUARDED_BY(wal_flush_mu_);
   std::thread syncer_;            // the committer: sync or batch_wal_
   // Mirrors the "conversation_count" key; written under create_conv_mu_
   // after a successful write, read without a lock.
@@ -1266,8 +1310,9 @@ RocksDbStorage::RocksDbStorage(
   if (options_.sync || batch_wal_) {
     syncer_ = std::thread([this] { CommitLoop(); });
   }
-  recovery_thread_ =
-      std::thread([this] { recovery_->Run(db_.get(), options_.path); });
+  recovery_thread_ = std::thread([this] {
+    recovery_->Run(db_.get(), options_.path, [this] { ClearWalError(); });
+  });
 }
 
 RocksDbStorage::~RocksDbStorage() {
@@ -1345,16 +1390,35 @@ absl::Status RocksDbStorage::WriteWalThrough() {
   if (wal_written_seq_.load(std::memory_order_acquire) >= visible) {
     return absl::OkStatus();
   }
+  absl::MutexLock lock(&wal_flush_mu_);
+  // Another caller's FlushWAL may have covered `visible` meanwhile.
+  if (wal_written_seq_.load(std::memory_order_acquire) >= visible) {
+    return absl::OkStatus();
+  }
+  if (!wal_error_.ok()) return wal_error_;  // until the log is replaced
   rocksdb::Status s = db_->FlushWAL(/*sync=*/false);
   if (!s.ok()) {
+    wal_error_ = FromRocks(s, "write wal");
     recovery_->Request();
-    return FromRocks(s, "write wal");
+    return wal_error_;
   }
   uint64_t seen = wal_written_seq_.load(std::memory_order_relaxed);
   while (seen < visible && !wal_written_seq_.compare_exchange_weak(
                                seen, visible, std::memory_order_release)) {
   }
   return absl::OkStatus();
+}
+
+absl::Status RocksDbStorage::WriteWalThroughForRead() {
+  absl::Status s = WriteWalThrough();
+  if (absl::IsResourceExhausted(s)) return absl::OkStatus();
+  return s;
+}
+
+void RocksDbStorage::ClearWalError() {
+  if (!batch_wal_) return;
+  absl::MutexLock lock(&wal_flush_mu_);
+  wal_error_ = absl::OkStatus();
 }
 
 absl::StatusOr<DeviceRecord> RocksDbStorage::ReadDevice(
@@ -2588,7 +2652,7 @@ absl::StatusOr<std::vector<QueueEntry>> RocksDbStorage::ReadQueue(
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read queue"));
   // What was read is in the log file before anyone can deliver it.
-  if (!out.empty()) PARLEY_STORAGE_RETURN_IF_ERROR(WriteWalThrough());
+  if (!out.empty()) PARLEY_STORAGE_RETURN_IF_ERROR(WriteWalThroughForRead());
   return out;
 }
 
@@ -2697,7 +2761,7 @@ absl::StatusOr<std::vector<HistoryEntry>> RocksDbStorage::ReadHistory(
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "read history"));
   // What was read is in the log file before anyone can show it.
-  if (!out.empty()) PARLEY_STORAGE_RETURN_IF_ERROR(WriteWalThrough());
+  if (!out.empty()) PARLEY_STORAGE_RETURN_IF_ERROR(WriteWalThroughForRead());
   return out;
 }
 

@@ -36,7 +36,12 @@ struct RocksDbOptions {
   // nothing is acknowledged or readable through ReadQueue / ReadHistory
   // before its record is in the log file (readers write the buffer out
   // before they return), so acknowledged and delivered messages survive
-  // kill -9. Every other write is in the log file when it returns.
+  // kill -9. Every other write is in the log file when it returns. Disk
+  // full: a failed log write fails the waiting Sends (RESOURCE_EXHAUSTED)
+  // and every later log write until the store has resumed on a new log
+  // (after space is freed); readers still return what they read then, and
+  // the records whose log write failed reach a table file when the store
+  // resumes (lost only if the process dies before).
   // false: every write goes to the log file before it returns.
   // Ignored with `sync` (appends are group-committed by SyncWAL instead).
   bool batch_wal_writes = true;
