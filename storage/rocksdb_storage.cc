@@ -750,7 +750,9 @@ class StderrLogger final : public rocksdb::Logger {
 // that failed, e.g. on a full disk) RocksDB refuses writes until the error is
 // cleared. Its own recovery from a full disk polls every 5 s (SstFileManager)
 // and makes DB::Resume() return Busy meanwhile; this listener turns that off
-// and Run() calls Resume() itself until it succeeds: at once, then after
+// and Run() calls Resume() itself until a recovery clears the error (a
+// Resume() that returns OK without one, see OnErrorRecoveryEnd, does not
+// count): at once, then after
 // kFirstRetry, doubling up to kMaxRetry between attempts (each failed
 // attempt logs a RocksDB warning), and at once when the free space of the
 // database's file system has grown by kFreedBytes since the last attempt.
@@ -774,13 +776,27 @@ class ErrorRecovery final : public rocksdb::EventListener {
       // ignored beside the first error (or, alone, resumed like it: the
       // memtables are flushed to a new log). Batched log writes made this
       // reachable (a FlushWAL racing a write); CI caught it once.
-      if (IsLogWriterAftermath(*bg_error) &&
+      // RocksDB also ranks out-of-space as fatal when it hits a memtable
+      // switch: a Resume() on a still-full disk first writes out the old
+      // log's buffer, and RocksDB fears that buffer's records lost. They are
+      // not: every one is in a memtable, which the successful Resume() writes
+      // to a table file (StorageFullDiskTest). So out of space is always
+      // hard here: resumed once space is back.
+      if ((IsLogWriterAftermath(*bg_error) || IsOutOfSpace(*bg_error)) &&
           bg_error->severity() > rocksdb::Status::Severity::kHardError) {
         *bg_error =
             rocksdb::Status(*bg_error, rocksdb::Status::Severity::kHardError);
       }
+      if (bg_error->severity() >= rocksdb::Status::Severity::kHardError) {
+        absl::MutexLock lock(&mu_);
+        stopped_ = true;
+      }
       Request();
     }
+  }
+  static bool IsOutOfSpace(const rocksdb::Status& s) {
+    return s.IsNoSpace() ||
+           s.subcode() == rocksdb::Status::SubCode::kSpaceLimit;
   }
   static bool IsLogWriterAftermath(const rocksdb::Status& s) {
     if (!s.IsIOError() || s.subcode() != rocksdb::Status::kNone) return false;
@@ -793,14 +809,35 @@ class ErrorRecovery final : public rocksdb::EventListener {
                             bool* auto_recovery) override {
     *auto_recovery = false;  // Run() resumes.
   }
+  // RocksDB cleared its background error: a Resume() did the work (flushed
+  // the memtables to a new log). Not called for a Resume() that found no
+  // error, which happens when it runs between OnBackgroundError() and
+  // RocksDB recording the error (the listener is called first, without the
+  // database's lock).
+  void OnErrorRecoveryEnd(
+      const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (!info.new_bg_error.ok()) return;
+    std::function<void()> on_resumed;
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = false;
+      on_resumed = on_resumed_;
+    }
+    // Outside mu_: the callback may wait for a thread that is reporting a
+    // background error (Request() takes mu_).
+    if (on_resumed) on_resumed();
+  }
+  // Runs after every recovery that cleared the error. Set before Run().
+  void SetOnResumed(std::function<void()> f) {
+    absl::MutexLock lock(&mu_);
+    on_resumed_ = std::move(f);
+  }
   void Request() {
     absl::MutexLock lock(&mu_);
     pending_ = true;
   }
-  // The recovery thread's body: returns after Stop(). `on_resumed` runs
-  // after every successful Resume().
-  void Run(rocksdb::DB* db, const std::string& path,
-           const std::function<void()>& on_resumed) {
+  // The recovery thread's body: returns after Stop().
+  void Run(rocksdb::DB* db, const std::string& path) {
     absl::MutexLock lock(&mu_);
     while (true) {
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -813,10 +850,11 @@ class ErrorRecovery final : public rocksdb::EventListener {
         pending_ = false;
         mu_.Unlock();
         const rocksdb::Status r = db->Resume();
-        if (r.ok()) on_resumed();
         const uint64_t free_then = FreeBytes(path);
         mu_.Lock();
-        if (r.ok()) break;
+        // OK from a Resume() that ran before the error was recorded
+        // (stopped_ still set) is no recovery: try again.
+        if (r.ok() && !stopped_) break;
         pending_ = true;
         // Wait for the backoff, the space to grow, or Stop().
         const absl::Time retry_at = absl::Now() + backoff;
@@ -846,6 +884,9 @@ class ErrorRecovery final : public rocksdb::EventListener {
   absl::Mutex mu_;
   bool pending_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // A background error stopped writes; cleared when a recovery ends well.
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_resumed_ ABSL_GUARDED_BY(mu_);
 };
 
 // ------------------------------------------------------------ the store
@@ -1201,6 +1242,7 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   }
 
   rocksdb::DBOptions db_opts;
+  if (options.env != nullptr) db_opts.env = options.env;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;
   db_opts.max_background_jobs = 4;
@@ -1310,14 +1352,15 @@ RocksDbStorage::RocksDbStorage(
   if (options_.sync || batch_wal_) {
     syncer_ = std::thread([this] { CommitLoop(); });
   }
-  recovery_thread_ = std::thread([this] {
-    recovery_->Run(db_.get(), options_.path, [this] { ClearWalError(); });
-  });
+  recovery_->SetOnResumed([this] { ClearWalError(); });
+  recovery_thread_ =
+      std::thread([this] { recovery_->Run(db_.get(), options_.path); });
 }
 
 RocksDbStorage::~RocksDbStorage() {
   recovery_->Stop();
   recovery_thread_.join();
+  recovery_->SetOnResumed(nullptr);  // the listener outlives this object
   if (syncer_.joinable()) {
     {
       absl::MutexLock lock(&durable_mu_);

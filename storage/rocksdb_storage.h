@@ -12,6 +12,10 @@
 #include "absl/status/statusor.h"
 #include "storage/storage.h"
 
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
+
 namespace parley::storage {
 
 struct RocksDbOptions {
@@ -49,6 +53,10 @@ struct RocksDbOptions {
   size_t block_cache_bytes = 64 << 20;
   // Memtable size per column family, in bytes.
   size_t write_buffer_bytes = 32 << 20;
+  // The file system RocksDB uses; nullptr (default): rocksdb::Env::Default().
+  // For tests that inject file errors (e.g. a full disk). Not owned; must
+  // outlive the Storage.
+  rocksdb::Env* env = nullptr;
 };
 
 // Opens (creating if needed) the database at options.path.

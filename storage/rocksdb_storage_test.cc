@@ -33,6 +33,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
 #include "storage/storage.h"
 
 namespace parley::storage {
@@ -1617,6 +1619,208 @@ TEST(StorageBatchedWalTest, DeferredRecordsReachTheLogBeforeAnyoneSeesThem) {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
+}
+
+// A file system whose writes fail with "no space" while full() is set, as a
+// full disk's do: appends, flushes and syncs of every file RocksDB writes
+// (log, table and manifest files alike). Creating, reading and deleting
+// files still work.
+class FullDiskFs final : public rocksdb::FileSystemWrapper {
+ public:
+  FullDiskFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "parley.FullDiskFs"; }
+
+  void SetFull(bool full) { full_.store(full); }
+  // Writes refused so far.
+  int refused() const { return refused_.load(); }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f,
+                                    const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    return Wrap(target()->NewWritableFile(f, o, r, dbg), r);
+  }
+  rocksdb::IOStatus ReopenWritableFile(
+      const std::string& f, const rocksdb::FileOptions& o,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override {
+    return Wrap(target()->ReopenWritableFile(f, o, r, dbg), r);
+  }
+  rocksdb::IOStatus ReuseWritableFile(
+      const std::string& f, const std::string& old,
+      const rocksdb::FileOptions& o,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override {
+    return Wrap(target()->ReuseWritableFile(f, old, o, r, dbg), r);
+  }
+
+ private:
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, FullDiskFs* fs)
+        : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& d,
+                             const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      if (fs_->Refuse()) return rocksdb::IOStatus::NoSpace("test: disk full");
+      return FSWritableFileOwnerWrapper::Append(d, o, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& d,
+                             const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* dbg) override {
+      if (fs_->Refuse()) return rocksdb::IOStatus::NoSpace("test: disk full");
+      return FSWritableFileOwnerWrapper::Append(d, o, v, dbg);
+    }
+    rocksdb::IOStatus Flush(const rocksdb::IOOptions& o,
+                            rocksdb::IODebugContext* dbg) override {
+      if (fs_->Refuse()) return rocksdb::IOStatus::NoSpace("test: disk full");
+      return FSWritableFileOwnerWrapper::Flush(o, dbg);
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) override {
+      if (fs_->Refuse()) return rocksdb::IOStatus::NoSpace("test: disk full");
+      return FSWritableFileOwnerWrapper::Sync(o, dbg);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o,
+                            rocksdb::IODebugContext* dbg) override {
+      if (fs_->Refuse()) return rocksdb::IOStatus::NoSpace("test: disk full");
+      return FSWritableFileOwnerWrapper::Fsync(o, dbg);
+    }
+
+   private:
+    FullDiskFs* fs_;
+  };
+
+  bool Refuse() {
+    if (!full_.load()) return false;
+    ++refused_;
+    return true;
+  }
+  rocksdb::IOStatus Wrap(rocksdb::IOStatus s,
+                         std::unique_ptr<rocksdb::FSWritableFile>* r) {
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+
+  std::atomic<bool> full_{false};
+  std::atomic<int> refused_{0};
+};
+
+// batch_wal_writes on a full disk. After the first failed log write,
+// RocksDB's log writer answers every later one "Seen error", which it ranks
+// as fatal (DB::Resume() refuses it): so the store must make no second log
+// write until it has resumed on a new log, and must rank a racing write's
+// aftermath as the out-of-space error it is. Then every Send on the full
+// disk fails with RESOURCE_EXHAUSTED, readers still read, and the store
+// works again once space is back. (CI's end-to-end disk-full test once hit
+// the race; here the disk fills on demand.)
+TEST(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
+  char tmpl[] = "/tmp/parley_storage_full.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    auto fs = std::make_shared<FullDiskFs>();
+    std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+    RocksDbOptions opts;
+    opts.path = dir + "/db";
+    opts.env = env.get();
+    auto st = OpenWithAccountAndGroup(opts);
+    ASSERT_TRUE(st.ok()) << st.status();
+    Storage& s = **st;
+    std::atomic<int> next_id{0};
+    // A deferred append and its WhenDurable, as a Send makes them: the
+    // append's status if it failed, else WhenDurable's.
+    auto send = [&]() -> absl::Status {
+      AppendRequest r;
+      r.conversation_id = "g";
+      r.sender_account_id = "a";
+      r.sender_device_id = 1;
+      r.client_message_id = absl::StrCat("m", next_id++);
+      r.server_time_ms = 1;
+      r.targets = {{"a", 1}};
+      r.keep_history = true;
+      r.defer_durability = true;
+      r.make_payload = [](uint64_t seq) { return absl::StrCat("p", seq); };
+      absl::StatusOr<AppendResult> a = s.messages().Append(r);
+      if (!a.ok()) return a.status();
+      absl::Notification n;
+      absl::Status durable;
+      s.WhenDurable([&](absl::Status d) {
+        durable = d;
+        n.Notify();
+      });
+      if (!n.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+        return absl::DeadlineExceededError("WhenDurable never answered");
+      }
+      return durable;
+    };
+    ASSERT_OK(send());
+    ASSERT_OK(send());
+
+    fs->SetFull(true);
+    // 1. One at a time: the first log write fails, and so does every later
+    //    Send, each with RESOURCE_EXHAUSTED (not the log writer's "Seen
+    //    error", nor UNAVAILABLE).
+    for (int i = 0; i < 5; ++i) {
+      const absl::Status r = send();
+      EXPECT_EQ(r.code(), absl::StatusCode::kResourceExhausted)
+          << i << ": " << r;
+    }
+    // 2. Many at once, from four threads.
+    std::vector<std::thread> threads;
+    std::atomic<int> exhausted{0};
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < 25; ++i) {
+          const absl::Status r = send();
+          if (r.code() == absl::StatusCode::kResourceExhausted) {
+            ++exhausted;
+          } else {
+            ADD_FAILURE() << "concurrent send on a full disk: " << r;
+          }
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(exhausted.load(), 100);
+    EXPECT_GT(fs->refused(), 0);
+    // 3. Readers still read on the full disk, the two acknowledged messages
+    //    among what they see.
+    const auto queue = s.messages().ReadQueue("a", 1, 0, 1000);
+    ASSERT_TRUE(queue.ok()) << queue.status();
+    EXPECT_GE(queue->size(), 2u);
+    const auto history = s.messages().ReadHistory("g", 0, 1000);
+    ASSERT_TRUE(history.ok()) << history.status();
+    EXPECT_GE(history->size(), 2u);
+
+    // 4. Space is back: Sends work again once the store has resumed (its
+    //    retries back off to 4 s; bounded here at 60 s and 600 tries).
+    fs->SetFull(false);
+    absl::Status last;
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    for (int i = 0; i < 600 && absl::Now() < give_up; ++i) {
+      last = send();
+      if (last.ok()) break;
+      EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted) << last;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ASSERT_OK(last);
+    ASSERT_OK(send());
+    // The acknowledged messages are all there, in order, after a reopen.
+    const uint64_t last_seq =
+        VALUE(s.conversations().GetConversation("g")).last_seq;
+    st->reset();
+    auto reopened = OpenRocksDbStorage(opts);
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    const auto again = VALUE((*reopened)->messages().ReadHistory("g", 0, 1000));
+    EXPECT_GE(again.size(), 4u);
+    uint64_t newest = 0;
+    for (const auto& h : again) newest = std::max(newest, h.seq);
+    EXPECT_EQ(newest, last_seq);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST_F(StorageTest, ReportsNumberedListedAndIndexedByStatus) {
