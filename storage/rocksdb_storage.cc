@@ -789,7 +789,11 @@ class ErrorRecovery final : public rocksdb::EventListener {
       }
       if (bg_error->severity() >= rocksdb::Status::Severity::kHardError) {
         absl::MutexLock lock(&mu_);
+        if (!stopped_ || bg_error->severity() > stop_error_.severity()) {
+          stop_error_ = *bg_error;
+        }
         stopped_ = true;
+        stopped_hint_.store(true, std::memory_order_release);
       }
       Request();
     }
@@ -821,6 +825,8 @@ class ErrorRecovery final : public rocksdb::EventListener {
     {
       absl::MutexLock lock(&mu_);
       stopped_ = false;
+      stop_error_ = rocksdb::Status::OK();
+      stopped_hint_.store(false, std::memory_order_release);
       on_resumed = on_resumed_;
     }
     // Outside mu_: the callback may wait for a thread that is reporting a
@@ -835,6 +841,20 @@ class ErrorRecovery final : public rocksdb::EventListener {
   void Request() {
     absl::MutexLock lock(&mu_);
     pending_ = true;
+  }
+  // OK while RocksDB accepts writes; otherwise the error that stopped them,
+  // until a recovery clears it. The store asks before every write and
+  // makes none while stopped: RocksDB would refuse it anyway, and a write it
+  // refuses during a Resume() (it records the refusal as a new background
+  // error) fails that Resume(). Under a steady stream of Sends the store
+  // then never resumed; under ASan, with one Send per 50 ms, it took
+  // several attempts (RELIABILITY.md, "Disk full").
+  rocksdb::Status StoppedBy() {
+    if (!stopped_hint_.load(std::memory_order_acquire)) {
+      return rocksdb::Status::OK();
+    }
+    absl::MutexLock lock(&mu_);
+    return stopped_ ? stop_error_ : rocksdb::Status::OK();
   }
   // The recovery thread's body: returns after Stop().
   void Run(rocksdb::DB* db, const std::string& path) {
@@ -864,7 +884,10 @@ class ErrorRecovery final : public rocksdb::EventListener {
           mu_.Unlock();
           const uint64_t free_now = FreeBytes(path);
           mu_.Lock();
-          if (free_now >= free_then + kFreedBytes) break;
+          if (free_now >= free_then + kFreedBytes) {
+            backoff = kFirstRetry;  // space is back: retry at the first pace
+            break;
+          }
         }
       }
     }
@@ -884,8 +907,12 @@ class ErrorRecovery final : public rocksdb::EventListener {
   absl::Mutex mu_;
   bool pending_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  // A background error stopped writes; cleared when a recovery ends well.
+  // A background error stopped writes (stop_error_, the most severe);
+  // cleared when a recovery ends well. stopped_hint_ mirrors stopped_ for
+  // StoppedBy's lock-free fast path.
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  rocksdb::Status stop_error_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> stopped_hint_{false};
   std::function<void()> on_resumed_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -1379,6 +1406,9 @@ RocksDbStorage::~RocksDbStorage() {
 }
 
 absl::Status RocksDbStorage::Flush() {
+  if (rocksdb::Status stopped = recovery_->StoppedBy(); !stopped.ok()) {
+    return FromRocks(stopped, "flush");
+  }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(db_->FlushWAL(true), "flush wal"));
   rocksdb::FlushOptions fo;
   fo.wait = true;
@@ -1413,6 +1443,9 @@ absl::StatusOr<std::string> RocksDbStorage::Get(
 absl::Status RocksDbStorage::Write(rocksdb::WriteBatch* batch,
                                    absl::string_view op,
                                    Durability durability) {
+  if (rocksdb::Status stopped = recovery_->StoppedBy(); !stopped.ok()) {
+    return FromRocks(stopped, op);
+  }
   rocksdb::WriteOptions wo = write_options_;
   wo.sync = wo.sync && durability == Durability::kOnReturn;
   rocksdb::Status s = db_->Write(wo, batch);
