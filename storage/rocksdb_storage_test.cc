@@ -1707,15 +1707,22 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
   std::atomic<int> refused_{0};
 };
 
-// batch_wal_writes on a full disk. After the first failed log write,
-// RocksDB's log writer answers every later one "Seen error", which it ranks
-// as fatal (DB::Resume() refuses it): so the store must make no second log
-// write until it has resumed on a new log, and must rank a racing write's
-// aftermath as the out-of-space error it is. Then every Send on the full
-// disk fails with RESOURCE_EXHAUSTED, readers still read, and the store
-// works again once space is back. (CI's end-to-end disk-full test once hit
-// the race; here the disk fills on demand.)
-TEST(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
+// A full disk, in each of the store's log modes: batch_wal_writes (the
+// default), every write in the log file when it returns (plain), and
+// fsync'ed group commit (sync). Every Send on the full disk fails with
+// RESOURCE_EXHAUSTED, readers still read, and the store works again once
+// space is back, even with Sends arriving without pause.
+// With batch_wal_writes, after the first failed log write RocksDB's log
+// writer answers every later one "Seen error", which it ranks as fatal
+// (DB::Resume() refuses it): so the store must make no second log write
+// until it has resumed on a new log, and must rank a racing write's
+// aftermath as the out-of-space error it is. (CI's end-to-end disk-full
+// test once hit that race; here the disk fills on demand.)
+enum class LogMode { kBatched, kPlain, kSync };
+
+class StorageFullDiskTest : public ::testing::TestWithParam<LogMode> {};
+
+TEST_P(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
   char tmpl[] = "/tmp/parley_storage_full.XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
@@ -1725,6 +1732,8 @@ TEST(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
     RocksDbOptions opts;
     opts.path = dir + "/db";
     opts.env = env.get();
+    opts.batch_wal_writes = GetParam() == LogMode::kBatched;
+    opts.sync = GetParam() == LogMode::kSync;
     auto st = OpenWithAccountAndGroup(opts);
     ASSERT_TRUE(st.ok()) << st.status();
     Storage& s = **st;
@@ -1837,6 +1846,21 @@ TEST(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }
+
+INSTANTIATE_TEST_SUITE_P(LogModes, StorageFullDiskTest,
+                         ::testing::Values(LogMode::kBatched, LogMode::kPlain,
+                                           LogMode::kSync),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case LogMode::kBatched:
+                               return "BatchedWal";
+                             case LogMode::kPlain:
+                               return "Plain";
+                             case LogMode::kSync:
+                               return "Sync";
+                           }
+                           return "Unknown";
+                         });
 
 TEST_F(StorageTest, ReportsNumberedListedAndIndexedByStatus) {
   SafetyStore& s = storage_->safety();
