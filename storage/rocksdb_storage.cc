@@ -752,11 +752,12 @@ class StderrLogger final : public rocksdb::Logger {
 // and makes DB::Resume() return Busy meanwhile; this listener turns that off
 // and Run() calls Resume() itself until a recovery clears the error (a
 // Resume() that returns OK without one, see OnErrorRecoveryEnd, does not
-// count): at once, then after
-// kFirstRetry, doubling up to kMaxRetry between attempts (each failed
-// attempt logs a RocksDB warning), and at once when the free space of the
-// database's file system has grown by kFreedBytes since the last attempt.
-// So writes work again within about kPollInterval of space being freed.
+// count): at once, then after kFirstRetry, doubling up to kMaxRetry between
+// attempts (each failed attempt logs a RocksDB warning), and at once (and
+// back at kFirstRetry) when the free space of the database's file system has
+// grown by kFreedBytes since the last attempt. So writes work again within
+// about kPollInterval of space being freed. Meanwhile the store makes no
+// write (StoppedBy).
 class ErrorRecovery final : public rocksdb::EventListener {
  public:
   static constexpr absl::Duration kPollInterval = absl::Milliseconds(250);
