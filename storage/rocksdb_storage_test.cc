@@ -16,6 +16,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <set>
 #include <string>
@@ -1720,6 +1721,20 @@ class FullDiskFs final : public rocksdb::FileSystemWrapper {
 // test once hit that race; here the disk fills on demand.)
 enum class LogMode { kBatched, kPlain, kSync };
 
+const char* LogModeName(LogMode m) {
+  switch (m) {
+    case LogMode::kBatched:
+      return "BatchedWal";
+    case LogMode::kPlain:
+      return "Plain";
+    case LogMode::kSync:
+      return "Sync";
+  }
+  return "Unknown";
+}
+// For gtest's and ctest's test names: the mode, not its bytes.
+void PrintTo(LogMode m, std::ostream* os) { *os << LogModeName(m); }
+
 class StorageFullDiskTest : public ::testing::TestWithParam<LogMode> {};
 
 TEST_P(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
@@ -1851,15 +1866,7 @@ INSTANTIATE_TEST_SUITE_P(LogModes, StorageFullDiskTest,
                          ::testing::Values(LogMode::kBatched, LogMode::kPlain,
                                            LogMode::kSync),
                          [](const auto& info) {
-                           switch (info.param) {
-                             case LogMode::kBatched:
-                               return "BatchedWal";
-                             case LogMode::kPlain:
-                               return "Plain";
-                             case LogMode::kSync:
-                               return "Sync";
-                           }
-                           return "Unknown";
+                           return std::string(LogModeName(info.param));
                          });
 
 TEST_F(StorageTest, ReportsNumberedListedAndIndexedByStatus) {
