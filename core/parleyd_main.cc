@@ -136,6 +136,10 @@ int main(int argc, char** argv) {
   app.add_option("--queue-retention-days", o.queue_retention_days,
                  "undelivered queue entries older than this are purged (0: never)")
       ->capture_default_str()->check(CLI::Range(0, 36500));
+  app.add_option("--idempotency-window-days", o.idempotency_window_days,
+                 "how long a Send's client_message_id is remembered for retries; older records are purged "
+                 "(0: kept while the sending device exists)")
+      ->capture_default_str()->check(CLI::Range(0, 36500));
   app.add_option("--retention-interval-seconds", retention_interval_s, "how often the retention task runs")
       ->capture_default_str()->check(CLI::Range(1, 7 * 24 * 3600));
   app.add_option("--scan-patterns", o.scan_patterns_file,

@@ -573,6 +573,7 @@ absl::StatusOr<v1::GetRetentionStatusResponse> Safety::GetRetentionStatus() {
     return stored.status();
   }
   resp.set_queue_retention_days(static_cast<uint32_t>(std::max(0, o_.queue_retention_days)));
+  resp.set_idempotency_window_days(static_cast<uint32_t>(std::max(0, o_.idempotency_window_days)));
   resp.set_interval_ms(o_.retention_interval_ms);
   if (resp.has_last_run()) resp.set_next_run_at_ms(resp.last_run().started_at_ms() + o_.retention_interval_ms);
   return resp;
@@ -612,7 +613,7 @@ absl::StatusOr<v1::RetentionRun> Safety::RunRetention() {
     }
     return true;
   });
-  uint64_t history = 0, queue = 0;
+  uint64_t history = 0, queue = 0, idempotency = 0;
   for (const auto& [id, cutoff] : cutoffs) {
     if (!st.ok()) break;
     auto n = d_.storage->messages().PurgeConversationHistoryBefore(id, cutoff);
@@ -626,12 +627,17 @@ absl::StatusOr<v1::RetentionRun> Safety::RunRetention() {
     auto n = d_.storage->messages().PurgeQueuesBefore(now - o_.queue_retention_days * kDayMs);
     if (!n.ok()) st = n.status(); else queue += *n;
   }
-  if (st.ok() && history + queue > 0) {
+  if (st.ok() && o_.idempotency_window_days > 0) {
+    auto n = d_.storage->messages().PurgeIdempotencyBefore(now - o_.idempotency_window_days * kDayMs);
+    if (!n.ok()) st = n.status(); else idempotency += *n;
+  }
+  if (st.ok() && history + queue + idempotency > 0) {
     st = d_.storage->Compact();
     run.set_compacted(st.ok());
   }
   run.set_history_purged(history);
   run.set_queue_purged(queue);
+  run.set_idempotency_purged(idempotency);
   if (!st.ok()) run.set_error(std::string(st.message()));
   run.set_elapsed_ms(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
@@ -641,10 +647,13 @@ absl::StatusOr<v1::RetentionRun> Safety::RunRetention() {
   *status.mutable_last_run() = run;
   status.set_total_history_purged(status.total_history_purged() + history);
   status.set_total_queue_purged(status.total_queue_purged() + queue);
+  status.set_total_idempotency_purged(status.total_idempotency_purged() + idempotency);
   PARLEY_RETURN_IF_ERROR(d_.storage->safety().PutSafetyValue(kRetentionValue, status.SerializeAsString()));
-  if (history + queue > 0 || !st.ok()) {
-    spdlog::info("event=retention history_purged={} queue_purged={} conversations={} elapsed_ms={} error=\"{}\"",
-                 history, queue, run.conversations_checked(), run.elapsed_ms(), run.error());
+  if (history + queue + idempotency > 0 || !st.ok()) {
+    spdlog::info(
+        "event=retention history_purged={} queue_purged={} idempotency_purged={} conversations={} elapsed_ms={} "
+        "error=\"{}\"",
+        history, queue, idempotency, run.conversations_checked(), run.elapsed_ms(), run.error());
   }
   if (!st.ok()) return st;
   return run;

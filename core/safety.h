@@ -41,6 +41,9 @@ class Safety {
   struct Options {
     // Undelivered queue entries older than this are purged (0: never).
     int32_t queue_retention_days = 30;
+    // Idempotency records (client_message_id) older than this are purged
+    // (0: never); ServerOptions::idempotency_window_days.
+    int32_t idempotency_window_days = 7;
     // Readable history of conversations that are E2EE now (their history
     // predates E2EE), and the cap for every conversation (0: no cap).
     int32_t history_retention_days = 90;

@@ -157,6 +157,7 @@ class ServerImpl final : public Server {
     deps.now_ms = now_ms_;
     deps.limits = o.limits;
     deps.history_retention_days = o.history_retention_days;
+    deps.idempotency_window_days = o.idempotency_window_days;
     PARLEY_ASSIGN_OR_RETURN(audit_, AuditLog::Open(&storage_->audit(), now_ms_));
     tokens_ = std::make_unique<AdminTokens>(&storage_->admin_tokens(), now_ms_);
     admin_token_file_ = o.admin_token_file.empty() ? o.data_dir + "/admin/operator.token"
@@ -234,6 +235,7 @@ class ServerImpl final : public Server {
     Safety::Options so;
     so.history_retention_days = static_cast<int32_t>(o.history_retention_days);
     so.queue_retention_days = static_cast<int32_t>(o.queue_retention_days);
+    so.idempotency_window_days = static_cast<int32_t>(o.idempotency_window_days);
     so.retention_interval_ms = std::max<int64_t>(o.retention_interval_ms, 1000);
     safety_ = std::make_unique<Safety>(sd, so);
     deps.safety = safety_.get();

@@ -92,6 +92,13 @@ struct ServerOptions {
   int64_t history_retention_days = 90;
   // Undelivered queue entries older than this are purged (0: never).
   int64_t queue_retention_days = 30;
+  // How long a Send's client_message_id is remembered (days): a retry within
+  // the window returns the original result; afterwards the record is gone
+  // (purged by the retention task) and the same id is a new message. The
+  // record holds the sender device, id, conversation, seq and time: per-
+  // message metadata that is not kept longer than retries need. 0: kept for
+  // as long as the sending device exists.
+  int64_t idempotency_window_days = 7;
   // How often the retention task runs (also once at every start).
   int64_t retention_interval_ms = 3600 * 1000;
   // Pattern file of the built-in content scanner (core/scanner.h) for

@@ -664,6 +664,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendOnce(const Caller& c, const 
   a.sender_device_id = c.device_id;
   a.client_message_id = req.client_message_id();
   a.server_time_ms = Now();
+  a.idempotency_not_before_ms = IdempotencyNotBefore(a.server_time_ms);
   a.targets = targets;
   a.keep_history = true;
   const uint64_t epoch = conv.security.epoch;
@@ -791,6 +792,7 @@ absl::StatusOr<v1::SendResponse> ParleyService::SendEncrypted(const Caller& c, c
   a.sender_device_id = c.device_id;
   a.client_message_id = req.client_message_id();
   a.server_time_ms = Now();
+  a.idempotency_not_before_ms = IdempotencyNotBefore(a.server_time_ms);
   a.targets = targets;
   a.keep_history = false;  // the server keeps no readable content of E2EE conversations
   a.expect_epoch = conv.security.epoch;

@@ -57,6 +57,10 @@ class ParleyService {
     const StatementSigner* signer = nullptr;
     Limits limits;
     int64_t history_retention_days = 90;
+    // The idempotency window (days): a Send whose client_message_id was
+    // last used longer ago is a new message (storage::AppendRequest::
+    // idempotency_not_before_ms). 0: every earlier use counts.
+    int64_t idempotency_window_days = 7;
     // Stamps E2EE franking commitments and checks reports' reveals
     // (required).
     const Franker* franker = nullptr;
@@ -143,6 +147,10 @@ class ParleyService {
 
  private:
   int64_t Now() const { return d_.now_ms(); }
+  // Idempotency records written before this time do not count (0: all do).
+  int64_t IdempotencyNotBefore(int64_t now_ms) const {
+    return d_.idempotency_window_days > 0 ? now_ms - d_.idempotency_window_days * 24 * 3600 * 1000 : 0;
+  }
   // ToProto of a conversation's security state, signed.
   absl::Status SignedState(const std::string& conversation_id, const storage::SecurityStateRecord& r,
                            v1::SecurityState* out) const;

@@ -173,6 +173,9 @@ namespace pb = ::parley::storage::internal;
 // column family "idempotency"
 //   account_id + 0x00 + BE32(device_id) + client_message_id
 //                                              -> pb.IdempotencyValue
+//        (Append treats a record older than the request's
+//        idempotency_not_before_ms as absent and replaces it;
+//        PurgeIdempotencyBefore deletes old ones, by server_time_ms)
 // column family "policies"
 //   BE64(number)                               -> pb.PolicyRevision
 //        (numbers 1, 2, 3, ... without gaps; never updated or deleted)
@@ -1108,6 +1111,7 @@ class RocksDbStorage final : public Storage,
   absl::Status DeleteHistoryEntry(const std::string& conversation_id,
                                   uint64_t seq) override;
   absl::StatusOr<size_t> PurgeQueuesBefore(int64_t cutoff_ms) override;
+  absl::StatusOr<size_t> PurgeIdempotencyBefore(int64_t cutoff_ms) override;
 
  private:
   RocksDbStorage(const RocksDbOptions& options, rocksdb::DB* db,
@@ -2591,10 +2595,13 @@ absl::StatusOr<AppendResult> RocksDbStorage::AppendUnsynced(const AppendRequest&
       PARLEY_STORAGE_ASSIGN_OR_RETURN(
           pb::IdempotencyValue p,
           Parse<pb::IdempotencyValue>(*prior, "idempotency"));
-      return AppendResult{.seq = p.seq(),
-                          .server_time_ms = p.server_time_ms(),
-                          .duplicate = true,
-                          .queued = {}};
+      // Outside the window: a new Send; its record replaces this one.
+      if (p.server_time_ms() >= req.idempotency_not_before_ms) {
+        return AppendResult{.seq = p.seq(),
+                            .server_time_ms = p.server_time_ms(),
+                            .duplicate = true,
+                            .queued = {}};
+      }
     }
   }
 
@@ -2983,6 +2990,65 @@ absl::StatusOr<size_t> RocksDbStorage::PurgeQueuesBefore(int64_t cutoff_ms) {
     pending.emplace_back(key);
   }
   PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge queues"));
+  PARLEY_STORAGE_RETURN_IF_ERROR(flush());
+  return purged;
+}
+
+absl::StatusOr<size_t> RocksDbStorage::PurgeIdempotencyBefore(
+    int64_t cutoff_ms) {
+  // Walks every record; deletes of one sending device's records are written
+  // under that device's stripe (Append checks and writes the record under
+  // it), each record read again there, so one an Append replaced since the
+  // walk saw it is kept.
+  absl::MutexLock lock(&purge_mu_);
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(kIdempotencyCf)));
+  size_t purged = 0;
+  std::string scope;  // of the pending deletes
+  std::vector<std::string> pending;
+  auto flush = [&]() -> absl::Status {
+    if (pending.empty()) return absl::OkStatus();
+    DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+    absl::MutexLock device_lock(&stripe.mu);
+    rocksdb::WriteBatch batch;
+    size_t n = 0;
+    for (const std::string& k : pending) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> now,
+                                      MaybeGet(kIdempotencyCf, k));
+      if (!now.has_value()) continue;
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(
+          pb::IdempotencyValue v,
+          Parse<pb::IdempotencyValue>(*now, "idempotency"));
+      if (v.server_time_ms() >= cutoff_ms) continue;
+      batch.Delete(cf(kIdempotencyCf), k);
+      ++n;
+    }
+    if (n > 0) {
+      PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge idempotency"));
+    }
+    purged += n;
+    pending.clear();
+    return absl::OkStatus();
+  };
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    // SCOPE (ACCOUNT_ID + "\0" + BE32(device_id)) + CLIENT_MESSAGE_ID
+    const size_t nul = key.find('\0');
+    if (nul == absl::string_view::npos || key.size() < nul + 1 + 4 + 1) {
+      return absl::DataLossError("storage: malformed idempotency key");
+    }
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(
+        pb::IdempotencyValue v,
+        Parse<pb::IdempotencyValue>(View(it->value()), "idempotency"));
+    if (v.server_time_ms() >= cutoff_ms) continue;
+    absl::string_view key_scope = key.substr(0, nul + 1 + 4);
+    if (key_scope != scope || pending.size() == kPurgeBatchEntries) {
+      PARLEY_STORAGE_RETURN_IF_ERROR(flush());
+      scope = std::string(key_scope);
+    }
+    pending.emplace_back(key);
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge idempotency"));
   PARLEY_STORAGE_RETURN_IF_ERROR(flush());
   return purged;
 }

@@ -1194,6 +1194,126 @@ TEST_F(StorageTest, IdempotentRetryReturnsOriginal) {
   EXPECT_EQ(Queue("b", 1).size(), 2u);
 }
 
+// The idempotency window: a record older than idempotency_not_before_ms is
+// treated as absent, and the new Send's record replaces it.
+TEST_F(StorageTest, IdempotencyRecordOutsideTheWindowIsAbsent) {
+  MakeAccount("a");
+  MakeAccount("b");
+  MakeGroup("g", {"a", "b"});
+  AppendRequest r = Req("g", {{"b", 1}});
+  r.sender_account_id = "a";
+  r.sender_device_id = 1;
+  r.client_message_id = "cm-1";
+  r.server_time_ms = 5000;
+  ASSERT_EQ(VALUE(msgs().Append(r)).seq, 1u);
+
+  AppendRequest retry = r;
+  retry.server_time_ms = 9000;
+  retry.idempotency_not_before_ms = 5000;  // the record is just inside
+  AppendResult inside = VALUE(msgs().Append(retry));
+  EXPECT_TRUE(inside.duplicate);
+  EXPECT_EQ(inside.seq, 1u);
+
+  retry.idempotency_not_before_ms = 5001;  // just outside: a new message
+  AppendResult outside = VALUE(msgs().Append(retry));
+  EXPECT_FALSE(outside.duplicate);
+  EXPECT_EQ(outside.seq, 2u);
+  EXPECT_EQ(outside.server_time_ms, 9000);
+  EXPECT_EQ(Queue("b", 1).size(), 2u);
+
+  // The new record replaced the old one: a retry now returns seq 2.
+  Reopen();
+  AppendResult again = VALUE(msgs().Append(retry));
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.seq, 2u);
+  EXPECT_EQ(again.server_time_ms, 9000);
+  EXPECT_EQ(Queue("b", 1).size(), 2u);
+}
+
+TEST_F(StorageTest, PurgeIdempotencyBeforeDeletesOldRecords) {
+  MakeAccount("a");
+  const uint32_t d2 = AddDevice("a", "t2");
+  MakeAccount("b");
+  MakeGroup("g", {"a", "b"});
+  auto send = [&](uint32_t device, const std::string& id, int64_t t) {
+    AppendRequest r = Req("g", {{"b", 1}});
+    r.sender_account_id = "a";
+    r.sender_device_id = device;
+    r.client_message_id = id;
+    r.server_time_ms = t;
+    return VALUE(msgs().Append(r));
+  };
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_FALSE(send(1, absl::StrCat("one-", i), i * 1000).duplicate);
+    ASSERT_FALSE(send(d2, absl::StrCat("two-", i), i * 1000).duplicate);
+  }
+  ASSERT_FALSE(send(1, "no-window", 500).duplicate);
+  // Another account's records are walked too.
+  AppendRequest other = Req("g", {{"a", 1}});
+  other.sender_account_id = "b";
+  other.sender_device_id = 1;
+  other.client_message_id = "one-1";
+  other.server_time_ms = 1000;
+  ASSERT_FALSE(VALUE(msgs().Append(other)).duplicate);
+
+  // 1000 and 2000 of both devices of a, 500, and b's 1000.
+  EXPECT_EQ(VALUE(msgs().PurgeIdempotencyBefore(2500)), 6u);
+  EXPECT_EQ(VALUE(msgs().PurgeIdempotencyBefore(2500)), 0u);
+  Reopen();
+  // Purged ids are new messages again; kept ones are still retries.
+  EXPECT_FALSE(send(1, "one-2", 6000).duplicate);
+  EXPECT_FALSE(send(d2, "two-1", 6000).duplicate);
+  EXPECT_FALSE(send(1, "no-window", 6000).duplicate);
+  EXPECT_TRUE(send(1, "one-3", 6000).duplicate);
+  EXPECT_TRUE(send(d2, "two-4", 6000).duplicate);
+  // The records the retries above wrote are new: nothing older than 2500.
+  EXPECT_EQ(VALUE(msgs().PurgeIdempotencyBefore(2500)), 0u);
+  // 4 kept (one-3, one-4, two-3, two-4) and 3 new.
+  EXPECT_EQ(VALUE(msgs().PurgeIdempotencyBefore(INT64_MAX)), 7u);
+}
+
+// A record that an Append replaced while the purge walked the old one is
+// kept: the purge reads each record again under the sender's lock.
+TEST_F(StorageTest, PurgeIdempotencyKeepsRecordsReplacedMeanwhile) {
+  MakeAccount("a");
+  MakeAccount("b");
+  MakeGroup("g", {"a", "b"});
+  constexpr int kIds = 3000;
+  auto req = [&](int i, int64_t t) {
+    AppendRequest r = Req("g", {{"b", 1}});
+    r.sender_account_id = "a";
+    r.sender_device_id = 1;
+    r.client_message_id = absl::StrCat("id-", i);
+    r.server_time_ms = t;
+    r.idempotency_not_before_ms = 2000;
+    return r;
+  };
+  for (int i = 0; i < kIds; ++i) ASSERT_TRUE(msgs().Append(req(i, 1000)).ok());
+  // Every record is old. One thread replaces them (a Send outside the
+  // window) while the purge deletes the old ones.
+  std::vector<uint64_t> new_seq(kIds, 0);
+  std::thread writer([&] {
+    for (int i = kIds - 1; i >= 0; --i) {
+      auto r = msgs().Append(req(i, 5000));
+      if (r.ok() && !r->duplicate) new_seq[i] = r->seq;
+    }
+  });
+  absl::StatusOr<size_t> purged = msgs().PurgeIdempotencyBefore(2000);
+  writer.join();
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_LE(*purged, static_cast<size_t>(kIds));
+  // Every replacement's record survived: a retry returns its seq.
+  int checked = 0;
+  for (int i = 0; i < kIds; ++i) {
+    ASSERT_NE(new_seq[i], 0u) << i;
+    AppendResult again = VALUE(msgs().Append(req(i, 6000)));
+    ASSERT_TRUE(again.duplicate) << "record of id-" << i << " was lost";
+    EXPECT_EQ(again.seq, new_seq[i]);
+    ++checked;
+  }
+  EXPECT_EQ(checked, kIds);
+}
+
 TEST_F(StorageTest, ExpectEpochMismatchFails) {
   MakeAccount("a");
   MakeGroup("g", {"a"}, /*epoch=*/3);

@@ -279,6 +279,10 @@ struct AppendRequest {
   uint32_t sender_device_id = 0;
   std::string client_message_id;
   int64_t server_time_ms = 0;
+  // The idempotency window: a record of the same client_message_id written
+  // before this time (Unix ms) is treated as absent, so the Send is stored
+  // anew and the record replaced. 0 (default): every record counts.
+  int64_t idempotency_not_before_ms = 0;
   // Builds the stored payload once the sequence number is known. Called at
   // most once, under the store's per-conversation ordering; must be cheap.
   // An error aborts the Append: nothing is written, and Append returns it.
@@ -340,7 +344,8 @@ class MessageStore {
   virtual ~MessageStore() = default;
 
   // Atomically: checks the idempotency key (returning the original result
-  // with duplicate=true if present), assigns the conversation's next seq,
+  // with duplicate=true if present and not older than
+  // idempotency_not_before_ms), assigns the conversation's next seq,
   // writes the history entry (if keep_history), one queue entry per target
   // (each with that device's next delivery id) and the idempotency record.
   // Appends to one conversation are serialized, so seq order equals delivery
@@ -383,6 +388,10 @@ class MessageStore {
   // cutoff; returns how many. Entries written before enqueue times were
   // recorded (none in a store created by this version) are kept.
   virtual absl::StatusOr<size_t> PurgeQueuesBefore(int64_t cutoff_ms) = 0;
+  // Deletes idempotency records (AppendRequest::client_message_id) written
+  // before the cutoff; returns how many. A record kept or replaced by a
+  // concurrent Append is not deleted.
+  virtual absl::StatusOr<size_t> PurgeIdempotencyBefore(int64_t cutoff_ms) = 0;
 };
 
 // --------------------------------------------------------------------- keys

@@ -57,6 +57,9 @@ TEST_F(ParleydConfigTest, BadConfigAndFlagsExitTwoNamingTheProblem) {
   EXPECT_THAT(r.err, HasSubstr("range.yaml:1"));
   r = testing::Run({PARLEYD_BIN, "--no-such-flag"}, dir_);
   EXPECT_EQ(r.code, 2);
+  r = testing::Run({PARLEYD_BIN, "--idempotency-window-days", "-1"}, dir_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--idempotency-window-days"));
   // Plaintext off loopback is refused at start (exit 1, message names it).
   r = testing::Run({PARLEYD_BIN, "--data-dir", dir_ + "/d", "--listen", "0.0.0.0:0", "--insecure",
                     "--admin-listen", "127.0.0.1:0"},

@@ -23,6 +23,7 @@
 #include "tests/support/data_scan.h"
 #include "tests/support/keys.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_join.h"
 
 namespace parley {
 namespace {
@@ -535,7 +536,9 @@ TEST_F(SafetyTest, RetentionPurgesHistoryAndQueuesFromDisk) {
   v1::Conversation conv;
   ASSERT_TRUE(client_->Direct(alice, "bob", &conv).ok());
   const std::string marker = "retention-marker-51c9e2";
-  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), "r1", marker).ok());
+  // The client message id is per-message metadata: purged with the rest.
+  const std::string old_id = "cmid-old-8e41d7";
+  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), old_id, marker).ok());
   EXPECT_EQ(History(bob, conv.conversation_id()).size() >= 1, true);
   v1::GetRetentionStatusResponse st;
   EXPECT_EQ(admin_->GetRetentionStatus(Admin(Token(v1::ADMIN_ROLE_MODERATOR, "m")).get(),
@@ -543,19 +546,77 @@ TEST_F(SafetyTest, RetentionPurgesHistoryAndQueuesFromDisk) {
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   now_ += 31 * kDay;  // past the rule's 30 days and the 30-day queue retention
+  // Sent after the jump: inside every window, so kept (and findable on disk).
+  const std::string new_id = "cmid-new-03b9c5";
+  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), new_id, "kept").ok());
   v1::RunRetentionResponse run;
   ASSERT_TRUE(admin_->RunRetention(Admin(operator_).get(), v1::RunRetentionRequest(), &run).ok());
   EXPECT_GE(run.run().history_purged(), 1u);
   EXPECT_GE(run.run().queue_purged(), 1u);  // bob never received it
+  EXPECT_EQ(run.run().idempotency_purged(), 1u);  // old_id; new_id is inside the 7-day window
   EXPECT_TRUE(run.run().compacted());
   EXPECT_TRUE(run.run().error().empty()) << run.run().error();
   ASSERT_TRUE(admin_->GetRetentionStatus(Admin(operator_).get(), v1::GetRetentionStatusRequest(), &st).ok());
   EXPECT_EQ(st.last_run().history_purged(), run.run().history_purged());
   EXPECT_GE(st.total_queue_purged(), 1u);
   EXPECT_EQ(st.queue_retention_days(), 30u);
-  for (const auto& m : History(bob, conv.conversation_id())) EXPECT_FALSE(m.has_plain());
+  EXPECT_EQ(st.total_idempotency_purged(), 1u);
+  EXPECT_EQ(st.idempotency_window_days(), 7u);
+  for (const auto& m : History(bob, conv.conversation_id())) {
+    if (m.client_message_id() == old_id) {
+      EXPECT_FALSE(m.has_plain());
+    }
+  }
   Stop();
   EXPECT_FALSE(DataDirContains(marker)) << "purged content is still on disk";
+  // Keys of deleted table files stay in RocksDB's MANIFEST (as those files'
+  // key ranges) until it is rewritten, which every start does. Idempotency
+  // keys hold the client message id.
+  Start();
+  Stop();
+  const auto where = ::parley::testing::DataScan::Read({dir_ + "/server"}).WhereIs(old_id);
+  EXPECT_TRUE(where.empty()) << "a purged message's client id is still on disk: " << absl::StrJoin(where, ", ");
+  EXPECT_TRUE(DataDirContains(new_id)) << "the scan does not see client ids at all";
+}
+
+// A retry is recognised within the idempotency window (7 days by default);
+// afterwards the server has forgotten the id and the same id is a new
+// message, whether or not the retention task has run.
+TEST_F(SafetyTest, RetryAfterTheIdempotencyWindowIsANewMessage) {
+  Device alice = Reg("alice");
+  Reg("bob");
+  v1::Conversation conv;
+  ASSERT_TRUE(client_->Direct(alice, "bob", &conv).ok());
+  const std::string& id = conv.conversation_id();
+  v1::SendResponse first, r;
+  ASSERT_TRUE(client_->SendText(alice, id, "w1", "hello", &first).ok());
+  EXPECT_FALSE(first.duplicate());
+  now_ += 7 * kDay;  // the record is exactly 7 days old: still inside
+  ASSERT_TRUE(client_->SendText(alice, id, "w1", "hello", &r).ok());
+  EXPECT_TRUE(r.duplicate());
+  EXPECT_EQ(r.seq(), first.seq());
+  EXPECT_EQ(r.server_time_ms(), first.server_time_ms());
+  now_ += 1;  // outside the window; the retention task has not run
+  ASSERT_TRUE(client_->SendText(alice, id, "w1", "hello", &r).ok());
+  EXPECT_FALSE(r.duplicate());
+  EXPECT_GT(r.seq(), first.seq());
+  const uint64_t second_seq = r.seq();
+  // The new Send's record replaced the old: retries now return it.
+  ASSERT_TRUE(client_->SendText(alice, id, "w1", "hello", &r).ok());
+  EXPECT_TRUE(r.duplicate());
+  EXPECT_EQ(r.seq(), second_seq);
+  // The retention task deletes records past the window, and only those.
+  ASSERT_TRUE(client_->SendText(alice, id, "w2", "second", &r).ok());
+  now_ += 3 * kDay;
+  ASSERT_TRUE(client_->SendText(alice, id, "w3", "third", &r).ok());
+  now_ += 5 * kDay;  // w1's new record and w2 are 8 days old, w3 5 days
+  v1::RunRetentionResponse run;
+  ASSERT_TRUE(admin_->RunRetention(Admin(operator_).get(), v1::RunRetentionRequest(), &run).ok());
+  EXPECT_EQ(run.run().idempotency_purged(), 2u);
+  ASSERT_TRUE(client_->SendText(alice, id, "w3", "third", &r).ok());
+  EXPECT_TRUE(r.duplicate());
+  ASSERT_TRUE(client_->SendText(alice, id, "w2", "second", &r).ok());
+  EXPECT_FALSE(r.duplicate());
 }
 
 TEST_F(SafetyTest, DelayedAccessNoticeArrivesWhenDue) {

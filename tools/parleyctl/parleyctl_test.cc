@@ -500,10 +500,13 @@ v1::GetRetentionStatusResponse SampleRetentionStatus() {
   run->set_conversations_checked(250);
   run->set_history_purged(1200);
   run->set_queue_purged(1);
+  run->set_idempotency_purged(1);
   run->set_compacted(true);
   s.set_total_history_purged(5000);
   s.set_total_queue_purged(3);
   s.set_queue_retention_days(30);
+  s.set_total_idempotency_purged(420);
+  s.set_idempotency_window_days(7);
   s.set_interval_ms(6 * 3600000);
   s.set_next_run_at_ms(1700000000000 + 6 * 3600000);
   return s;
@@ -766,13 +769,17 @@ TEST(SafetyFormatTest, RetentionStatus) {
             "  started       2023-11-14T22:13:20Z\n"
             "  elapsed       0.042 s\n"
             "  checked       250 conversations\n"
-            "  purged        1200 history entries, 1 queue entry\n"
+            "  purged        1200 history entries, 1 queue entry, 1 "
+            "idempotency record\n"
             "  compacted     yes\n"
             "  result        ok\n"
             "totals:\n"
-            "  purged        5000 history entries, 3 queue entries\n"
+            "  purged        5000 history entries, 3 queue entries, 420 "
+            "idempotency records\n"
             "settings:\n"
             "  queue         undelivered entries purged after 30 days\n"
+            "  message ids   forgotten after 7 days (a retry within the "
+            "window is recognised)\n"
             "  interval      every 6 h\n"
             "  next run      2023-11-15T04:13:20Z\n");
   v1::GetRetentionStatusResponse never;
@@ -780,9 +787,12 @@ TEST(SafetyFormatTest, RetentionStatus) {
   EXPECT_EQ(FormatRetentionStatus(never),
             "last run: never\n"
             "totals:\n"
-            "  purged        0 history entries, 0 queue entries\n"
+            "  purged        0 history entries, 0 queue entries, 0 "
+            "idempotency records\n"
             "settings:\n"
             "  queue         undelivered entries kept (no queue retention)\n"
+            "  message ids   kept while the sending device exists (no "
+            "idempotency window)\n"
             "  interval      every 1 h\n"
             "  next run      at the next check\n");
   v1::RetentionRun failed = SampleRetentionStatus().last_run();
@@ -794,6 +804,9 @@ TEST(SafetyFormatTest, RetentionStatus) {
   const nlohmann::json j = RetentionStatusJson(SampleRetentionStatus());
   EXPECT_EQ(j["last_run"]["history_purged"], 1200);
   EXPECT_EQ(j["queue_retention_days"], 30);
+  EXPECT_EQ(j["last_run"]["idempotency_purged"], 1);
+  EXPECT_EQ(j["total_idempotency_purged"], 420);
+  EXPECT_EQ(j["idempotency_window_days"], 7);
   EXPECT_EQ(RetentionStatusJson(never)["last_run"], nullptr);
   EXPECT_EQ(FormatInterval(30 * 60000), "30 min");
   EXPECT_EQ(FormatInterval(90000), "90 s");

@@ -591,11 +591,15 @@ std::string FormatRetentionRun(const v1::RetentionRun& run,
   out += in + Field("elapsed", FormatDuration(run.elapsed_ms()));
   out += in + Field("checked", Plural(run.conversations_checked(),
                                       "conversation", "conversations"));
-  out += in + Field("purged", Plural(run.history_purged(), "history entry",
-                                     "history entries") +
-                                  ", " +
-                                  Plural(run.queue_purged(), "queue entry",
-                                         "queue entries"));
+  out +=
+      in +
+      Field("purged",
+            Plural(run.history_purged(), "history entry", "history entries") +
+                ", " +
+                Plural(run.queue_purged(), "queue entry", "queue entries") +
+                ", " +
+                Plural(run.idempotency_purged(), "idempotency record",
+                       "idempotency records"));
   out += in + Field("compacted", run.compacted() ? "yes" : "no");
   out += in + Field("result", run.error().empty()
                                   ? std::string("ok")
@@ -611,11 +615,16 @@ std::string FormatRetentionStatus(const v1::GetRetentionStatusResponse& s) {
     out += "last run: never\n";
   }
   out += "totals:\n";
-  out += "  " + Field("purged", Plural(s.total_history_purged(),
-                                       "history entry", "history entries") +
-                                    ", " +
-                                    Plural(s.total_queue_purged(),
-                                           "queue entry", "queue entries"));
+  out +=
+      "  " +
+      Field(
+          "purged",
+          Plural(s.total_history_purged(), "history entry", "history entries") +
+              ", " +
+              Plural(s.total_queue_purged(), "queue entry", "queue entries") +
+              ", " +
+              Plural(s.total_idempotency_purged(), "idempotency record",
+                     "idempotency records"));
   out += "settings:\n";
   out += "  " + Field("queue", s.queue_retention_days() == 0
                                    ? std::string("undelivered entries kept "
@@ -623,6 +632,14 @@ std::string FormatRetentionStatus(const v1::GetRetentionStatusResponse& s) {
                                    : "undelivered entries purged after " +
                                          Plural(s.queue_retention_days(),
                                                 "day", "days"));
+  out += "  " +
+         Field("message ids",
+               s.idempotency_window_days() == 0
+                   ? std::string("kept while the sending device exists "
+                                 "(no idempotency window)")
+                   : "forgotten after " +
+                         Plural(s.idempotency_window_days(), "day", "days") +
+                         " (a retry within the window is recognised)");
   out += "  " + Field("interval", s.interval_ms() > 0
                                       ? "every " + FormatInterval(s.interval_ms())
                                       : std::string("-"));
@@ -643,6 +660,7 @@ nlohmann::json RetentionRunJson(const v1::RetentionRun& run) {
           {"conversations_checked", run.conversations_checked()},
           {"history_purged", run.history_purged()},
           {"queue_purged", run.queue_purged()},
+          {"idempotency_purged", run.idempotency_purged()},
           {"compacted", run.compacted()},
           {"error", run.error()}};
 }
@@ -653,6 +671,8 @@ nlohmann::json RetentionStatusJson(const v1::GetRetentionStatusResponse& s) {
           {"total_history_purged", s.total_history_purged()},
           {"total_queue_purged", s.total_queue_purged()},
           {"queue_retention_days", s.queue_retention_days()},
+          {"total_idempotency_purged", s.total_idempotency_purged()},
+          {"idempotency_window_days", s.idempotency_window_days()},
           {"interval_ms", s.interval_ms()},
           {"next_run_at_ms", s.next_run_at_ms()},
           {"next_run_at", FormatTime(s.next_run_at_ms())}};
