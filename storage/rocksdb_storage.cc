@@ -75,6 +75,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -1128,6 +1129,18 @@ class RocksDbStorage final : public Storage,
   absl::StatusOr<std::optional<std::string>> MaybeGet(
       Cf c, absl::string_view key,
       const rocksdb::Snapshot* snapshot = nullptr) const;
+  // The walk of a purge, from `it`'s position: `expired(key, value)` gives
+  // the device scope of an entry to delete (nullopt: keep it). The deletes
+  // are written per scope under that device's stripe, at most
+  // kPurgeBatchEntries per batch; `recheck(key)` is asked again under the
+  // stripe for each (false: keep it). Returns how many were deleted.
+  absl::StatusOr<size_t> PurgeWalk(
+      Cf c, rocksdb::Iterator* it, absl::string_view op,
+      absl::FunctionRef<absl::StatusOr<std::optional<absl::string_view>>(
+          absl::string_view key, absl::string_view value)>
+          expired,
+      absl::FunctionRef<absl::StatusOr<bool>(const std::string& key)> recheck)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(purge_mu_);
   // When a write is durable (RocksDbOptions::sync, batch_wal_writes).
   enum class Durability {
     // Sync mode: fsynced before Write returns. Otherwise in the log file.
@@ -2950,6 +2963,48 @@ absl::Status RocksDbStorage::DeleteHistoryEntry(const std::string& conversation_
   return Write(&batch, "delete history entry");
 }
 
+absl::StatusOr<size_t> RocksDbStorage::PurgeWalk(
+    Cf c, rocksdb::Iterator* it, absl::string_view op,
+    absl::FunctionRef<absl::StatusOr<std::optional<absl::string_view>>(
+        absl::string_view key, absl::string_view value)>
+        expired,
+    absl::FunctionRef<absl::StatusOr<bool>(const std::string& key)> recheck) {
+  size_t purged = 0;
+  std::string scope;  // of the pending deletes
+  std::vector<std::string> pending;
+  auto flush = [&]() -> absl::Status {
+    if (pending.empty()) return absl::OkStatus();
+    DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
+    absl::MutexLock device_lock(&stripe.mu);
+    rocksdb::WriteBatch batch;
+    size_t n = 0;
+    for (const std::string& k : pending) {
+      PARLEY_STORAGE_ASSIGN_OR_RETURN(bool still, recheck(k));
+      if (!still) continue;
+      batch.Delete(cf(c), k);
+      ++n;
+    }
+    if (n > 0) PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, op));
+    purged += n;
+    pending.clear();
+    return absl::OkStatus();
+  };
+  for (; it->Valid(); it->Next()) {
+    absl::string_view key = View(it->key());
+    PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<absl::string_view> key_scope,
+                                    expired(key, View(it->value())));
+    if (!key_scope.has_value()) continue;
+    if (*key_scope != scope || pending.size() == kPurgeBatchEntries) {
+      PARLEY_STORAGE_RETURN_IF_ERROR(flush());
+      scope = std::string(*key_scope);
+    }
+    pending.emplace_back(key);
+  }
+  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), op));
+  PARLEY_STORAGE_RETURN_IF_ERROR(flush());
+  return purged;
+}
+
 absl::StatusOr<size_t> RocksDbStorage::PurgeQueuesBefore(int64_t cutoff_ms) {
   // Walks every queue entry; deletes of one device's entries are written
   // under that device's stripe (like Ack), in bounded batches.
@@ -2959,39 +3014,25 @@ absl::StatusOr<size_t> RocksDbStorage::PurgeQueuesBefore(int64_t cutoff_ms) {
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kQueuesCf)));
-  size_t purged = 0;
-  std::string scope;  // of the pending deletes
-  std::vector<std::string> pending;
-  auto flush = [&]() -> absl::Status {
-    if (pending.empty()) return absl::OkStatus();
-    DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
-    absl::MutexLock device_lock(&stripe.mu);
-    rocksdb::WriteBatch batch;
-    for (const std::string& k : pending) batch.Delete(cf(kQueuesCf), k);
-    PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge queues"));
-    purged += pending.size();
-    pending.clear();
-    return absl::OkStatus();
-  };
-  for (it->Seek("Q"); it->Valid(); it->Next()) {
-    absl::string_view key = View(it->key());
-    // "Q" + SCOPE + BE64(delivery_id)
-    if (key.size() < 1 + 1 + 1 + 4 + 8) {
-      return absl::DataLossError("storage: malformed queue key");
-    }
-    PARLEY_STORAGE_ASSIGN_OR_RETURN(
-        pb::QueueValue v, Parse<pb::QueueValue>(View(it->value()), "queue"));
-    if (v.enqueued_at_ms() == 0 || v.enqueued_at_ms() >= cutoff_ms) continue;
-    absl::string_view key_scope = key.substr(1, key.size() - 1 - 8);
-    if (key_scope != scope || pending.size() == kPurgeBatchEntries) {
-      PARLEY_STORAGE_RETURN_IF_ERROR(flush());
-      scope = std::string(key_scope);
-    }
-    pending.emplace_back(key);
-  }
-  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge queues"));
-  PARLEY_STORAGE_RETURN_IF_ERROR(flush());
-  return purged;
+  it->Seek("Q");
+  return PurgeWalk(
+      kQueuesCf, it.get(), "purge queues",
+      [&](absl::string_view key, absl::string_view value)
+          -> absl::StatusOr<std::optional<absl::string_view>> {
+        // "Q" + SCOPE + BE64(delivery_id)
+        if (key.size() < 1 + 1 + 1 + 4 + 8) {
+          return absl::DataLossError("storage: malformed queue key");
+        }
+        PARLEY_STORAGE_ASSIGN_OR_RETURN(pb::QueueValue v,
+                                        Parse<pb::QueueValue>(value, "queue"));
+        if (v.enqueued_at_ms() == 0 || v.enqueued_at_ms() >= cutoff_ms) {
+          return std::nullopt;
+        }
+        return key.substr(1, key.size() - 1 - 8);
+      },
+      // A queue key is written once; only an Ack deletes it meanwhile, and
+      // deleting a deleted key is harmless.
+      [](const std::string&) -> absl::StatusOr<bool> { return true; });
 }
 
 absl::StatusOr<size_t> RocksDbStorage::PurgeIdempotencyBefore(
@@ -3003,54 +3044,32 @@ absl::StatusOr<size_t> RocksDbStorage::PurgeIdempotencyBefore(
   absl::MutexLock lock(&purge_mu_);
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cf(kIdempotencyCf)));
-  size_t purged = 0;
-  std::string scope;  // of the pending deletes
-  std::vector<std::string> pending;
-  auto flush = [&]() -> absl::Status {
-    if (pending.empty()) return absl::OkStatus();
-    DeviceStripe& stripe = device_stripes_[DeviceStripeIndex(scope)];
-    absl::MutexLock device_lock(&stripe.mu);
-    rocksdb::WriteBatch batch;
-    size_t n = 0;
-    for (const std::string& k : pending) {
-      PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> now,
-                                      MaybeGet(kIdempotencyCf, k));
-      if (!now.has_value()) continue;
-      PARLEY_STORAGE_ASSIGN_OR_RETURN(
-          pb::IdempotencyValue v,
-          Parse<pb::IdempotencyValue>(*now, "idempotency"));
-      if (v.server_time_ms() >= cutoff_ms) continue;
-      batch.Delete(cf(kIdempotencyCf), k);
-      ++n;
-    }
-    if (n > 0) {
-      PARLEY_STORAGE_RETURN_IF_ERROR(Write(&batch, "purge idempotency"));
-    }
-    purged += n;
-    pending.clear();
-    return absl::OkStatus();
-  };
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    absl::string_view key = View(it->key());
-    // SCOPE (ACCOUNT_ID + "\0" + BE32(device_id)) + CLIENT_MESSAGE_ID
-    const size_t nul = key.find('\0');
-    if (nul == absl::string_view::npos || key.size() < nul + 1 + 4 + 1) {
-      return absl::DataLossError("storage: malformed idempotency key");
-    }
+  it->SeekToFirst();
+  auto old = [cutoff_ms](absl::string_view value) -> absl::StatusOr<bool> {
     PARLEY_STORAGE_ASSIGN_OR_RETURN(
         pb::IdempotencyValue v,
-        Parse<pb::IdempotencyValue>(View(it->value()), "idempotency"));
-    if (v.server_time_ms() >= cutoff_ms) continue;
-    absl::string_view key_scope = key.substr(0, nul + 1 + 4);
-    if (key_scope != scope || pending.size() == kPurgeBatchEntries) {
-      PARLEY_STORAGE_RETURN_IF_ERROR(flush());
-      scope = std::string(key_scope);
-    }
-    pending.emplace_back(key);
-  }
-  PARLEY_STORAGE_RETURN_IF_ERROR(FromRocks(it->status(), "purge idempotency"));
-  PARLEY_STORAGE_RETURN_IF_ERROR(flush());
-  return purged;
+        Parse<pb::IdempotencyValue>(value, "idempotency"));
+    return v.server_time_ms() < cutoff_ms;
+  };
+  return PurgeWalk(
+      kIdempotencyCf, it.get(), "purge idempotency",
+      [&](absl::string_view key, absl::string_view value)
+          -> absl::StatusOr<std::optional<absl::string_view>> {
+        // SCOPE (ACCOUNT_ID + "\0" + BE32(device_id)) + CLIENT_MESSAGE_ID
+        const size_t nul = key.find('\0');
+        if (nul == absl::string_view::npos || key.size() < nul + 1 + 4 + 1) {
+          return absl::DataLossError("storage: malformed idempotency key");
+        }
+        PARLEY_STORAGE_ASSIGN_OR_RETURN(bool is_old, old(value));
+        if (!is_old) return std::nullopt;
+        return key.substr(0, nul + 1 + 4);
+      },
+      [&](const std::string& key) -> absl::StatusOr<bool> {
+        PARLEY_STORAGE_ASSIGN_OR_RETURN(std::optional<std::string> now,
+                                        MaybeGet(kIdempotencyCf, key));
+        if (!now.has_value()) return false;
+        return old(*now);
+      });
 }
 
 absl::Status RocksDbStorage::Compact() {

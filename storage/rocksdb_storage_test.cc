@@ -186,6 +186,20 @@ class StorageTest : public ::testing::Test {
     return r;
   }
 
+  // A Send of `sender`'s device with a client message id, at time `t`.
+  static AppendRequest IdemReq(const std::string& conv,
+                               std::vector<QueueTarget> targets,
+                               const std::string& sender, uint32_t device,
+                               const std::string& client_message_id,
+                               int64_t t) {
+    AppendRequest r = Req(conv, std::move(targets));
+    r.sender_account_id = sender;
+    r.sender_device_id = device;
+    r.client_message_id = client_message_id;
+    r.server_time_ms = t;
+    return r;
+  }
+
   std::vector<QueueEntry> Queue(const std::string& account, uint32_t device,
                                 uint64_t after = 0, size_t limit = 100000) {
     return VALUE(msgs().ReadQueue(account, device, after, limit));
@@ -1161,12 +1175,8 @@ TEST_F(StorageTest, IdempotentRetryReturnsOriginal) {
   MakeAccount("a");
   MakeAccount("b");
   MakeGroup("g", {"a", "b"});
-  AppendRequest r = Req("g", {{"b", 1}});
-  r.sender_account_id = "a";
-  r.sender_device_id = 1;
-  r.client_message_id = "cm-1";
+  AppendRequest r = IdemReq("g", {{"b", 1}}, "a", 1, "cm-1", 5000);
   r.keep_history = true;
-  r.server_time_ms = 5000;
   AppendResult first = VALUE(msgs().Append(r));
   EXPECT_FALSE(first.duplicate);
 
@@ -1200,11 +1210,7 @@ TEST_F(StorageTest, IdempotencyRecordOutsideTheWindowIsAbsent) {
   MakeAccount("a");
   MakeAccount("b");
   MakeGroup("g", {"a", "b"});
-  AppendRequest r = Req("g", {{"b", 1}});
-  r.sender_account_id = "a";
-  r.sender_device_id = 1;
-  r.client_message_id = "cm-1";
-  r.server_time_ms = 5000;
+  AppendRequest r = IdemReq("g", {{"b", 1}}, "a", 1, "cm-1", 5000);
   ASSERT_EQ(VALUE(msgs().Append(r)).seq, 1u);
 
   AppendRequest retry = r;
@@ -1236,12 +1242,7 @@ TEST_F(StorageTest, PurgeIdempotencyBeforeDeletesOldRecords) {
   MakeAccount("b");
   MakeGroup("g", {"a", "b"});
   auto send = [&](uint32_t device, const std::string& id, int64_t t) {
-    AppendRequest r = Req("g", {{"b", 1}});
-    r.sender_account_id = "a";
-    r.sender_device_id = device;
-    r.client_message_id = id;
-    r.server_time_ms = t;
-    return VALUE(msgs().Append(r));
+    return VALUE(msgs().Append(IdemReq("g", {{"b", 1}}, "a", device, id, t)));
   };
   for (int i = 1; i <= 4; ++i) {
     ASSERT_FALSE(send(1, absl::StrCat("one-", i), i * 1000).duplicate);
@@ -1249,12 +1250,9 @@ TEST_F(StorageTest, PurgeIdempotencyBeforeDeletesOldRecords) {
   }
   ASSERT_FALSE(send(1, "no-window", 500).duplicate);
   // Another account's records are walked too.
-  AppendRequest other = Req("g", {{"a", 1}});
-  other.sender_account_id = "b";
-  other.sender_device_id = 1;
-  other.client_message_id = "one-1";
-  other.server_time_ms = 1000;
-  ASSERT_FALSE(VALUE(msgs().Append(other)).duplicate);
+  ASSERT_FALSE(
+      VALUE(msgs().Append(IdemReq("g", {{"a", 1}}, "b", 1, "one-1", 1000)))
+          .duplicate);
 
   // 1000 and 2000 of both devices of a, 500, and b's 1000.
   EXPECT_EQ(VALUE(msgs().PurgeIdempotencyBefore(2500)), 6u);
@@ -1280,11 +1278,8 @@ TEST_F(StorageTest, PurgeIdempotencyKeepsRecordsReplacedMeanwhile) {
   MakeGroup("g", {"a", "b"});
   constexpr int kIds = 3000;
   auto req = [&](int i, int64_t t) {
-    AppendRequest r = Req("g", {{"b", 1}});
-    r.sender_account_id = "a";
-    r.sender_device_id = 1;
-    r.client_message_id = absl::StrCat("id-", i);
-    r.server_time_ms = t;
+    AppendRequest r =
+        IdemReq("g", {{"b", 1}}, "a", 1, absl::StrCat("id-", i), t);
     r.idempotency_not_before_ms = 2000;
     return r;
   };
