@@ -159,7 +159,8 @@ int Run(int argc, char** argv) {
       ->required();
   send->add_option("--client-id", send_id,
                    "idempotency key (default: random); a retry with the same "
-                   "key is stored once");
+                   "key within the server's idempotency window (default 7 "
+                   "days) is stored once");
 
   // listen
   ListenArgs listen_args;
