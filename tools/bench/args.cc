@@ -141,6 +141,11 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   app.add_flag("--half-rate", o.half_rate,
                "after --find-max: one open-loop run at half the maximum "
                "Sends/s (latency at half load)");
+  app.add_option("--series-ms", o.series_ms,
+                 "latency over time: p50/p99/max per interval of this many "
+                 "ms of the window (JSON \"series\"; the table gives the "
+                 "median and worst interval); 0: off (pairs, group)")
+      ->capture_default_str();
   app.add_option("--receive-batch", o.receive_batch,
                  "envelopes per Receive response at most (ReceiveRequest."
                  "max_batch; 1: one per response, as older clients)")
@@ -243,6 +248,12 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   } else if (app.count("--find-max-steps") > 0) {
     return absl::InvalidArgumentError("--find-max-steps applies to --find-max");
   }
+  if (o.series_ms > 0 && o.scenario != Scenario::kPairs &&
+      o.scenario != Scenario::kGroup) {
+    return absl::InvalidArgumentError(
+        "--series-ms measures the latency of a load over time: --scenario "
+        "pairs or group");
+  }
   if (o.no_admin && o.target_kind == TargetKind::kTarget) {
     return absl::InvalidArgumentError(
         "--no-admin applies to a spawned parleyd");
@@ -266,6 +277,7 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
       {"--window", double(o.window), 1, 4096},
       {"--find-max-steps", double(o.find_max_steps), 2, 12},
       {"--receive-batch", double(o.receive_batch), 1, 256},
+      {"--series-ms", double(o.series_ms), 0, 60000},
       {"--ack-batch", double(o.ack_batch), 1, 1000},
       {"--ack-flush-ms", double(o.ack_flush_ms), 0, 60000},
       {"--rate", o.rate, 0, 10000000},

@@ -76,6 +76,12 @@ struct Options {
   // With find_max: then one open-loop run at half the maximum's Sends/s
   // (the load of issue 6's p99 target).
   bool half_rate = false;
+  // Latency over time (pairs, group): the measured window cut into
+  // intervals of this many ms, each with the Send->deliver p50/p99/max of
+  // the messages whose Send call fell in it (RunResult::series), to tell a
+  // steady tail from bursts. 0: off. Every delivery's latency is kept
+  // (16 bytes) until the run ends.
+  int series_ms = 0;
   int64_t drain_messages = 20000;
   int idle_streams = 10000;
   int idle_connections = 100;

@@ -117,6 +117,23 @@ TEST(ArgsTest, Errors) {
   EXPECT_THAT(help, HasSubstr("--scenario"));
 }
 
+TEST(ArgsTest, SeriesMs) {
+  EXPECT_EQ(Parse({})->series_ms, 0);
+  EXPECT_EQ(Parse({"--series-ms", "100"})->series_ms, 100);
+  EXPECT_EQ(Parse({"--scenario", "group", "--series-ms", "250"})->series_ms,
+            250);
+  auto neg = Parse({"--series-ms", "-1"});
+  ASSERT_FALSE(neg.ok());
+  EXPECT_THAT(neg.status().message(), HasSubstr("--series-ms"));
+  EXPECT_FALSE(Parse({"--series-ms", "60001"}).ok());
+  // A drain or idle run has no load over time to cut into intervals.
+  for (const char* sc : {"drain", "idle"}) {
+    auto o = Parse({"--scenario", sc, "--series-ms", "100"});
+    ASSERT_FALSE(o.ok()) << sc;
+    EXPECT_THAT(o.status().message(), HasSubstr("pairs or group"));
+  }
+}
+
 TEST(ArgsTest, FindMax) {
   auto o = Parse({"--scenario", "group", "--find-max", "--find-max-steps", "4",
                   "--half-rate", "--window", "2"});
@@ -463,6 +480,73 @@ TEST(ReportTest, OpenLoopShowsLatencyFromScheduleAndIssueLag) {
   EXPECT_EQ(j["latency_send_to_deliver"]["p99_ms"], 9.0);
 }
 
+TEST(ReportTest, SeriesCutsTheWindowIntoIntervals) {
+  constexpr int64_t kMs = 1'000'000;
+  const int64_t start = 5'000 * kMs;
+  std::vector<std::pair<int64_t, int64_t>> samples;
+  // Interval 0: latencies 1..100 ms, sent in reverse order.
+  for (int64_t i = 100; i >= 1; --i)
+    samples.emplace_back(start + i * kMs / 2, i * kMs);
+  // Interval 1 (100-199 ms): nothing. Interval 2, the last and shorter
+  // one (200-249 ms): one message at its very end.
+  samples.emplace_back(start + 250 * kMs - 1, 7 * kMs);
+  // Outside the window: before its start and at its (exclusive) end.
+  samples.emplace_back(start - 1, 999 * kMs);
+  samples.emplace_back(start + 250 * kMs, 999 * kMs);
+  const std::vector<SeriesPoint> s =
+      BuildSeries(samples, start, 250 * kMs, 100);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_DOUBLE_EQ(s[0].t_s, 0.0);
+  EXPECT_DOUBLE_EQ(s[1].t_s, 0.1);
+  EXPECT_DOUBLE_EQ(s[2].t_s, 0.2);
+  EXPECT_EQ(s[0].messages, 100u);
+  EXPECT_DOUBLE_EQ(s[0].p50_ms, 50.0);
+  EXPECT_DOUBLE_EQ(s[0].p99_ms, 99.0);
+  EXPECT_DOUBLE_EQ(s[0].max_ms, 100.0);
+  EXPECT_EQ(s[1].messages, 0u);
+  EXPECT_DOUBLE_EQ(s[1].p99_ms, 0.0);
+  EXPECT_EQ(s[2].messages, 1u);
+  EXPECT_DOUBLE_EQ(s[2].p50_ms, 7.0);
+  EXPECT_DOUBLE_EQ(s[2].max_ms, 7.0);
+  EXPECT_TRUE(BuildSeries(samples, start, 250 * kMs, 0).empty());
+  EXPECT_TRUE(BuildSeries(samples, start, 0, 100).empty());
+}
+
+TEST(ReportTest, SeriesRowsAndJson) {
+  RunResult a;
+  a.server = "parleyd";
+  a.scenario = "pairs";
+  a.series_ms = 100;
+  // p99s of the intervals that carried messages: 3, 12, 4, 30 (median 4).
+  for (double p99 : {3.0, 12.0, 0.0, 4.0, 30.0}) {
+    SeriesPoint p;
+    p.t_s = 0.1 * static_cast<double>(a.series.size());
+    p.messages = p99 > 0 ? 10 : 0;
+    p.p50_ms = p99 / 2;
+    p.p99_ms = p99;
+    p.max_ms = p99 + 1;
+    a.series.push_back(p);
+  }
+  RunResult b = a;
+  b.server = "null";
+  b.series_ms = 0;
+  b.series.clear();
+  const std::string table = FormatTable({a, b});
+  EXPECT_THAT(table, testing::ContainsRegex(
+                         "p99 per interval: median / worst \\(ms\\) +4.00 / "
+                         "30.00 \\(100 ms\\) +- "));
+  EXPECT_THAT(table,
+              testing::ContainsRegex("intervals with p99 > 10 ms +2 of 4 +- "));
+  const nlohmann::json j = ToJson(a);
+  EXPECT_EQ(j["series"]["interval_ms"], 100);
+  ASSERT_EQ(j["series"]["points"].size(), 5u);
+  EXPECT_EQ(j["series"]["points"][1]["p99_ms"], 12.0);
+  EXPECT_EQ(j["series"]["points"][2]["messages"], 0);
+  EXPECT_TRUE(ToJson(b)["series"].is_null());
+  // Without a series in any run, no rows.
+  EXPECT_THAT(FormatTable({b}), testing::Not(HasSubstr("per interval")));
+}
+
 TEST(ReportTest, FindMaxTableAndJson) {
   auto run = [](const char* server, int window, double rate) {
     RunResult r;
@@ -573,6 +657,32 @@ TEST_F(NullServerRunTest, PairsClosedLoop) {
   // The "server" is this process: its gRPC threads sleep and wake.
   EXPECT_GT(r->server_context_switches_per_delivery, 0);
   EXPECT_GE(r->server_minor_faults_per_1k_deliveries, 0);
+}
+
+// --series-ms against a real server: every in-window latency lands in one
+// interval, and the intervals cover the window.
+TEST_F(NullServerRunTest, PairsOpenLoopWithSeries) {
+  o_.pairs = 2;
+  o_.rate = 400;
+  o_.series_ms = 100;
+  auto r = RunScenario(o_, ep_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->series_ms, 100);
+  ASSERT_FALSE(r->series.empty());
+  // The last interval may be a short one.
+  EXPECT_NEAR(static_cast<double>(r->series.size()) * 0.1, r->window_s, 0.1);
+  uint64_t messages = 0;
+  double worst = 0;
+  for (const SeriesPoint& p : r->series) {
+    messages += p.messages;
+    worst = std::max(worst, p.max_ms);
+    if (p.messages > 0) {
+      EXPECT_GE(p.p99_ms, p.p50_ms);
+    }
+  }
+  EXPECT_EQ(messages, r->latency.count);
+  EXPECT_GT(messages, 0u);
+  EXPECT_DOUBLE_EQ(worst, r->latency.max_ms);
 }
 
 TEST_F(NullServerRunTest, GroupE2eeOpenLoop) {

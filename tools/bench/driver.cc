@@ -178,6 +178,7 @@ struct Stats {
   LatencyHistogram e2e_scheduled;
   LatencyHistogram rpc;        // Send call -> SendResponse, ns
   LatencyHistogram issue_lag;  // open loop: scheduled -> Send call, ns
+  bool series = false;  // --series-ms: receivers keep every latency sample
   absl::Mutex mu;
   std::string first_error ABSL_GUARDED_BY(mu);
 
@@ -252,6 +253,12 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
   grpc::Status status() {
     absl::MutexLock lock(&mu_);
     return status_;
+  }
+  // --series-ms: appends the (Send call time, latency) samples of this
+  // stream's in-window deliveries so far to `out`.
+  void CopySamples(std::vector<std::pair<int64_t, int64_t>>* out) {
+    absl::MutexLock lock(&samples_mu_);
+    out->insert(out->end(), samples_.begin(), samples_.end());
   }
   bool acks_idle() {
     absl::MutexLock lock(&ack_mu_);
@@ -336,6 +343,10 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
         if (st_->InWindow(h->send_ns)) {
           st_->e2e.Record(now - h->send_ns);
           st_->e2e_scheduled.Record(now - h->send_ns + h->issue_lag_us * 1000);
+          if (st_->series) {
+            absl::MutexLock lock(&samples_mu_);
+            samples_.emplace_back(h->send_ns, now - h->send_ns);
+          }
         }
       }
     }
@@ -401,6 +412,9 @@ class Receiver final : public grpc::ClientReadReactor<v1::ReceiveResponse> {
   v1::ReceiveRequest req_;
   v1::ReceiveResponse resp_;
   std::vector<bool> seen_;
+  absl::Mutex samples_mu_;
+  std::vector<std::pair<int64_t, int64_t>> samples_
+      ABSL_GUARDED_BY(samples_mu_);
   std::atomic<bool> drained_{false};
   std::atomic<uint64_t> received_{0};
   absl::Mutex mu_;
@@ -778,6 +792,9 @@ class Run {
     r_.warmup_s = o_.warmup_s;
     r_.server_pid = ep_.pid;
     r_.loadavg_before = LoadAverage();
+    // The driver refuses --series-ms for other scenarios (args.cc).
+    st_.series = o_.series_ms > 0 && (o_.scenario == Scenario::kPairs ||
+                                      o_.scenario == Scenario::kGroup);
     if (absl::Status s = Setup(); !s.ok()) return s;
     // The time-based half of the receivers' ack batching.
     std::atomic<bool> stop_timer{false};
@@ -1378,6 +1395,17 @@ class Run {
     if (o_.rate > 0) {
       r_.latency_from_schedule = Summarize(st_.e2e_scheduled);
       r_.issue_lag = Summarize(st_.issue_lag);
+    }
+    const int64_t start = st_.window_start.load(), end = st_.window_end.load();
+    if (st_.series && start < end && end != INT64_MAX) {
+      std::vector<std::pair<int64_t, int64_t>> samples;
+      {
+        absl::MutexLock lock(&receivers_mu_);
+        for (auto& r : receivers_) r->CopySamples(&samples);
+      }
+      r_.series_ms = o_.series_ms;
+      r_.series =
+          BuildSeries(std::move(samples), start, end - start, o_.series_ms);
     }
     absl::MutexLock lock(&st_.mu);
     r_.first_error = st_.first_error;

@@ -34,6 +34,32 @@ std::string Percentiles(const LatencySummary& l, bool p999) {
               : absl::StrFormat("%.2f / %.2f", l.p50_ms, l.p99_ms);
 }
 
+// The p99 of the median and of the worst interval that carried messages,
+// with the interval length: "2.10 / 19.80 (100 ms)"; "-" without a series.
+std::string SeriesP99s(const RunResult& r) {
+  std::vector<double> p99s;
+  for (const SeriesPoint& p : r.series) {
+    if (p.messages > 0) p99s.push_back(p.p99_ms);
+  }
+  if (p99s.empty()) return "-";
+  std::sort(p99s.begin(), p99s.end());
+  return absl::StrFormat("%.2f / %.2f (%d ms)", p99s[(p99s.size() - 1) / 2],
+                         p99s.back(), r.series_ms);
+}
+
+// "k of n": how many of the n intervals that carried messages had a p99
+// above `ms`.
+std::string SeriesOver(const RunResult& r, double ms) {
+  size_t n = 0, over = 0;
+  for (const SeriesPoint& p : r.series) {
+    if (p.messages == 0) continue;
+    ++n;
+    if (p.p99_ms > ms) ++over;
+  }
+  if (n == 0) return "-";
+  return absl::StrCat(over, " of ", n);
+}
+
 }  // namespace
 
 LatencySummary Summarize(const LatencyHistogram& h) {
@@ -45,6 +71,35 @@ LatencySummary Summarize(const LatencyHistogram& h) {
   s.max_ms = static_cast<double>(h.max()) / 1e6;
   s.mean_ms = h.mean() / 1e6;
   return s;
+}
+
+std::vector<SeriesPoint> BuildSeries(
+    std::vector<std::pair<int64_t, int64_t>> samples, int64_t window_start_ns,
+    int64_t window_ns, int interval_ms) {
+  std::vector<SeriesPoint> out;
+  if (interval_ms <= 0 || window_ns <= 0) return out;
+  const int64_t step = int64_t{interval_ms} * 1'000'000;
+  const size_t n = static_cast<size_t>((window_ns + step - 1) / step);
+  std::vector<std::vector<int64_t>> latencies(n);
+  for (const auto& [send_ns, latency_ns] : samples) {
+    const int64_t at = send_ns - window_start_ns;
+    if (at < 0 || at >= window_ns) continue;
+    latencies[static_cast<size_t>(at / step)].push_back(latency_ns);
+  }
+  out.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    SeriesPoint& p = out[i];
+    p.t_s = static_cast<double>(static_cast<int64_t>(i) * step) / 1e9;
+    p.messages = latencies[i].size();
+    if (latencies[i].empty()) continue;
+    p.max_ms = static_cast<double>(*std::max_element(latencies[i].begin(),
+                                                     latencies[i].end())) /
+               1e6;
+    p.p50_ms = static_cast<double>(ExactPercentile(latencies[i], 50)) / 1e6;
+    p.p99_ms =
+        static_cast<double>(ExactPercentile(std::move(latencies[i]), 99)) / 1e6;
+  }
+  return out;
 }
 
 json ToJson(const RunResult& r) {
@@ -103,6 +158,19 @@ json ToJson(const RunResult& r) {
       {"loadavg_after", r.loadavg_after},
       {"notes", r.notes},
   };
+  if (r.series_ms > 0) {
+    json points = json::array();
+    for (const SeriesPoint& p : r.series) {
+      points.push_back({{"t_s", p.t_s},
+                        {"messages", p.messages},
+                        {"p50_ms", p.p50_ms},
+                        {"p99_ms", p.p99_ms},
+                        {"max_ms", p.max_ms}});
+    }
+    j["series"] = {{"interval_ms", r.series_ms}, {"points", points}};
+  } else {
+    j["series"] = nullptr;
+  }
   if (r.scenario == "drain") {
     j["drain"] = {{"messages", r.drain_messages},
                   {"fill_per_s", OrNull(r.fill_per_s)},
@@ -140,6 +208,7 @@ json OptionsToJson(const Options& o) {
           {"find_max", o.find_max},
           {"find_max_steps", o.find_max_steps},
           {"half_rate", o.half_rate},
+          {"series_ms", o.series_ms},
           {"ack_batch", o.ack_batch},
           {"ack_flush_ms", o.ack_flush_ms},
           {"rate", o.rate},
@@ -302,6 +371,21 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
          {"issue lag p50 / p99 (ms)",
           [](const RunResult& r) { return Percentiles(r.issue_lag, false); },
           nullptr}});
+  }
+  const bool series =
+      std::any_of(runs.begin(), runs.end(),
+                  [](const RunResult& r) { return r.series_ms > 0; });
+  if (series) {
+    // Latency over time: is the tail a few bad intervals or every one?
+    const auto after = std::find_if(
+        rows.begin(), rows.end(),
+        [](const Row& row) { return row.label == "Send RPC p50 / p99 (ms)"; });
+    rows.insert(
+        after == rows.end() ? after : after + 1,
+        {{"p99 per interval: median / worst (ms)",
+          [](const RunResult& r) { return SeriesP99s(r); }, nullptr},
+         {"intervals with p99 > 10 ms",
+          [](const RunResult& r) { return SeriesOver(r, 10); }, nullptr}});
   }
   const bool signal = std::any_of(runs.begin(), runs.end(), [](const RunResult& r) {
     return r.mode == "e2ee-signal";

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nlohmann/json.hpp"
@@ -19,6 +20,23 @@ struct LatencySummary {
   double p50_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;
 };
 LatencySummary Summarize(const LatencyHistogram& h);  // h in nanoseconds
+
+// --series-ms: one interval of the measured window.
+struct SeriesPoint {
+  double t_s = 0;         // the interval's start, seconds into the window
+  uint64_t messages = 0;  // delivered messages whose Send call fell in it
+  // Their Send->deliver latency (0 when `messages` is 0).
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+};
+// Cuts the window [window_start_ns, window_start_ns + window_ns) into
+// intervals of `interval_ms` (the last one may be shorter) and summarizes
+// the samples, (Send call time, Send->deliver latency) in ns, of each; a
+// sample outside the window is left out, an interval without samples is
+// kept with `messages` 0. Empty when interval_ms or window_ns is not
+// positive.
+std::vector<SeriesPoint> BuildSeries(
+    std::vector<std::pair<int64_t, int64_t>> samples, int64_t window_start_ns,
+    int64_t window_ns, int interval_ms);
 
 // Figures of one run. Negative numbers mean "not measured" (JSON null).
 struct RunResult {
@@ -59,6 +77,9 @@ struct RunResult {
   // and scheduled time -> Send call (the generator's own delay in issuing).
   LatencySummary latency_from_schedule;
   LatencySummary issue_lag;
+  // --series-ms (pairs, group): the latency per interval of the window.
+  int series_ms = 0;
+  std::vector<SeriesPoint> series;
 
   int64_t server_pid = 0;
   double server_cpu_s = -1;  // utime+stime inside the window
