@@ -109,6 +109,71 @@ TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
   std::filesystem::remove_all(dir, ec);
 }
 
+// --find-rate end to end. With a bound every run meets (60 s), each search
+// doubles from --rate; with one no run can meet (1 us), it halves and ends
+// without a rate. Pass or fail is decided by the bound, not by the host's
+// speed: no assertion here depends on a timing.
+TEST(BenchFindMaxTest, FindRateSearchesBothServersUpAndDown) {
+  char tmpl[] = "/tmp/parley_bench_find_max_test_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    const std::string json_path = dir + "/up.json";
+    Process p({PARLEY_BENCH_BIN, "--parleyd", PARLEYD_BIN, "--find-rate", "60000", "--rate", "50", "--find-max-steps",
+               "3", "--compare-null", "--pairs", "2", "--duration", "0.5", "--warmup", "0.2", "--quiet", "--json",
+               json_path},
+              dir + "/out", dir + "/err");
+    const int rc = p.Wait(std::chrono::seconds(240));
+    const std::string out = Slurp(dir + "/out");
+    ASSERT_EQ(rc, 0) << out << Slurp(dir + "/err");
+    EXPECT_THAT(out, HasSubstr("find-rate, parleyd: rate/s"));
+    EXPECT_THAT(out, HasSubstr("find-rate, null: rate/s"));
+    EXPECT_THAT(out, HasSubstr("highest rate with p99 <= 60000.0 ms: parleyd 200/s, null 200/s; ratio 1.00"));
+    const nlohmann::json j = nlohmann::json::parse(Slurp(json_path), nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded()) << Slurp(json_path);
+    const nlohmann::json& searches = j["find_rate"]["searches"];
+    ASSERT_EQ(searches.size(), 2u) << j.dump(2);
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(searches[i]["server"], i == 0 ? "parleyd" : "null");
+      const nlohmann::json& steps = searches[i]["steps"];
+      ASSERT_EQ(steps.size(), 3u) << searches[i].dump(2);
+      for (size_t k = 0; k < steps.size(); ++k) {
+        EXPECT_DOUBLE_EQ(steps[k]["rate"].get<double>(), 50.0 * (1 << k));
+        EXPECT_EQ(steps[k]["within_bound"], true) << steps[k].dump(2);
+        EXPECT_EQ(steps[k]["sends_skipped"], 0);
+        EXPECT_EQ(steps[k]["deliveries_total"], steps[k]["deliveries_expected"]);
+        EXPECT_GT(steps[k]["latency_send_to_deliver"]["count"].get<uint64_t>(), 0u);
+      }
+      EXPECT_DOUBLE_EQ(searches[i]["best_rate"].get<double>(), 200.0);
+      EXPECT_EQ(j["runs"][i]["server"], searches[i]["server"]);
+      EXPECT_DOUBLE_EQ(j["runs"][i]["rate"].get<double>(), 200.0);
+    }
+    EXPECT_DOUBLE_EQ(j["find_rate"]["ratio"].get<double>(), 1.0);
+  }
+  {
+    const std::string json_path = dir + "/down.json";
+    Process p({PARLEY_BENCH_BIN, "--parleyd", PARLEYD_BIN, "--find-rate", "0.001", "--rate", "40", "--find-max-steps",
+               "3", "--pairs", "2", "--duration", "0.5", "--warmup", "0.2", "--quiet", "--json", json_path},
+              dir + "/out2", dir + "/err2");
+    const int rc = p.Wait(std::chrono::seconds(240));
+    const std::string out = Slurp(dir + "/out2");
+    ASSERT_EQ(rc, 0) << out << Slurp(dir + "/err2");
+    EXPECT_THAT(out, HasSubstr("highest rate with p99 <= 0.0 ms: parleyd none of the rates tried"));
+    const nlohmann::json j = nlohmann::json::parse(Slurp(json_path), nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded()) << Slurp(json_path);
+    const nlohmann::json& steps = j["find_rate"]["searches"][0]["steps"];
+    ASSERT_EQ(steps.size(), 3u) << j.dump(2);
+    for (size_t k = 0; k < steps.size(); ++k) {
+      EXPECT_DOUBLE_EQ(steps[k]["rate"].get<double>(), 40.0 / (1 << k));
+      EXPECT_EQ(steps[k]["within_bound"], false);
+    }
+    EXPECT_TRUE(j["find_rate"]["searches"][0]["best_rate"].is_null());
+    EXPECT_EQ(j["runs"].size(), 0u);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
 // A search that cannot start fails with the reason and a non-zero exit, and
 // writes no half-rate run (here: a parleyd binary that does not exist).
 TEST(BenchFindMaxTest, AServerThatCannotStartFailsTheSearch) {

@@ -136,11 +136,16 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
                "until two runs in a row gain no more than 5% on the best; "
                "print every run and use the best (pairs, group)");
   app.add_option("--find-max-steps", o.find_max_steps,
-                 "--find-max: runs per server at most")
+                 "--find-max or --find-rate: runs per server at most")
       ->capture_default_str();
   app.add_flag("--half-rate", o.half_rate,
                "after --find-max: one open-loop run at half the maximum "
                "Sends/s (latency at half load)");
+  app.add_option("--find-rate", o.find_rate_p99_ms,
+                 "open loop: search for the highest rate whose p99 "
+                 "Send->deliver is at most this many ms (every Send issued, "
+                 "accepted and delivered); starts at --rate, doubles or "
+                 "halves, then bisects (pairs, group)");
   app.add_option("--series-ms", o.series_ms,
                  "latency over time: p50/p99/max per interval of this many "
                  "ms of the window (JSON \"series\"; the table gives the "
@@ -242,11 +247,29 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
           "--find-max is a closed-loop search; it cannot be combined with "
           "--rate");
     }
+    if (o.find_rate_p99_ms > 0) {
+      return absl::InvalidArgumentError(
+          "--find-max (closed loop) and --find-rate (open loop) are separate "
+          "searches: use one");
+    }
   } else if (o.half_rate) {
     return absl::InvalidArgumentError(
         "--half-rate runs at half the rate --find-max found; add --find-max");
-  } else if (app.count("--find-max-steps") > 0) {
-    return absl::InvalidArgumentError("--find-max-steps applies to --find-max");
+  } else if (app.count("--find-max-steps") > 0 && !(o.find_rate_p99_ms > 0)) {
+    return absl::InvalidArgumentError(
+        "--find-max-steps applies to --find-max and --find-rate");
+  }
+  if (o.find_rate_p99_ms > 0) {
+    if (o.scenario != Scenario::kPairs && o.scenario != Scenario::kGroup) {
+      return absl::InvalidArgumentError(
+          "--find-rate searches an open loop's rate: --scenario pairs or "
+          "group");
+    }
+    if (!(o.rate > 0)) {
+      return absl::InvalidArgumentError(
+          "--find-rate starts at --rate: give the first rate to try (e.g. "
+          "--rate 1000)");
+    }
   }
   if (o.series_ms > 0 && o.scenario != Scenario::kPairs &&
       o.scenario != Scenario::kGroup) {
@@ -278,6 +301,7 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
       {"--find-max-steps", double(o.find_max_steps), 2, 12},
       {"--receive-batch", double(o.receive_batch), 1, 256},
       {"--series-ms", double(o.series_ms), 0, 60000},
+      {"--find-rate", o.find_rate_p99_ms, 0, 60000},
       {"--ack-batch", double(o.ack_batch), 1, 1000},
       {"--ack-flush-ms", double(o.ack_flush_ms), 0, 60000},
       {"--rate", o.rate, 0, 10000000},

@@ -76,6 +76,12 @@ struct Options {
   // With find_max: then one open-loop run at half the maximum's Sends/s
   // (the load of issue 6's p99 target).
   bool half_rate = false;
+  // Open loop: search for the highest rate whose p99 Send->deliver latency
+  // (from the Send call) is at most this many ms, with every Send issued
+  // and accepted and every message delivered (find_max.h, NextRate): starts
+  // at --rate, doubles or halves, then bisects; at most find_max_steps runs
+  // per server. 0: off.
+  double find_rate_p99_ms = 0;
   // Latency over time (pairs, group): the measured window cut into
   // intervals of this many ms, each with the Send->deliver p50/p99/max of
   // the messages whose Send call fell in it (RunResult::series), to tell a

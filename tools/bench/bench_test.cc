@@ -168,6 +168,119 @@ TEST(ArgsTest, FindMax) {
   }
 }
 
+TEST(ArgsTest, FindRate) {
+  auto o = Parse({"--find-rate", "10", "--rate", "4000"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_DOUBLE_EQ(o->find_rate_p99_ms, 10);
+  EXPECT_EQ(
+      Parse({"--find-rate", "10", "--rate", "100", "--find-max-steps", "8"})
+          ->find_max_steps,
+      8);
+  EXPECT_DOUBLE_EQ(Parse({})->find_rate_p99_ms, 0);
+  struct Bad {
+    std::vector<std::string> args;
+    const char* message;
+  };
+  const Bad bad[] = {
+      {{"--find-rate", "10"}, "starts at --rate"},
+      {{"--find-rate", "10", "--rate", "100", "--scenario", "drain"},
+       "--scenario pairs or group"},
+      {{"--find-rate", "10", "--find-max"}, "use one"},
+      {{"--find-rate", "-1", "--rate", "100"}, "--find-rate: -1 is out"},
+      {{"--find-rate", "nan", "--rate", "100"}, "--find-rate"},
+      {{"--find-rate", "10", "--rate", "100", "--find-max-steps", "1"},
+       "--find-max-steps: 1 is out"},
+  };
+  for (const Bad& b : bad) {
+    auto r = Parse(b.args);
+    ASSERT_FALSE(r.ok()) << b.args[0] << " " << b.args[1];
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(b.message));
+  }
+}
+
+// The rate search against a made-up server that passes below a rate.
+std::vector<RateStep> RunRateSearch(const FindRateOptions& o,
+                                    bool (*passes)(double rate)) {
+  std::vector<RateStep> done;
+  for (double r = NextRate(o, done); r > 0; r = NextRate(o, done)) {
+    done.push_back({r, passes(r)});
+    if (done.size() > 64) break;  // the test's own bound
+  }
+  return done;
+}
+
+std::vector<double> Rates(const std::vector<RateStep>& steps) {
+  std::vector<double> r;
+  for (const RateStep& s : steps) r.push_back(s.rate);
+  return r;
+}
+
+TEST(FindRateTest, DoublesThenBisectsBelowTheFirstFailure) {
+  FindRateOptions o;
+  o.first_rate = 1000;
+  o.max_steps = 12;
+  auto steps = RunRateSearch(o, [](double r) { return r <= 5300; });
+  // 1000, 2000, 4000 pass; 8000 fails; then 6000 (fail), 5000 (pass),
+  // 5500 (fail), 5250 (pass): 5250 and 5500 are within 5%.
+  EXPECT_THAT(Rates(steps), testing::ElementsAre(1000, 2000, 4000, 8000, 6000,
+                                                 5000, 5500, 5250));
+  ASSERT_EQ(BestRate(steps), 7);
+  EXPECT_DOUBLE_EQ(steps[7].rate, 5250);
+}
+
+TEST(FindRateTest, HalvesWhileEveryRunFails) {
+  FindRateOptions o;
+  o.first_rate = 8000;
+  o.max_steps = 12;
+  auto steps = RunRateSearch(o, [](double r) { return r <= 1500; });
+  // 8000, 4000, 2000 fail; 1000 passes; 1500 passes (1500 <= 1500);
+  // 1750 fails; 1625, 1562.5 fail: 1500 and 1562.5 are within 5%.
+  EXPECT_THAT(Rates(steps), testing::ElementsAre(8000, 4000, 2000, 1000, 1500,
+                                                 1750, 1625, 1562.5));
+  EXPECT_DOUBLE_EQ(steps[BestRate(steps)].rate, 1500);
+}
+
+TEST(FindRateTest, BoundedByStepsAndRates) {
+  FindRateOptions o;
+  o.first_rate = 1000;
+  o.max_steps = 3;
+  auto all_pass = RunRateSearch(o, [](double) { return true; });
+  EXPECT_THAT(Rates(all_pass), testing::ElementsAre(1000, 2000, 4000));
+  EXPECT_EQ(BestRate(all_pass), 2);
+  // Never above max_rate, and over once it was run there.
+  o.max_steps = 12;
+  o.max_rate = 3000;
+  EXPECT_THAT(Rates(RunRateSearch(o, [](double) { return true; })),
+              testing::ElementsAre(1000, 2000, 3000));
+  // Never below min_rate; nothing passed: no best.
+  o.first_rate = 8;
+  o.min_rate = 1;
+  auto none = RunRateSearch(o, [](double) { return false; });
+  EXPECT_THAT(Rates(none), testing::ElementsAre(8, 4, 2, 1));
+  EXPECT_EQ(BestRate(none), -1);
+  EXPECT_EQ(BestRate({}), -1);
+}
+
+TEST(FindRateTest, AFailureBelowTheBestPassIsNoise) {
+  FindRateOptions o;
+  o.max_steps = 12;
+  // 1000 passes, 2000 passes, 4000 fails, 3000 passes, 3500 fails;
+  // a failure at 1500 in between would not lower the bracket.
+  std::vector<RateStep> done = {
+      {1000, true}, {2000, true}, {1500, false}, {4000, false}};
+  EXPECT_DOUBLE_EQ(NextRate(o, done), 3000);
+  done.push_back({3000, true});
+  EXPECT_DOUBLE_EQ(NextRate(o, done), 3500);
+  done.push_back({3500, false});
+  EXPECT_DOUBLE_EQ(NextRate(o, done), 3250);
+  done.push_back({3250, false});
+  // 3000 and 3125 would be within 5%: 3125 is the last.
+  EXPECT_DOUBLE_EQ(NextRate(o, done), 3125);
+  done.push_back({3125, true});
+  EXPECT_DOUBLE_EQ(NextRate(o, done), 0);
+}
+
 // The search's stop rule, run against a made-up server whose rate is a
 // function of the window.
 std::vector<SearchStep> RunSearch(const FindMaxOptions& o,
@@ -545,6 +658,67 @@ TEST(ReportTest, SeriesRowsAndJson) {
   EXPECT_TRUE(ToJson(b)["series"].is_null());
   // Without a series in any run, no rows.
   EXPECT_THAT(FormatTable({b}), testing::Not(HasSubstr("per interval")));
+}
+
+TEST(ReportTest, RateSearchLinesSummaryAndJson) {
+  auto run = [](const char* server, double rate, double p99, uint64_t skipped) {
+    RunResult r;
+    r.server = server;
+    r.scenario = "pairs";
+    r.rate = rate;
+    r.delivered_per_s = rate;
+    r.latency = {100, p99 / 4, p99, p99, p99, p99 / 3};
+    r.sends_skipped = skipped;
+    r.deliveries_total = r.deliveries_expected = 100;
+    return r;
+  };
+  RunResult lost = run("parleyd", 3000, 5, 0);
+  lost.deliveries_total = 99;  // one accepted message never arrived
+  EXPECT_TRUE(WithinBound(run("parleyd", 1000, 10, 0), 10));
+  EXPECT_FALSE(WithinBound(run("parleyd", 1000, 10.5, 0), 10));
+  EXPECT_FALSE(WithinBound(run("parleyd", 1000, 5, 1), 10));
+  EXPECT_FALSE(WithinBound(lost, 10));
+  RunResult empty = run("parleyd", 1000, 5, 0);
+  empty.latency.count = 0;
+  EXPECT_FALSE(WithinBound(empty, 10));
+
+  RateSearch p;
+  p.steps = {run("parleyd", 1000, 4, 0), run("parleyd", 2000, 25, 0),
+             run("parleyd", 1500, 9, 0)};
+  p.best = 2;
+  RateSearch n;
+  n.steps = {run("null", 1000, 2, 0), run("null", 2000, 3, 0),
+             run("null", 4000, 30, 0), run("null", 3000, 8, 0)};
+  n.best = 3;
+  const std::string lines = FormatRateSearch(p, 10);
+  EXPECT_THAT(lines, HasSubstr("find-rate, parleyd: rate/s"));
+  EXPECT_THAT(lines, HasSubstr("p99 <= 10.0"));
+  EXPECT_THAT(lines, testing::ContainsRegex("\\* 1500 +1500 .* yes\n"));
+  EXPECT_THAT(lines, testing::ContainsRegex("  2000 +2000 .* no\n"));
+  EXPECT_EQ(FormatRateSummary({p, n}, 10),
+            "highest rate with p99 <= 10.0 ms: parleyd 1500/s, null 3000/s; "
+            "ratio 0.50\n");
+  RateSearch none;
+  none.steps = {run("parleyd", 1000, 40, 0)};
+  EXPECT_EQ(FormatRateSummary({none, n}, 10),
+            "highest rate with p99 <= 10.0 ms: parleyd none of the rates "
+            "tried, null 3000/s\n");
+
+  Options o;
+  o.find_rate_p99_ms = 10;
+  nlohmann::json j = FindRateJson(o, {p, n});
+  EXPECT_EQ(j["find_rate"]["p99_bound_ms"], 10.0);
+  ASSERT_EQ(j["find_rate"]["searches"].size(), 2u);
+  EXPECT_EQ(j["find_rate"]["searches"][0]["best_rate"], 1500.0);
+  EXPECT_EQ(j["find_rate"]["searches"][0]["steps"][1]["within_bound"], false);
+  EXPECT_EQ(j["find_rate"]["searches"][0]["steps"][2]["within_bound"], true);
+  EXPECT_DOUBLE_EQ(j["find_rate"]["ratio"].get<double>(), 0.5);
+  ASSERT_EQ(j["runs"].size(), 2u);  // the best run of each
+  EXPECT_EQ(j["runs"][1]["rate"], 3000.0);
+  nlohmann::json jn = FindRateJson(o, {none});
+  EXPECT_TRUE(jn["find_rate"]["searches"][0]["best_rate"].is_null());
+  EXPECT_TRUE(jn["find_rate"]["ratio"].is_null());
+  EXPECT_EQ(jn["runs"].size(), 0u);
 }
 
 TEST(ReportTest, FindMaxTableAndJson) {

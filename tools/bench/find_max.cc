@@ -36,4 +36,40 @@ int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done) {
   return last.window > o.max_window / 2 ? o.max_window : last.window * 2;
 }
 
+int BestRate(const std::vector<RateStep>& done) {
+  int best = -1;
+  for (size_t i = 0; i < done.size(); ++i) {
+    if (done[i].passed && (best < 0 || done[i].rate > done[best].rate)) {
+      best = static_cast<int>(i);
+    }
+  }
+  return best;
+}
+
+double NextRate(const FindRateOptions& o, const std::vector<RateStep>& done) {
+  if (done.empty()) {
+    return std::clamp(o.first_rate, o.min_rate, o.max_rate);
+  }
+  if (static_cast<int>(done.size()) >= o.max_steps) return 0;
+  const int best = BestRate(done);
+  if (best < 0) {
+    // Nothing passed yet: half the lowest rate tried.
+    double lowest = done[0].rate;
+    for (const RateStep& s : done) lowest = std::min(lowest, s.rate);
+    if (lowest <= o.min_rate) return 0;
+    return std::max(o.min_rate, lowest / 2);
+  }
+  const double lo = done[best].rate;
+  double hi = 0;  // the lowest failing rate above lo; 0: none
+  for (const RateStep& s : done) {
+    if (!s.passed && s.rate > lo && (hi == 0 || s.rate < hi)) hi = s.rate;
+  }
+  if (hi == 0) {
+    if (lo >= o.max_rate) return 0;
+    return std::min(o.max_rate, lo * 2);
+  }
+  if (hi <= lo * (1 + o.resolution)) return 0;
+  return (lo + hi) / 2;
+}
+
 }  // namespace parley::bench

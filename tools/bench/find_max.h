@@ -54,6 +54,40 @@ int NextWindow(const FindMaxOptions& o, const std::vector<SearchStep>& done);
 // ones). `done` must not be empty.
 size_t BestStep(const std::vector<SearchStep>& done);
 
+// --find-rate: the open-loop search for the highest rate a server carries
+// within a latency bound (p99 Send->deliver at most --find-rate ms, every
+// Send issued and accepted, every message delivered). The bound's pass or
+// fail of each run is the caller's (main.cc); this only picks the rates.
+struct FindRateOptions {
+  double first_rate = 1000;  // --rate
+  int max_steps = 6;         // --find-max-steps
+  // Stop once the highest passing rate and the lowest failing rate above
+  // it are within this fraction of each other (0.05: 5%, about an 8 s
+  // run's noise on a quiet host).
+  double resolution = 0.05;
+  // Never a rate outside these (the --rate bounds).
+  double min_rate = 1;
+  double max_rate = 10000000;
+};
+
+// One finished run of the rate search.
+struct RateStep {
+  double rate = 0;
+  bool passed = false;
+};
+
+// The rate of the next run, or 0 when the search is over. The first run
+// uses first_rate. While every run passed, the next doubles the highest
+// (capped at max_rate); while every run failed, it halves the lowest (not
+// below min_rate). Then it is the midpoint between the highest passing rate
+// and the lowest failing rate above it (a failure below the highest pass,
+// the host's noise, is passed over), until the two are within `resolution`.
+// At most max_steps runs.
+double NextRate(const FindRateOptions& o, const std::vector<RateStep>& done);
+
+// Index of the highest rate that passed, or -1 when none did.
+int BestRate(const std::vector<RateStep>& done);
+
 }  // namespace parley::bench
 
 #endif  // PARLEY_TOOLS_BENCH_FIND_MAX_H_

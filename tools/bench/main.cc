@@ -335,6 +335,67 @@ int MainFindMax(const Options& o) {
   return Conclude(o, doc, failed);
 }
 
+// --find-rate: one server's open-loop search (find_max.h, NextRate).
+absl::StatusOr<RateSearch> FindRate(const Options& o, TargetKind kind) {
+  FindRateOptions fo;
+  fo.first_rate = o.rate;
+  fo.max_steps = o.find_max_steps;
+  std::vector<RateStep> done;
+  RateSearch search;
+  for (double rate = NextRate(fo, done); rate > 0 && !StopRequested();
+       rate = NextRate(fo, done)) {
+    Options step = o;
+    step.rate = rate;
+    if (!o.quiet) {
+      std::cerr << "parley-bench: find-rate, "
+                << (kind == TargetKind::kNull ? "null" : "server") << ": "
+                << rate << "/s\n";
+    }
+    auto r = RunOnce(step, kind);
+    if (!r.ok()) return r.status();
+    done.push_back({rate, WithinBound(*r, o.find_rate_p99_ms)});
+    search.steps.push_back(*std::move(r));
+  }
+  if (done.empty()) return absl::CancelledError("find-rate: stopped");
+  search.best = BestRate(done);
+  return search;
+}
+
+// --find-rate [--compare-null]: each server's search (the null server's
+// starts at the same --rate), the summary line, then each best run's table.
+int MainFindRate(const Options& o) {
+  std::vector<RateSearch> searches;
+  absl::Status failed;
+  auto first = FindRate(o, o.target_kind);
+  if (first.ok()) {
+    searches.push_back(*std::move(first));
+  } else {
+    failed = first.status();
+  }
+  if (failed.ok() && o.compare_null && !StopRequested()) {
+    auto null = FindRate(o, TargetKind::kNull);
+    if (null.ok()) {
+      searches.push_back(*std::move(null));
+    } else {
+      failed = null.status();
+    }
+  }
+  for (const RateSearch& s : searches) {
+    std::cout << FormatRateSearch(s, o.find_rate_p99_ms);
+  }
+  std::cout << FormatRateSummary(searches, o.find_rate_p99_ms);
+  for (const RateSearch& s : searches) {
+    if (s.best < 0) continue;
+    std::cout << "\n"
+              << s.steps[s.best].server << " at its highest rate within "
+              << "the bound:\n"
+              << FormatTable({s.steps[s.best]});
+  }
+  std::optional<nlohmann::json> doc;
+  if (!searches.empty()) doc = FindRateJson(o, searches);
+  return Conclude(o, doc, failed);
+}
+
 int Main(int argc, char** argv) {
   // Debian's Abseil checks every mutex acquisition for lock-order cycles
   // (GraphCycles: 3% of the generator's CPU in a group run); parleyd turns
@@ -360,6 +421,7 @@ int Main(int argc, char** argv) {
   }
   const Options& o = *opts;
   if (o.find_max) return MainFindMax(o);
+  if (o.find_rate_p99_ms > 0) return MainFindRate(o);
   std::vector<RunResult> runs;
   absl::Status failed;
   absl::StatusOr<RunResult> first = RunOnce(o, o.target_kind);

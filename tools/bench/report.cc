@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace parley::bench {
 namespace {
@@ -545,6 +546,96 @@ json FindMaxJson(const Options& o, const std::vector<RunResult>& compared,
                                  ? json(a->delivered_per_s / b->delivered_per_s)
                                  : json(nullptr);
   j["find_max"] = fm;
+  return j;
+}
+
+bool WithinBound(const RunResult& r, double p99_bound_ms) {
+  return r.latency.count > 0 && r.latency.p99_ms <= p99_bound_ms &&
+         r.sends_skipped == 0 && r.send_errors == 0 &&
+         r.deliveries_total == r.deliveries_expected;
+}
+
+std::string FormatRateSearch(const RateSearch& s, double p99_bound_ms) {
+  if (s.steps.empty()) return "";
+  const std::string head = absl::StrCat("find-rate, ", s.steps[0].server, ": ");
+  const std::string verdict = absl::StrCat("p99 <= ", Num(p99_bound_ms, 1));
+  std::string out = absl::StrCat(
+      head, absl::StrFormat("%-9s %12s %16s %17s %10s %8s %s\n", "rate/s",
+                            "delivered/s", "p50 / p99 (ms)", "CPU s / 1k deliv",
+                            "bench CPU", "skipped", verdict));
+  const std::string pad(head.size() - 2, ' ');
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    const RunResult& r = s.steps[i];
+    absl::StrAppend(
+        &out, pad, static_cast<int>(i) == s.best ? "* " : "  ",
+        absl::StrFormat("%-9s %12s %16s %17s %10s %8d %s\n", Num(r.rate),
+                        Num(r.delivered_per_s), Percentiles(r.latency, false),
+                        Num(r.server_cpu_s_per_1k_deliveries, 3),
+                        Num(r.bench_cpu_s, 1), r.sends_skipped,
+                        WithinBound(r, p99_bound_ms) ? "yes" : "no"));
+  }
+  return out;
+}
+
+namespace {
+// The best run's rate of a search, or -1 without one.
+double BestRateOf(const RateSearch& s) {
+  return s.best < 0 || static_cast<size_t>(s.best) >= s.steps.size()
+             ? -1
+             : s.steps[s.best].rate;
+}
+}  // namespace
+
+std::string FormatRateSummary(const std::vector<RateSearch>& searches,
+                              double p99_bound_ms) {
+  std::vector<std::string> parts;
+  for (const RateSearch& s : searches) {
+    if (s.steps.empty()) continue;
+    const double best = BestRateOf(s);
+    parts.push_back(absl::StrCat(s.steps[0].server, " ",
+                                 best < 0
+                                     ? std::string("none of the rates tried")
+                                     : absl::StrCat(Num(best), "/s")));
+  }
+  if (parts.empty()) return "";
+  std::string out =
+      absl::StrCat("highest rate with p99 <= ", Num(p99_bound_ms, 1),
+                   " ms: ", absl::StrJoin(parts, ", "));
+  if (searches.size() == 2 && BestRateOf(searches[0]) > 0 &&
+      BestRateOf(searches[1]) > 0) {
+    absl::StrAppend(
+        &out, absl::StrFormat("; ratio %.2f", BestRateOf(searches[0]) /
+                                                  BestRateOf(searches[1])));
+  }
+  return out + "\n";
+}
+
+json FindRateJson(const Options& o, const std::vector<RateSearch>& searches) {
+  std::vector<RunResult> bests;
+  for (const RateSearch& s : searches) {
+    if (BestRateOf(s) >= 0) bests.push_back(s.steps[s.best]);
+  }
+  json j = BenchJson(o, bests);
+  json fr = {{"p99_bound_ms", o.find_rate_p99_ms}, {"searches", json::array()}};
+  for (const RateSearch& s : searches) {
+    if (s.steps.empty()) continue;
+    json steps = json::array();
+    for (const RunResult& r : s.steps) {
+      json step = ToJson(r);
+      step["within_bound"] = WithinBound(r, o.find_rate_p99_ms);
+      steps.push_back(step);
+    }
+    const double best = BestRateOf(s);
+    fr["searches"].push_back(
+        {{"server", s.steps[0].server},
+         {"best_rate", best < 0 ? json(nullptr) : json(best)},
+         {"steps", steps}});
+  }
+  fr["ratio"] = searches.size() == 2 && BestRateOf(searches[0]) > 0 &&
+                        BestRateOf(searches[1]) > 0
+                    ? json(BestRateOf(searches[0]) / BestRateOf(searches[1]))
+                    : json(nullptr);
+  j["find_rate"] = fr;
   return j;
 }
 

@@ -150,6 +150,32 @@ nlohmann::json FindMaxJson(const Options& o,
                            const std::vector<Search>& searches,
                            const RunResult* half_rate);
 
+// --find-rate: whether a run carried its rate within the bound: p99
+// Send->deliver (from the Send call) at most `p99_bound_ms` over at least
+// one message, no Send skipped or failed, every accepted message delivered.
+bool WithinBound(const RunResult& r, double p99_bound_ms);
+
+// --find-rate: one server's runs in the order run and the index of the
+// highest rate within the bound (-1: none was).
+struct RateSearch {
+  std::vector<RunResult> steps;
+  int best = -1;
+};
+// One line per run: rate, delivered/s, latency, CPU, skipped, within the
+// bound or not; the best marked "*".
+std::string FormatRateSearch(const RateSearch& s, double p99_bound_ms);
+// "highest rate with p99 <= B ms: parleyd R/s, null R/s; ratio X", one
+// line over every search ("none of the rates tried" for a search without
+// one; the ratio with two searches that both have one).
+std::string FormatRateSummary(const std::vector<RateSearch>& searches,
+                              double p99_bound_ms);
+// The --find-rate document: BenchJson of each search's best run, plus
+// "find_rate": the bound, every search's runs with their verdicts and its
+// best rate (null when none), and the ratio of the two best rates (null
+// unless two searches both found one).
+nlohmann::json FindRateJson(const Options& o,
+                            const std::vector<RateSearch>& searches);
+
 }  // namespace parley::bench
 
 #endif  // PARLEY_TOOLS_BENCH_REPORT_H_
