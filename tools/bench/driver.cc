@@ -792,7 +792,8 @@ class Run {
     r_.warmup_s = o_.warmup_s;
     r_.server_pid = ep_.pid;
     r_.loadavg_before = LoadAverage();
-    // The driver refuses --series-ms for other scenarios (args.cc).
+    // The command line refuses --series-ms for the other scenarios
+    // (args.cc); a direct caller's is ignored there.
     st_.series = o_.series_ms > 0 && (o_.scenario == Scenario::kPairs ||
                                       o_.scenario == Scenario::kGroup);
     if (absl::Status s = Setup(); !s.ok()) return s;
