@@ -354,16 +354,19 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        },
        nullptr},
   };
+  // Rows that belong beside the Send call's latency go right after it.
+  auto insert_after_send_rpc = [&rows](std::initializer_list<Row> more) {
+    const auto after = std::find_if(
+        rows.begin(), rows.end(),
+        [](const Row& row) { return row.label == "Send RPC p50 / p99 (ms)"; });
+    rows.insert(after == rows.end() ? after : after + 1, more);
+  };
   const bool open_loop = std::any_of(
       runs.begin(), runs.end(), [](const RunResult& r) { return r.rate > 0; });
   if (open_loop) {
     // Beside the latency from the Send call: the same from the scheduled
     // send time, and the generator's own delay between the two.
-    const auto after = std::find_if(
-        rows.begin(), rows.end(),
-        [](const Row& row) { return row.label == "Send RPC p50 / p99 (ms)"; });
-    rows.insert(
-        after == rows.end() ? after : after + 1,
+    insert_after_send_rpc(
         {{"from schedule p50 / p99 / p99.9 (ms)",
           [](const RunResult& r) {
             return Percentiles(r.latency_from_schedule, true);
@@ -378,11 +381,7 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
                   [](const RunResult& r) { return r.series_ms > 0; });
   if (series) {
     // Latency over time: is the tail a few bad intervals or every one?
-    const auto after = std::find_if(
-        rows.begin(), rows.end(),
-        [](const Row& row) { return row.label == "Send RPC p50 / p99 (ms)"; });
-    rows.insert(
-        after == rows.end() ? after : after + 1,
+    insert_after_send_rpc(
         {{"p99 per interval: median / worst (ms)",
           [](const RunResult& r) { return SeriesP99s(r); }, nullptr},
          {"intervals with p99 > 10 ms",
