@@ -265,29 +265,47 @@ absl::StatusOr<Search> FindMax(const Options& o, TargetKind kind,
   return search;
 }
 
+// The searches of --find-max or --find-rate: the target's, then with
+// --compare-null the null server's. `search(kind, done)` runs one, given
+// those already done. The first failure ends them; `failed` holds it and
+// `done` what finished before it.
+template <typename S>
+struct Searches {
+  std::vector<S> done;
+  absl::Status failed;
+};
+template <typename S, typename SearchFn>
+Searches<S> SearchBoth(const Options& o, SearchFn search) {
+  Searches<S> out;
+  absl::StatusOr<S> first = search(o.target_kind, out.done);
+  if (!first.ok()) {
+    out.failed = first.status();
+    return out;
+  }
+  out.done.push_back(*std::move(first));
+  if (!o.compare_null || StopRequested()) return out;
+  absl::StatusOr<S> null = search(TargetKind::kNull, out.done);
+  if (null.ok()) {
+    out.done.push_back(*std::move(null));
+  } else {
+    out.failed = null.status();
+  }
+  return out;
+}
+
 // --find-max [--compare-null] [--half-rate]: prints every search; then
 // parleyd's best run beside the null server's run at the same window (the
 // same RPC pattern; the null server's search covers every window parleyd's
 // did, and may go on to its own maximum); then the half-rate run.
 int MainFindMax(const Options& o) {
-  std::vector<Search> searches;
+  auto [searches, failed] = SearchBoth<Search>(
+      o, [&o](TargetKind kind, const std::vector<Search>& done) {
+        // The null server's search covers every window parleyd's ran.
+        const int min_steps =
+            done.empty() ? 1 : static_cast<int>(done[0].steps.size());
+        return FindMax(o, kind, min_steps);
+      });
   std::optional<RunResult> half;
-  absl::Status failed;
-  auto first = FindMax(o, o.target_kind, /*min_steps=*/1);
-  if (first.ok()) {
-    searches.push_back(*std::move(first));
-  } else {
-    failed = first.status();
-  }
-  if (failed.ok() && o.compare_null && !StopRequested()) {
-    auto null = FindMax(o, TargetKind::kNull,
-                        static_cast<int>(searches[0].steps.size()));
-    if (null.ok()) {
-      searches.push_back(*std::move(null));
-    } else {
-      failed = null.status();
-    }
-  }
   if (failed.ok() && o.half_rate && !StopRequested()) {
     const RunResult& best = searches[0].steps[searches[0].best];
     if (!(best.sends_per_s > 0)) {
@@ -364,22 +382,10 @@ absl::StatusOr<RateSearch> FindRate(const Options& o, TargetKind kind) {
 // --find-rate [--compare-null]: each server's search (the null server's
 // starts at the same --rate), the summary line, then each best run's table.
 int MainFindRate(const Options& o) {
-  std::vector<RateSearch> searches;
-  absl::Status failed;
-  auto first = FindRate(o, o.target_kind);
-  if (first.ok()) {
-    searches.push_back(*std::move(first));
-  } else {
-    failed = first.status();
-  }
-  if (failed.ok() && o.compare_null && !StopRequested()) {
-    auto null = FindRate(o, TargetKind::kNull);
-    if (null.ok()) {
-      searches.push_back(*std::move(null));
-    } else {
-      failed = null.status();
-    }
-  }
+  auto [searches, failed] = SearchBoth<RateSearch>(
+      o, [&o](TargetKind kind, const std::vector<RateSearch>&) {
+        return FindRate(o, kind);
+      });
   for (const RateSearch& s : searches) {
     std::cout << FormatRateSearch(s, o.find_rate_p99_ms);
   }
