@@ -5,6 +5,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "tools/bench/cpus.h"
 
 #ifndef PARLEY_BENCH_DEFAULT_PARLEYD
 #define PARLEY_BENCH_DEFAULT_PARLEYD "parleyd"
@@ -90,6 +91,16 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
                  "pid of the --target server (CPU and RSS from /proc)");
   app.add_option("--server-data-dir", o.server_data_dir,
                  "data directory of the --target server (bytes on disk)");
+  std::string server_cpus;
+  std::string bench_cpus;
+  auto* server_cpus_opt = app.add_option(
+      "--server-cpus", server_cpus,
+      "CPUs the spawned server runs on, as taskset -c (e.g. 0 or "
+      "0-1,3); default: every CPU the bench may use");
+  auto* bench_cpus_opt =
+      app.add_option("--bench-cpus", bench_cpus,
+                     "CPUs the bench itself runs on (e.g. 1), so it does not "
+                     "queue beside the server; default: not pinned");
   app.add_option("--parleyd", o.parleyd, "parleyd binary for --spawn")
       ->capture_default_str();
   app.add_option("--null-server-bin", o.null_server_bin,
@@ -235,6 +246,27 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
     }
   } else {
     o.target_kind = TargetKind::kSpawn;
+  }
+  if (server_cpus_opt->count() > 0 || bench_cpus_opt->count() > 0) {
+    const std::vector<int> available = AvailableCpus();
+    if (server_cpus_opt->count() > 0) {
+      if (o.target_kind == TargetKind::kTarget) {
+        return absl::InvalidArgumentError(
+            "--server-cpus pins a server the bench starts (--spawn or "
+            "--null-server); pin a --target server yourself (taskset)");
+      }
+      auto cpus = ParseCpuList("--server-cpus", server_cpus, available);
+      if (!cpus.ok()) return cpus.status();
+      o.server_cpus = *std::move(cpus);
+    }
+    if (bench_cpus_opt->count() > 0) {
+      auto cpus = ParseCpuList("--bench-cpus", bench_cpus, available);
+      if (!cpus.ok()) return cpus.status();
+      o.bench_cpus = *std::move(cpus);
+      // Spawned servers (also --compare-null's) would inherit the bench's
+      // mask.
+      if (o.server_cpus.empty()) o.server_cpus = available;
+    }
   }
   if (o.find_max) {
     if (o.scenario != Scenario::kPairs && o.scenario != Scenario::kGroup) {

@@ -47,6 +47,12 @@ struct Options {
   bool no_admin = false;  // spawned parleyd without its admin service
   bool keep_data = false;
   bool compact = true;  // compact the stopped server's RocksDB before du
+  // CPUs the spawned server (parleyd or the null server) may run on, and
+  // the bench's own (cpus.h). Empty: not pinned. With bench_cpus alone,
+  // ParseArgs sets server_cpus to every CPU the bench was started with, so
+  // the server does not inherit the bench's mask.
+  std::vector<int> server_cpus;
+  std::vector<int> bench_cpus;
 
   // Load shape.
   int pairs = 16;

@@ -5,19 +5,27 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/bench/args.h"
+#include "tools/bench/cpus.h"
 #include "tools/bench/driver.h"
 #include "tools/bench/find_max.h"
 #include "tools/bench/histogram.h"
 #include "tools/bench/null_server.h"
 #include "tools/bench/proc.h"
+#include "tools/bench/process.h"
 #include "tools/bench/report.h"
 
 namespace parley::bench {
@@ -132,6 +140,93 @@ TEST(ArgsTest, SeriesMs) {
     ASSERT_FALSE(o.ok()) << sc;
     EXPECT_THAT(o.status().message(), HasSubstr("pairs or group"));
   }
+}
+
+TEST(CpusTest, ParseAndFormat) {
+  const std::vector<int> avail = {0, 1, 2, 3};
+  EXPECT_EQ(*ParseCpuList("--x", "0", avail), std::vector<int>({0}));
+  EXPECT_EQ(*ParseCpuList("--x", "3,1", avail), std::vector<int>({1, 3}));
+  EXPECT_EQ(*ParseCpuList("--x", "0-2,1", avail), std::vector<int>({0, 1, 2}));
+  EXPECT_EQ(*ParseCpuList("--x", " 2 , 3", avail), std::vector<int>({2, 3}));
+  struct Bad {
+    const char* text;
+    const char* says;
+  };
+  for (const Bad& b : {Bad{"", "is empty"}, Bad{" ", "is empty"},
+                       Bad{"a", "not a CPU number"}, Bad{"-1", "not a CPU"},
+                       Bad{"1-", "not a CPU"}, Bad{"0-1-2", "not a CPU"},
+                       Bad{"1,,2", "not a CPU"}, Bad{"2-1", "backwards"},
+                       Bad{"4", "names CPU 4"}, Bad{"2-5", "names CPU 4"}}) {
+    auto r = ParseCpuList("--server-cpus", b.text, avail);
+    ASSERT_FALSE(r.ok()) << b.text;
+    EXPECT_THAT(r.status().message(), HasSubstr("--server-cpus")) << b.text;
+    EXPECT_THAT(r.status().message(), HasSubstr(b.says)) << b.text;
+    EXPECT_THAT(r.status().message(), HasSubstr("available CPUs: 0-3"));
+  }
+  EXPECT_EQ(FormatCpuList({}), "");
+  EXPECT_EQ(FormatCpuList({5}), "5");
+  EXPECT_EQ(FormatCpuList({0, 1, 3}), "0-1,3");
+  EXPECT_EQ(FormatCpuList({0, 2, 4}), "0,2,4");
+  EXPECT_EQ(FormatCpuList({0, 1, 2, 3}), "0-3");
+}
+
+TEST(ArgsTest, CpuPinning) {
+  const std::vector<int> avail = AvailableCpus();
+  ASSERT_FALSE(avail.empty());
+  const std::string first = std::to_string(avail[0]);
+  auto none = Parse({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->server_cpus.empty());
+  EXPECT_TRUE(none->bench_cpus.empty());
+  auto both = Parse({"--server-cpus", first, "--bench-cpus", first});
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->server_cpus, std::vector<int>({avail[0]}));
+  EXPECT_EQ(both->bench_cpus, std::vector<int>({avail[0]}));
+  // The bench alone: spawned servers get every CPU, not the bench's mask.
+  auto bench = Parse({"--bench-cpus", first});
+  ASSERT_TRUE(bench.ok()) << bench.status();
+  EXPECT_EQ(bench->server_cpus, avail);
+  auto empty = Parse({"--server-cpus", ""});
+  ASSERT_FALSE(empty.ok());
+  EXPECT_THAT(empty.status().message(), HasSubstr("is empty"));
+  auto bad = Parse({"--bench-cpus", "100000"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("--bench-cpus"));
+  auto target = Parse(
+      {"--target", "127.0.0.1:1", "--ca", "/dev/null", "--server-cpus", first});
+  ASSERT_FALSE(target.ok());
+  EXPECT_THAT(target.status().message(), HasSubstr("--target server"));
+}
+
+// A spawned server runs on the CPUs asked for (the kernel's own view).
+TEST(ProcessTest, SpawnedServerRunsOnItsCpus) {
+  const std::vector<int> avail = AvailableCpus();
+  ASSERT_FALSE(avail.empty());
+  const std::vector<int> want = {avail.back()};
+  auto o = Parse({});
+  ASSERT_TRUE(o.ok());
+  char dir_template[] = "/tmp/parley-bench-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  auto server = ServerProcess::Start(
+      {o->null_server_bin, "--data-dir", dir, "--listen", "127.0.0.1:0",
+       "--port-file", dir + "/port"},
+      dir + "/port", dir + "/log", absl::Seconds(30), want);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::ifstream status(absl::StrCat("/proc/", (*server)->pid(), "/status"));
+  std::string line;
+  std::string allowed;
+  while (std::getline(status, line)) {
+    if (absl::StartsWith(line, "Cpus_allowed_list:")) {
+      allowed = std::string(absl::StripAsciiWhitespace(
+          absl::string_view(line).substr(strlen("Cpus_allowed_list:"))));
+    }
+  }
+  EXPECT_EQ(allowed, FormatCpuList(want));
+  auto code = (*server)->Stop(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ArgsTest, FindMax) {
@@ -623,6 +718,24 @@ TEST(ReportTest, SeriesCutsTheWindowIntoIntervals) {
   EXPECT_DOUBLE_EQ(s[2].max_ms, 7.0);
   EXPECT_TRUE(BuildSeries(samples, start, 250 * kMs, 0).empty());
   EXPECT_TRUE(BuildSeries(samples, start, 0, 100).empty());
+}
+
+TEST(ReportTest, CpuPinningRowAndJson) {
+  RunResult a;
+  a.server = "parleyd";
+  a.scenario = "pairs";
+  RunResult b = a;
+  b.server = "null";
+  EXPECT_THAT(FormatTable({a, b}), testing::Not(HasSubstr("CPUs")));
+  a.server_cpus = "0";
+  a.bench_cpus = "1";
+  b.bench_cpus = "1";
+  const std::string table = FormatTable({a, b});
+  EXPECT_THAT(table, testing::ContainsRegex(
+                         "CPUs: server / bench +0 / 1 +not pinned / 1"));
+  EXPECT_EQ(ToJson(a)["server_cpus"], "0");
+  EXPECT_EQ(ToJson(a)["bench_cpus"], "1");
+  EXPECT_EQ(ToJson(b)["server_cpus"], "");
 }
 
 TEST(ReportTest, SeriesRowsAndJson) {

@@ -27,6 +27,7 @@
 #include "clients/crypto/crypto.h"
 #include "clients/sdk/key_wire.h"
 #include "parley/v1/parley.grpc.pb.h"
+#include "tools/bench/cpus.h"
 #include "tools/bench/histogram.h"
 #include "tools/bench/keys.h"
 #include "tools/bench/proc.h"
@@ -791,6 +792,7 @@ class Run {
     r_.duration_s = o_.duration_s;
     r_.warmup_s = o_.warmup_s;
     r_.server_pid = ep_.pid;
+    r_.bench_cpus = FormatCpuList(o_.bench_cpus);
     r_.loadavg_before = LoadAverage();
     // The command line refuses --series-ms for the other scenarios
     // (args.cc); a direct caller's is ignored there.

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "tools/bench/args.h"
 #include "tools/bench/compact.h"
+#include "tools/bench/cpus.h"
 #include "tools/bench/driver.h"
 #include "tools/bench/find_max.h"
 #include "tools/bench/proc.h"
@@ -118,8 +119,8 @@ absl::StatusOr<RunResult> RunSpawned(const Options& o, bool null) {
   }
   absl::StatusOr<RunResult> result;
   {
-    auto server =
-        ServerProcess::Start(argv, port_file, log, absl::Seconds(o.timeout_s));
+    auto server = ServerProcess::Start(
+        argv, port_file, log, absl::Seconds(o.timeout_s), o.server_cpus);
     if (!server.ok()) {
       std::cerr << Tail(log, 20);
       std::error_code ec;
@@ -136,6 +137,7 @@ absl::StatusOr<RunResult> RunSpawned(const Options& o, bool null) {
       ep.ca_pem = *ca;
       ep.pid = (*server)->pid();
       result = RunScenario(o, ep);
+      if (result.ok()) result->server_cpus = FormatCpuList(o.server_cpus);
       if (result.ok() && !rate_limit_note.empty())
         result->notes.push_back(rate_limit_note);
       if (result.ok() && !null && o.no_admin) {
@@ -426,6 +428,14 @@ int Main(int argc, char** argv) {
     return 0;
   }
   const Options& o = *opts;
+  // Before any other thread starts: gRPC's threads inherit the mask.
+  if (!o.bench_cpus.empty()) {
+    absl::Status pinned = PinCallingThread(o.bench_cpus);
+    if (!pinned.ok()) {
+      std::cerr << "parley-bench: --bench-cpus: " << pinned.message() << "\n";
+      return 2;
+    }
+  }
   if (o.find_max) return MainFindMax(o);
   if (o.find_rate_p99_ms > 0) return MainFindRate(o);
   std::vector<RunResult> runs;

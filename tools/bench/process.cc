@@ -2,6 +2,7 @@
 #include "tools/bench/process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -18,7 +19,8 @@ namespace parley::bench {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::vector<std::string>& argv, const std::string& port_file,
-    const std::string& log_file, absl::Duration timeout) {
+    const std::string& log_file, absl::Duration timeout,
+    const std::vector<int>& cpus) {
   if (argv.empty()) return absl::InvalidArgumentError("no server binary");
   if (::access(argv[0].c_str(), X_OK) != 0) {
     return absl::NotFoundError(
@@ -28,6 +30,15 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  cpu_set_t cpu_set;
+  CPU_ZERO(&cpu_set);
+  for (int c : cpus) {
+    if (c < 0 || c >= CPU_SETSIZE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("CPU ", c, " out of range"));
+    }
+    CPU_SET(c, &cpu_set);
+  }
   const pid_t parent = ::getpid();
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   p->log_file_ = log_file;
@@ -43,6 +54,10 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     if (out >= 0) {
       ::dup2(out, 1);
       ::dup2(out, 2);
+    }
+    if (!cpus.empty() &&
+        ::sched_setaffinity(0, sizeof(cpu_set), &cpu_set) != 0) {
+      ::_exit(126);
     }
     ::execv(args[0], args.data());
     ::_exit(127);
@@ -63,6 +78,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     if (!p->running()) {
       return absl::UnavailableError(
           absl::StrCat(argv[0], " exited with code ", p->exit_code_,
+                       p->exit_code_ == 126 && !cpus.empty()
+                           ? " (could not run on the CPUs asked for)"
+                           : "",
                        " before serving; see ", log_file));
     }
     absl::SleepFor(absl::Milliseconds(20));

@@ -22,9 +22,12 @@ namespace parley::bench {
 
 class ServerProcess {
  public:
+  // `cpus` non-empty: the server runs on those CPUs only (set in the child
+  // before exec; a failure there ends the child with code 126).
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::vector<std::string>& argv, const std::string& port_file,
-      const std::string& log_file, absl::Duration timeout);
+      const std::string& log_file, absl::Duration timeout,
+      const std::vector<int>& cpus = {});
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;

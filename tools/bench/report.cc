@@ -106,6 +106,8 @@ std::vector<SeriesPoint> BuildSeries(
 json ToJson(const RunResult& r) {
   json j = {
       {"server", r.server},
+      {"server_cpus", r.server_cpus},
+      {"bench_cpus", r.bench_cpus},
       {"scenario", r.scenario},
       {"mode", r.mode},
       {"senders", r.senders},
@@ -432,6 +434,21 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
                     [](const RunResult& r) {
                       return absl::StrCat(r.threads_before_idle, " -> ",
                                           r.threads_idle);
+                    },
+                    nullptr});
+  }
+  const bool pinned =
+      std::any_of(runs.begin(), runs.end(), [](const RunResult& r) {
+        return !r.server_cpus.empty() || !r.bench_cpus.empty();
+      });
+  if (pinned) {
+    rows.push_back({"CPUs: server / bench",
+                    [](const RunResult& r) {
+                      auto or_all = [](const std::string& c) {
+                        return c.empty() ? std::string("not pinned") : c;
+                      };
+                      return absl::StrCat(or_all(r.server_cpus), " / ",
+                                          or_all(r.bench_cpus));
                     },
                     nullptr});
   }

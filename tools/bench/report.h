@@ -82,6 +82,10 @@ struct RunResult {
   std::vector<SeriesPoint> series;
 
   int64_t server_pid = 0;
+  // --server-cpus / --bench-cpus as "0-1,3"; empty: not pinned (a --target
+  // server's own affinity is not known).
+  std::string server_cpus;
+  std::string bench_cpus;
   double server_cpu_s = -1;  // utime+stime inside the window
   double server_cpu_s_per_1k_deliveries = -1;
   double server_cpu_s_per_1k_sends = -1;
