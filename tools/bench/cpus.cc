@@ -74,8 +74,7 @@ std::string FormatCpuList(const std::vector<int>& cpus) {
   return out;
 }
 
-absl::Status PinCallingThread(const std::vector<int>& cpus) {
-  if (cpus.empty()) return absl::InvalidArgumentError("no CPUs to pin to");
+absl::StatusOr<cpu_set_t> ToCpuSet(const std::vector<int>& cpus) {
   cpu_set_t set;
   CPU_ZERO(&set);
   for (int c : cpus) {
@@ -85,7 +84,14 @@ absl::Status PinCallingThread(const std::vector<int>& cpus) {
     }
     CPU_SET(c, &set);
   }
-  if (::sched_setaffinity(0, sizeof(set), &set) != 0) {
+  return set;
+}
+
+absl::Status PinCallingThread(const std::vector<int>& cpus) {
+  if (cpus.empty()) return absl::InvalidArgumentError("no CPUs to pin to");
+  absl::StatusOr<cpu_set_t> set = ToCpuSet(cpus);
+  if (!set.ok()) return set.status();
+  if (::sched_setaffinity(0, sizeof(*set), &*set) != 0) {
     return absl::InternalError(absl::StrCat("sched_setaffinity(",
                                             FormatCpuList(cpus),
                                             "): ", std::strerror(errno)));

@@ -12,6 +12,8 @@
 #ifndef PARLEY_TOOLS_BENCH_CPUS_H_
 #define PARLEY_TOOLS_BENCH_CPUS_H_
 
+#include <sched.h>
+
 #include <string>
 #include <vector>
 
@@ -33,6 +35,9 @@ absl::StatusOr<std::vector<int>> ParseCpuList(
 
 // "0-1,3" for {0, 1, 3}; "" for none.
 std::string FormatCpuList(const std::vector<int>& cpus);
+
+// The kernel's set of `cpus` (each below CPU_SETSIZE).
+absl::StatusOr<cpu_set_t> ToCpuSet(const std::vector<int>& cpus);
 
 // Restricts the calling thread (and the threads it starts afterwards) to
 // `cpus` (non-empty, each below CPU_SETSIZE).

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "tools/bench/cpus.h"
 
 namespace parley::bench {
 
@@ -30,15 +31,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  cpu_set_t cpu_set;
-  CPU_ZERO(&cpu_set);
-  for (int c : cpus) {
-    if (c < 0 || c >= CPU_SETSIZE) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("CPU ", c, " out of range"));
-    }
-    CPU_SET(c, &cpu_set);
-  }
+  absl::StatusOr<cpu_set_t> cpu_set = ToCpuSet(cpus);
+  if (!cpu_set.ok()) return cpu_set.status();
   const pid_t parent = ::getpid();
   std::unique_ptr<ServerProcess> p(new ServerProcess());
   p->log_file_ = log_file;
@@ -56,7 +50,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
       ::dup2(out, 2);
     }
     if (!cpus.empty() &&
-        ::sched_setaffinity(0, sizeof(cpu_set), &cpu_set) != 0) {
+        ::sched_setaffinity(0, sizeof(*cpu_set), &*cpu_set) != 0) {
       ::_exit(126);
     }
     ::execv(args[0], args.data());
