@@ -31,7 +31,29 @@ size_t Samples(uint32_t requested) {
 }  // namespace
 
 Admin::Admin(Deps deps) : d_(deps) {
-  if (!d_.service || !d_.policy || !d_.audit || !d_.tokens || !d_.storage) std::abort();
+  if (!d_.service || !d_.policy || !d_.audit || !d_.tokens || !d_.storage || !d_.hub || !d_.now_ms) {
+    std::abort();
+  }
+}
+
+v1::GetServerStatsResponse Admin::GetServerStats() {
+  v1::GetServerStatsResponse r;
+  r.set_server_time_ms(d_.now_ms());
+  r.set_started_at_ms(d_.started_at_ms);
+  const ParleyService::Counters c = d_.service->counters();
+  r.set_sends_stored(c.sends_stored);
+  r.set_sends_duplicate(c.sends_duplicate);
+  r.set_sends_refused(c.sends_refused);
+  r.set_acked(c.acked);
+  r.set_receive_streams(static_cast<uint32_t>(d_.hub->size()));
+  const storage::StorageStats s = d_.storage->Stats();
+  r.set_group_commits(s.group_commits);
+  r.set_group_commit_waiters(s.group_commit_waiters);
+  r.set_memtable_bytes(s.memtable_bytes);
+  r.set_table_file_bytes(s.table_file_bytes);
+  r.set_pending_compaction_bytes(s.pending_compaction_bytes);
+  r.set_writes_stopped(s.writes_stopped);
+  return r;
 }
 
 absl::StatusOr<v1::WhoAmIResponse> Admin::WhoAmI(const AdminPrincipal& p) {

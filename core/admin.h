@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "core/admin_tokens.h"
 #include "core/audit.h"
+#include "core/delivery.h"
 #include "core/policy_engine.h"
 #include "core/service.h"
 #include "parley/v1/admin.pb.h"
@@ -33,6 +34,11 @@ class Admin {
     AuditLog* audit = nullptr;
     AdminTokens* tokens = nullptr;
     storage::Storage* storage = nullptr;
+    // GetServerStats: the open Receive streams, the clock, and when the
+    // server started (Unix epoch ms).
+    const DeliveryHub* hub = nullptr;
+    std::function<int64_t()> now_ms;
+    int64_t started_at_ms = 0;
   };
   explicit Admin(Deps deps);
 
@@ -58,6 +64,8 @@ class Admin {
   absl::StatusOr<v1::ListTokensResponse> ListTokens();
   absl::StatusOr<v1::RevokeTokenResponse> RevokeToken(const AdminPrincipal& p,
                                                       const v1::RevokeTokenRequest& req);
+  // Counters and gauges of the running server; reads no stored data.
+  v1::GetServerStatsResponse GetServerStats();
 
  private:
   // Commits `content` and re-evaluates every conversation; audited.

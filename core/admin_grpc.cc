@@ -43,7 +43,9 @@ std::vector<v1::AdminRole> AllowedRoles(const std::string& method) {
     return {kModerator};
   }
   if (method == "ExportConversation") return {kLawful};
-  if (method == "GetRetentionStatus" || method == "RunRetention") return {kOperator};
+  if (method == "GetRetentionStatus" || method == "RunRetention" || method == "GetServerStats") {
+    return {kOperator};
+  }
   if (method == "ValidatePolicy" || method == "GetPolicy" || method == "ListPolicyRevisions" ||
       method == "PlanPolicy" || method == "ApplyPolicy" || method == "RollbackPolicy" ||
       method == "ExplainConversation" || method == "ListConversations" || method == "CreateToken" ||
@@ -286,6 +288,16 @@ grpc::ServerUnaryReactor* AdminGrpc::RunRetention(grpc::CallbackServerContext* c
     *resp->mutable_run() = *run;
     return absl::OkStatus();
   });
+  });
+}
+
+grpc::ServerUnaryReactor* AdminGrpc::GetServerStats(grpc::CallbackServerContext* ctx, const v1::GetServerStatsRequest*,
+                                                    v1::GetServerStatsResponse* resp) {
+  return Offload(ctx, [=, this] {
+    return Call(ctx, "GetServerStats", "", [&](const AdminPrincipal&) {
+      *resp = admin_->GetServerStats();
+      return absl::OkStatus();
+    });
   });
 }
 

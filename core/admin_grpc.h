@@ -73,6 +73,8 @@ class AdminGrpc final : public v1::AdminService::CallbackService {
                                   v1::GetRetentionStatusResponse*) override;
   grpc::ServerUnaryReactor* RunRetention(grpc::CallbackServerContext*, const v1::RunRetentionRequest*,
                             v1::RunRetentionResponse*) override;
+  grpc::ServerUnaryReactor* GetServerStats(grpc::CallbackServerContext*, const v1::GetServerStatsRequest*,
+                                           v1::GetServerStatsResponse*) override;
 
  private:
   // Authenticates and authorizes; on success runs fn(principal) and audits.

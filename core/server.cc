@@ -265,6 +265,9 @@ class ServerImpl final : public Server {
     ad.audit = audit_.get();
     ad.tokens = tokens_.get();
     ad.storage = storage_.get();
+    ad.hub = &hub_;
+    ad.now_ms = now_ms_;
+    ad.started_at_ms = now_ms_();
     admin_ = std::make_unique<Admin>(ad);
     admin_grpc_ = std::make_unique<AdminGrpc>(admin_.get(), tokens_.get(), audit_.get(), safety_.get());
 

@@ -608,6 +608,20 @@ absl::Status ParleyService::RemoveMember(const Caller& c, const v1::RemoveMember
 // -------------------------------------------------------------- messaging
 
 absl::StatusOr<v1::SendResponse> ParleyService::Send(const Caller& c, const v1::SendRequest& req) {
+  absl::StatusOr<v1::SendResponse> r = SendUncounted(c, req);
+  std::atomic<uint64_t>& counter = !r.ok() ? sends_refused_ : r->duplicate() ? sends_duplicate_ : sends_stored_;
+  counter.fetch_add(1, std::memory_order_relaxed);
+  return r;
+}
+
+ParleyService::Counters ParleyService::counters() const {
+  return Counters{.sends_stored = sends_stored_.load(std::memory_order_relaxed),
+                  .sends_duplicate = sends_duplicate_.load(std::memory_order_relaxed),
+                  .sends_refused = sends_refused_.load(std::memory_order_relaxed),
+                  .acked = acked_.load(std::memory_order_relaxed)};
+}
+
+absl::StatusOr<v1::SendResponse> ParleyService::SendUncounted(const Caller& c, const v1::SendRequest& req) {
   PARLEY_RETURN_IF_ERROR(ValidateClientMessageId(req.client_message_id(), "client_message_id"));
   switch (req.body().kind_case()) {
     case v1::Body::kPlain: {
@@ -870,6 +884,7 @@ absl::StatusOr<v1::AckResponse> ParleyService::Ack(const Caller& c, const v1::Ac
     if (ids[i] == 0) return absl::InvalidArgumentError(absl::StrCat("delivery_ids[", i, "]: must be positive"));
   }
   PARLEY_ASSIGN_OR_RETURN(size_t removed, d_.storage->messages().Ack(c.account_id, c.device_id, ids));
+  acked_.fetch_add(removed, std::memory_order_relaxed);
   v1::AckResponse resp;
   resp.set_removed(static_cast<uint32_t>(removed));
   return resp;

@@ -10,6 +10,7 @@
 #ifndef PARLEY_CORE_SERVICE_H_
 #define PARLEY_CORE_SERVICE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -121,6 +122,16 @@ class ParleyService {
   // before acknowledging it (the gRPC adapter does).
   absl::StatusOr<v1::SendResponse> Send(const Caller& c, const v1::SendRequest& req);
   absl::StatusOr<v1::AckResponse> Ack(const Caller& c, const v1::AckRequest& req);
+
+  // Counts since the service was made (GetServerStats). Sends refused
+  // before reaching Send (token, rate limit) are not counted here.
+  struct Counters {
+    uint64_t sends_stored = 0;     // new messages
+    uint64_t sends_duplicate = 0;  // retries answered from the idempotency record
+    uint64_t sends_refused = 0;    // Send returned an error
+    uint64_t acked = 0;            // queue entries Ack removed
+  };
+  Counters counters() const;
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(const Caller& c, const v1::GetHistoryRequest& req);
   // Files a report about message `seq`; E2EE messages need a franking
   // reveal that checks (INVALID_ARGUMENT otherwise, nothing filed).
@@ -147,6 +158,8 @@ class ParleyService {
 
  private:
   int64_t Now() const { return d_.now_ms(); }
+  // Send without counting it.
+  absl::StatusOr<v1::SendResponse> SendUncounted(const Caller& c, const v1::SendRequest& req);
   // Idempotency records written before this time do not count (0: all do).
   int64_t IdempotencyNotBefore(int64_t now_ms) const {
     return d_.idempotency_window_days > 0 ? now_ms - d_.idempotency_window_days * 24 * 3600 * 1000 : 0;
@@ -193,6 +206,11 @@ class ParleyService {
   // Serializes membership changes per conversation (striped).
   static constexpr size_t kConversationLocks = 64;
   absl::Mutex conversation_locks_[kConversationLocks];
+  // Counters (relaxed: each is a count on its own).
+  std::atomic<uint64_t> sends_stored_{0};
+  std::atomic<uint64_t> sends_duplicate_{0};
+  std::atomic<uint64_t> sends_refused_{0};
+  std::atomic<uint64_t> acked_{0};
 };
 
 }  // namespace parley::core

@@ -1008,6 +1008,7 @@ class RocksDbStorage final : public Storage,
   absl::Status Flush() override;
   void WhenDurable(std::function<void(absl::Status)> done) override;
   absl::Status Compact() override;
+  StorageStats Stats() override;
 
   // SafetyStore
   absl::StatusOr<uint64_t> AddReport(const std::string& body) override;
@@ -1265,6 +1266,9 @@ class RocksDbStorage final : public Storage,
   absl::Mutex wal_flush_mu_;
   absl::Status wal_error_ ABSL_GUARDED_BY(wal_flush_mu_);
   std::thread syncer_;            // the committer: sync or batch_wal_
+  // The committer's rounds and the waiters they answered (Stats).
+  std::atomic<uint64_t> group_commits_{0};
+  std::atomic<uint64_t> group_commit_waiters_{0};
   // Mirrors the "conversation_count" key; written under create_conv_mu_
   // after a successful write, read without a lock.
   std::atomic<uint64_t> conversation_count_{0};
@@ -2523,6 +2527,24 @@ void RocksDbStorage::WhenDurable(std::function<void(absl::Status)> done) {
   done(absl::OkStatus());
 }
 
+StorageStats RocksDbStorage::Stats() {
+  StorageStats st;
+  st.group_commits = group_commits_.load(std::memory_order_relaxed);
+  st.group_commit_waiters =
+      group_commit_waiters_.load(std::memory_order_relaxed);
+  // Properties RocksDB keeps in memory (no I/O); 0 if one is unavailable.
+  auto sum = [this](const rocksdb::Slice& property) {
+    uint64_t v = 0;
+    return db_->GetAggregatedIntProperty(property, &v) ? v : uint64_t{0};
+  };
+  st.memtable_bytes = sum(rocksdb::DB::Properties::kCurSizeAllMemTables);
+  st.table_file_bytes = sum(rocksdb::DB::Properties::kTotalSstFilesSize);
+  st.pending_compaction_bytes =
+      sum(rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
+  st.writes_stopped = !recovery_->StoppedBy().ok();
+  return st;
+}
+
 uint64_t RocksDbStorage::DurableSeq() const {
   return options_.sync ? durable_seq_
                        : wal_written_seq_.load(std::memory_order_acquire);
@@ -2564,6 +2586,8 @@ void RocksDbStorage::CommitLoop() {
     }
     durable_waiters_ = std::move(rest);
     durable_mu_.Unlock();
+    group_commits_.fetch_add(1, std::memory_order_relaxed);
+    group_commit_waiters_.fetch_add(answered.size(), std::memory_order_relaxed);
     for (auto& w : answered) w.done(st);
     durable_mu_.Lock();
   }

@@ -1627,6 +1627,14 @@ TEST_P(StorageCommitTest, DeferredAppendsBecomeDurableThroughWhenDurable) {
     for (auto& th : threads) th.join();
     EXPECT_EQ(answered.load(), 200);
     EXPECT_EQ(VALUE(s.messages().ReadQueue("a", 1, 0, 1000)).size(), 200u);
+    // The committer's rounds and the waiters they answered (WhenDurable
+    // answers inline a caller an earlier round already covered).
+    const StorageStats stats = s.Stats();
+    EXPECT_GE(stats.group_commits, 1u);
+    EXPECT_GE(stats.group_commit_waiters, stats.group_commits);
+    EXPECT_LE(stats.group_commit_waiters, 200u);
+    EXPECT_GT(stats.memtable_bytes, 0u);
+    EXPECT_FALSE(stats.writes_stopped);
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
@@ -1924,6 +1932,7 @@ TEST_P(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
     for (auto& th : threads) th.join();
     EXPECT_EQ(exhausted.load(), 100);
     EXPECT_GT(fs->refused(), 0);
+    EXPECT_TRUE(s.Stats().writes_stopped);
     // 3. Readers still read on the full disk, the two acknowledged messages
     //    among what they see.
     const auto queue = s.messages().ReadQueue("a", 1, 0, 1000);
@@ -1961,6 +1970,7 @@ TEST_P(StorageFullDiskTest, LogWritesFailCleanlyAndTheStoreResumesAfterwards) {
     ASSERT_TRUE(resumed.load()) << "Send never worked again";
     EXPECT_EQ(other_codes.load(), 0);
     ASSERT_OK(send());
+    EXPECT_FALSE(s.Stats().writes_stopped);
     // The acknowledged messages are all there, in order, after a reopen.
     const uint64_t last_seq =
         VALUE(s.conversations().GetConversation("g")).last_seq;
@@ -2042,6 +2052,46 @@ TEST_F(StorageTest, CompactRemovesDeletedBytesFromFiles) {
     EXPECT_EQ(data.find(marker), std::string::npos) << e.path();
   }
   Open();
+}
+
+TEST_F(StorageTest, StatsReportMemtablesTableFilesAndCommits) {
+  const StorageStats fresh = storage_->Stats();
+  EXPECT_EQ(fresh.group_commits, 0u);
+  EXPECT_EQ(fresh.group_commit_waiters, 0u);
+  EXPECT_FALSE(fresh.writes_stopped);
+  MakeGroup("g", {"a"});
+  for (int i = 0; i < 20; ++i) {
+    AppendRequest r = Req("g", {});
+    r.keep_history = true;
+    // Incompressible, so the table file holds all of it.
+    r.make_payload = [](uint64_t seq) {
+      std::mt19937 gen(static_cast<uint32_t>(seq));
+      std::string p(1000, '\0');
+      for (char& c : p) c = static_cast<char>(gen());
+      return p;
+    };
+    ASSERT_TRUE(msgs().Append(r).ok());
+  }
+  const StorageStats written = storage_->Stats();
+  EXPECT_GT(written.memtable_bytes, fresh.memtable_bytes);
+  // 20 kB of history reaches a table file on a flush; the memtables shrink.
+  ASSERT_OK(storage_->Flush());
+  const StorageStats flushed = storage_->Stats();
+  EXPECT_GE(flushed.table_file_bytes, fresh.table_file_bytes + 20'000);
+  EXPECT_LT(flushed.memtable_bytes, written.memtable_bytes);
+  // A WhenDurable that has to wait is one commit with one waiter.
+  AppendRequest deferred = Req("g", {});
+  deferred.defer_durability = true;
+  ASSERT_TRUE(msgs().Append(deferred).ok());
+  absl::Notification n;
+  storage_->WhenDurable([&](absl::Status st) {
+    EXPECT_TRUE(st.ok()) << st;
+    n.Notify();
+  });
+  n.WaitForNotification();
+  const StorageStats committed = storage_->Stats();
+  EXPECT_EQ(committed.group_commits, 1u);
+  EXPECT_EQ(committed.group_commit_waiters, 1u);
 }
 
 TEST_F(StorageTest, RemoveDeviceDeletesQueue) {

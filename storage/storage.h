@@ -505,6 +505,22 @@ class SafetyStore {
 };
 
 // All stores of one backend, opened together.
+// What a backend reports about itself (Storage::Stats): counters since it
+// was opened, and gauges read at the call.
+struct StorageStats {
+  // WhenDurable's group commit: the rounds that made waiting writes durable
+  // (RocksDB: one log write with batched log writes, one fsync in sync
+  // mode), and the waiters they answered; waiters / commits is the mean
+  // batch. Both 0 for a backend whose writes are durable as they are made.
+  uint64_t group_commits = 0;
+  uint64_t group_commit_waiters = 0;
+  uint64_t memtable_bytes = 0;            // written, held in memory
+  uint64_t table_file_bytes = 0;          // in table files on disk
+  uint64_t pending_compaction_bytes = 0;  // compaction's backlog, estimated
+  // A background error (e.g. a full disk) stops writes until recovery.
+  bool writes_stopped = false;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -526,6 +542,8 @@ class Storage {
   // Flushes and compacts everything, so deleted data is physically removed
   // from the files (after a retention purge). Slow; call rarely.
   virtual absl::Status Compact() = 0;
+  // Cheap (no I/O); safe to call at any time from any thread.
+  virtual StorageStats Stats() = 0;
 };
 
 }  // namespace parley::storage

@@ -761,6 +761,20 @@ TEST_F(ParleyctlTest, SafetyModerationExportAndAuditWithRealBinaries) {
   r = Ctl({"retention", "status"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("30"));  // queue retention days
+
+  // The server's counters: the messages above, the group commit that made
+  // them durable, writes accepted (exit 0). Operator only.
+  r = Ctl({"stats"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("  writes        accepted\n"));
+  nlohmann::json stats = CtlJson({"stats"});
+  EXPECT_GE(stats["sends_stored"].get<uint64_t>(), 1u);
+  EXPECT_GE(stats["group_commits"].get<uint64_t>(), 1u);
+  EXPECT_GT(stats["table_file_bytes"].get<uint64_t>() + stats["memtable_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(stats["writes_stopped"], false);
+  r = Ctl({"stats"}, aud);
+  EXPECT_EQ(r.code, 1) << "an auditor may not read the server's stats";
+  EXPECT_THAT(r.err, HasSubstr("PERMISSION_DENIED"));
 }
 
 }  // namespace

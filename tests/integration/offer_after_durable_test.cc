@@ -41,6 +41,7 @@ class HeldDurability : public storage::Storage {
   storage::SafetyStore& safety() override { return s_->safety(); }
   absl::Status Flush() override { return s_->Flush(); }
   absl::Status Compact() override { return s_->Compact(); }
+  storage::StorageStats Stats() override { return s_->Stats(); }
   void WhenDurable(std::function<void(absl::Status)> done) override {
     if (!hold_) {
       s_->WhenDurable(std::move(done));

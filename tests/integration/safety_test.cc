@@ -531,6 +531,58 @@ TEST_F(SafetyTest, AuditVerifyCatchesATamperedRecord) {
   EXPECT_FALSE(vr.problem().empty());
 }
 
+TEST_F(SafetyTest, ServerStatsCountMessagesStreamsAndCommits) {
+  Device alice = Reg("alice"), bob = Reg("bob");
+  v1::Conversation conv;
+  ASSERT_TRUE(client_->Direct(alice, "bob", &conv).ok());
+  v1::GetServerStatsResponse before;
+  ASSERT_TRUE(admin_->GetServerStats(Admin(operator_).get(), {}, &before).ok());
+  EXPECT_EQ(before.server_time_ms(), now_.load());
+  EXPECT_EQ(before.started_at_ms(), kStart);
+  EXPECT_EQ(before.receive_streams(), 0u);
+  EXPECT_FALSE(before.writes_stopped());
+
+  // Two new messages, one retry of the second, one refused (empty body).
+  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), "st-1", "one").ok());
+  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), "st-2", "two").ok());
+  v1::SendResponse retry;
+  ASSERT_TRUE(client_->SendText(alice, conv.conversation_id(), "st-2", "two", &retry).ok());
+  EXPECT_TRUE(retry.duplicate());
+  EXPECT_EQ(client_->SendText(alice, conv.conversation_id(), "st-3", "").error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Bob's stream is open while he reads and acknowledges both.
+  Stream stream(*client_, bob, 20);
+  v1::AckRequest ack;
+  v1::Envelope e;
+  for (int i = 0; i < 2 && stream.NextEnvelope(&e); ++i) ack.add_delivery_ids(e.delivery_id());
+  ASSERT_EQ(ack.delivery_ids_size(), 2);
+  v1::AckResponse acked;
+  ASSERT_TRUE(client_->messaging->Ack(ApiClient::Ctx(bob.token).get(), ack, &acked).ok());
+  EXPECT_EQ(acked.removed(), 2u);
+
+  v1::GetServerStatsResponse after;
+  ASSERT_TRUE(admin_->GetServerStats(Admin(operator_).get(), {}, &after).ok());
+  EXPECT_EQ(after.sends_stored(), before.sends_stored() + 2);
+  EXPECT_EQ(after.sends_duplicate(), before.sends_duplicate() + 1);
+  EXPECT_EQ(after.sends_refused(), before.sends_refused() + 1);
+  EXPECT_EQ(after.acked(), before.acked() + 2);
+  EXPECT_EQ(after.receive_streams(), 1u);
+  // Every Send waited for the group commit (batched log writes).
+  EXPECT_GT(after.group_commits(), before.group_commits());
+  EXPECT_GE(after.group_commit_waiters() - before.group_commit_waiters(),
+            after.group_commits() - before.group_commits());
+  EXPECT_GT(after.memtable_bytes(), 0u);
+  EXPECT_FALSE(after.writes_stopped());
+
+  // Operator only, and audited like every admin call.
+  v1::GetServerStatsResponse denied;
+  EXPECT_EQ(admin_->GetServerStats(Admin(Token(v1::ADMIN_ROLE_AUDITOR, "st-aud")).get(), {}, &denied)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const std::vector<std::string> actions = AuditActions();
+  EXPECT_GE(std::count(actions.begin(), actions.end(), "admin.GetServerStats"), 3);
+}
+
 TEST_F(SafetyTest, RetentionPurgesHistoryAndQueuesFromDisk) {
   Device alice = Reg("alice"), bob = Reg("bob");
   v1::Conversation conv;
@@ -699,6 +751,7 @@ TEST_F(SafetyTest, AdminRoleByRpcMatrix) {
       {"ExportConversation", [a](grpc::ClientContext* c) { v1::ExportConversationResponse r; return a->ExportConversation(c, {}, &r); }},
       {"GetRetentionStatus", [a](grpc::ClientContext* c) { v1::GetRetentionStatusResponse r; return a->GetRetentionStatus(c, {}, &r); }},
       {"RunRetention", [a](grpc::ClientContext* c) { v1::RunRetentionResponse r; return a->RunRetention(c, {}, &r); }},
+      {"GetServerStats", [a](grpc::ClientContext* c) { v1::GetServerStatsResponse r; return a->GetServerStats(c, {}, &r); }},
   };
   // Must list every RPC of the service (a new RPC fails here until added).
   EXPECT_EQ(static_cast<int>(rpcs.size()),

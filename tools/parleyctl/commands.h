@@ -189,6 +189,9 @@ int RetentionStatus(const Env& env);
 // Exit 1 when the run reports an error.
 int RetentionRun(const Env& env);
 
+// The server's counters and gauges; exit 1 while its writes are stopped.
+int ServerStats(const Env& env);
+
 }  // namespace parley::ctl
 
 #endif  // PARLEY_TOOLS_PARLEYCTL_COMMANDS_H_

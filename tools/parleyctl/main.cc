@@ -234,6 +234,11 @@ int Run(int argc, char** argv) {
   CLI::App* retention_run = retention->add_subcommand(
       "run", "run the retention task now (exit 1 if it fails)");
 
+  CLI::App* stats = app.add_subcommand(
+      "stats",
+      "the server's counters and gauges: messages, streams, group commit, "
+      "storage (operator; exit 1 while its writes are stopped)");
+
   // tokens create|list|revoke
   CLI::App* tokens = app.add_subcommand("tokens", "admin tokens");
   tokens->require_subcommand(1);
@@ -291,6 +296,7 @@ int Run(int argc, char** argv) {
   if (*export_cmd) return AccessExport(env, export_args);
   if (*retention_status) return RetentionStatus(env);
   if (*retention_run) return RetentionRun(env);
+  if (*stats) return ServerStats(env);
   if (*create) return TokensCreate(env, create_args);
   if (*tokens_list) return TokensList(env);
   if (*revoke) return TokensRevoke(env, revoke_id);

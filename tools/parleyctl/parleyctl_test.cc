@@ -492,6 +492,23 @@ v1::GetReportResponse SampleE2eeReport() {
   return r;
 }
 
+v1::GetServerStatsResponse SampleServerStats() {
+  v1::GetServerStatsResponse s;
+  s.set_server_time_ms(1'700'000'000'000 + 3'600'000);
+  s.set_started_at_ms(1'700'000'000'000);
+  s.set_sends_stored(120000);
+  s.set_sends_duplicate(1);
+  s.set_sends_refused(42);
+  s.set_acked(119950);
+  s.set_receive_streams(32);
+  s.set_group_commits(40000);
+  s.set_group_commit_waiters(100000);
+  s.set_memtable_bytes(3 * 1024 * 1024 + 512 * 1024);
+  s.set_table_file_bytes(900);
+  s.set_pending_compaction_bytes(0);
+  return s;
+}
+
 v1::GetRetentionStatusResponse SampleRetentionStatus() {
   v1::GetRetentionStatusResponse s;
   v1::RetentionRun* run = s.mutable_last_run();
@@ -763,6 +780,43 @@ TEST(SafetyFormatTest, ScannerSummary) {
   EXPECT_THAT(FormatReportSummary(s), Not(HasSubstr("resolution")));
 }
 
+TEST(SafetyFormatTest, ServerStats) {
+  EXPECT_EQ(FormatServerStats(SampleServerStats()),
+            "server time   2023-11-14T23:13:20Z (up 1 h)\n"
+            "messages (since the start):\n"
+            "  stored        120000\n"
+            "  duplicates    1 retry answered from the idempotency record\n"
+            "  refused       42\n"
+            "  acked         119950 queue entries\n"
+            "  streams       32 Receive streams open\n"
+            "storage:\n"
+            "  durability    40000 group commits for 100000 writes (2.5 per "
+            "commit)\n"
+            "  memtables     3.5 MiB\n"
+            "  table files   900 B\n"
+            "  compaction    0 B pending\n"
+            "  writes        accepted\n");
+  EXPECT_EQ(ServerStatsExitCode(SampleServerStats()), kExitOk);
+  v1::GetServerStatsResponse stopped;
+  stopped.set_server_time_ms(1'700'000'000'000);
+  stopped.set_writes_stopped(true);
+  const std::string text = FormatServerStats(stopped);
+  EXPECT_THAT(text, HasSubstr("  durability    0 group commits\n"));
+  EXPECT_THAT(text, HasSubstr("  writes        STOPPED (a background error"));
+  EXPECT_THAT(text, HasSubstr("server time   2023-11-14T22:13:20Z\n"));
+  EXPECT_EQ(ServerStatsExitCode(stopped), kExitFailed);
+  const nlohmann::json j = ServerStatsJson(SampleServerStats());
+  EXPECT_EQ(j["sends_stored"], 120000);
+  EXPECT_EQ(j["group_commit_waiters"], 100000);
+  EXPECT_EQ(j["started_at"], "2023-11-14T22:13:20Z");
+  EXPECT_EQ(j["writes_stopped"], false);
+  EXPECT_EQ(FormatBytes(0), "0 B");
+  EXPECT_EQ(FormatBytes(1023), "1023 B");
+  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
+  EXPECT_EQ(FormatBytes(uint64_t{5} << 30), "5.0 GiB");
+  EXPECT_EQ(FormatBytes(uint64_t{3} << 50), "3072.0 TiB");
+}
+
 TEST(SafetyFormatTest, RetentionStatus) {
   EXPECT_EQ(FormatRetentionStatus(SampleRetentionStatus()),
             "last run:\n"
@@ -928,6 +982,7 @@ class FakeAdmin final : public v1::AdminService::Service {
   int report_list_calls = 0;
   int export_calls = 0;
   std::string retention_error;
+  bool writes_stopped = false;
 
   grpc::Status VerifyAudit(grpc::ServerContext* ctx,
                            const v1::VerifyAuditRequest*,
@@ -1023,6 +1078,14 @@ class FakeAdmin final : public v1::AdminService::Service {
                                   v1::GetRetentionStatusResponse* resp) override {
     if (grpc::Status s = Auth(ctx); !s.ok()) return s;
     *resp = SampleRetentionStatus();
+    return grpc::Status::OK;
+  }
+  grpc::Status GetServerStats(grpc::ServerContext* ctx,
+                              const v1::GetServerStatsRequest*,
+                              v1::GetServerStatsResponse* resp) override {
+    if (grpc::Status s = Auth(ctx); !s.ok()) return s;
+    *resp = SampleServerStats();
+    resp->set_writes_stopped(writes_stopped);
     return grpc::Status::OK;
   }
   grpc::Status RunRetention(grpc::ServerContext* ctx,
@@ -1416,6 +1479,17 @@ TEST_F(CommandsTest, Retention) {
   EXPECT_EQ(RetentionRun(NewEnv(true)), kExitFailed);
   EXPECT_EQ(OutJson()["run"]["error"], "IO error: disk full");
   EXPECT_EQ(RetentionStatus(NewEnv(false, "bad")), kExitFailed);
+}
+
+TEST_F(CommandsTest, ServerStats) {
+  EXPECT_EQ(ServerStats(NewEnv(false)), kExitOk);
+  EXPECT_EQ(out_.str(), FormatServerStats(SampleServerStats()));
+  service_.writes_stopped = true;
+  EXPECT_EQ(ServerStats(NewEnv(true)), kExitFailed);
+  EXPECT_EQ(OutJson()["writes_stopped"], true);
+  EXPECT_EQ(OutJson()["receive_streams"], 32);
+  EXPECT_EQ(ServerStats(NewEnv(false, "bad")), kExitFailed);
+  EXPECT_THAT(err_.str(), HasSubstr("parleyctl: GetServerStats: "));
 }
 
 TEST_F(CommandsTest, TokensCreateTakesEveryRole) {

@@ -356,6 +356,19 @@ int RetentionStatus(const Env& env) {
   return kExitOk;
 }
 
+// ----------------------------------------------------------------- stats
+
+int ServerStats(const Env& env) {
+  v1::GetServerStatsResponse resp;
+  grpc::ClientContext ctx;
+  env.Prepare(&ctx);
+  if (grpc::Status s = env.stub()->GetServerStats(&ctx, {}, &resp); !s.ok()) {
+    return env.RpcFail("GetServerStats", s);
+  }
+  env.Emit(FormatServerStats(resp), ServerStatsJson(resp));
+  return ServerStatsExitCode(resp);
+}
+
 int RetentionRun(const Env& env) {
   v1::RunRetentionResponse resp;
   grpc::ClientContext ctx;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <iterator>
 
 #include "tools/parleyctl/format.h"
 
@@ -663,6 +665,88 @@ nlohmann::json RetentionRunJson(const v1::RetentionRun& run) {
           {"idempotency_purged", run.idempotency_purged()},
           {"compacted", run.compacted()},
           {"error", run.error()}};
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  size_t unit = 0;
+  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f %s", v, kUnits[unit]);
+  return buf;
+}
+
+std::string FormatServerStats(const v1::GetServerStatsResponse& s) {
+  std::string out;
+  const int64_t up = s.server_time_ms() - s.started_at_ms();
+  out += Field(
+      "server time",
+      FormatTime(s.server_time_ms()) +
+          (s.started_at_ms() > 0 && up >= 0
+               ? " (up " + FormatInterval(std::max<int64_t>(up, 1000)) + ")"
+               : std::string()));
+  out += "messages (since the start):\n";
+  out += "  " + Field("stored", std::to_string(s.sends_stored()));
+  out += "  " +
+         Field("duplicates", Plural(s.sends_duplicate(), "retry", "retries") +
+                                 " answered from the idempotency record");
+  out += "  " + Field("refused", std::to_string(s.sends_refused()));
+  out +=
+      "  " + Field("acked", Plural(s.acked(), "queue entry", "queue entries"));
+  out += "  " + Field("streams", Plural(s.receive_streams(), "Receive stream",
+                                        "Receive streams") +
+                                     " open");
+  out += "storage:\n";
+  std::string commits =
+      Plural(s.group_commits(), "group commit", "group commits");
+  if (s.group_commits() > 0) {
+    char mean[32];
+    std::snprintf(mean, sizeof(mean), "%.1f",
+                  static_cast<double>(s.group_commit_waiters()) /
+                      static_cast<double>(s.group_commits()));
+    commits += " for " + Plural(s.group_commit_waiters(), "write", "writes") +
+               " (" + mean + " per commit)";
+  }
+  out += "  " + Field("durability", commits);
+  out += "  " + Field("memtables", FormatBytes(s.memtable_bytes()));
+  out += "  " + Field("table files", FormatBytes(s.table_file_bytes()));
+  out += "  " + Field("compaction",
+                      FormatBytes(s.pending_compaction_bytes()) + " pending");
+  out +=
+      "  " + Field("writes",
+                   s.writes_stopped()
+                       ? std::string(
+                             "STOPPED (a background error such as a full disk; "
+                             "Sends fail until the store recovers)")
+                       : std::string("accepted"));
+  return out;
+}
+
+int ServerStatsExitCode(const v1::GetServerStatsResponse& s) {
+  return s.writes_stopped() ? kExitFailed : kExitOk;
+}
+
+nlohmann::json ServerStatsJson(const v1::GetServerStatsResponse& s) {
+  return {{"server_time_ms", s.server_time_ms()},
+          {"server_time", FormatTime(s.server_time_ms())},
+          {"started_at_ms", s.started_at_ms()},
+          {"started_at", FormatTime(s.started_at_ms())},
+          {"sends_stored", s.sends_stored()},
+          {"sends_duplicate", s.sends_duplicate()},
+          {"sends_refused", s.sends_refused()},
+          {"acked", s.acked()},
+          {"receive_streams", s.receive_streams()},
+          {"group_commits", s.group_commits()},
+          {"group_commit_waiters", s.group_commit_waiters()},
+          {"memtable_bytes", s.memtable_bytes()},
+          {"table_file_bytes", s.table_file_bytes()},
+          {"pending_compaction_bytes", s.pending_compaction_bytes()},
+          {"writes_stopped", s.writes_stopped()}};
 }
 
 nlohmann::json RetentionStatusJson(const v1::GetRetentionStatusResponse& s) {

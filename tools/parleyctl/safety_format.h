@@ -109,6 +109,18 @@ int RetentionRunExitCode(const v1::RetentionRun& run);
 nlohmann::json RetentionRunJson(const v1::RetentionRun& run);
 nlohmann::json RetentionStatusJson(const v1::GetRetentionStatusResponse& s);
 
+// ------------------------------------------------------- server stats
+
+// "512 B", "1.5 KiB", "12.3 MiB", "2.0 GiB".
+std::string FormatBytes(uint64_t bytes);
+// The `stats` output: server time and uptime, message counters, open
+// Receive streams, the group commit's batch, storage sizes, and whether
+// writes are stopped.
+std::string FormatServerStats(const v1::GetServerStatsResponse& s);
+// kExitFailed while the server's writes are stopped, else kExitOk.
+int ServerStatsExitCode(const v1::GetServerStatsResponse& s);
+nlohmann::json ServerStatsJson(const v1::GetServerStatsResponse& s);
+
 }  // namespace parley::ctl
 
 #endif  // PARLEY_TOOLS_PARLEYCTL_SAFETY_FORMAT_H_
