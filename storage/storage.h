@@ -510,8 +510,8 @@ class SafetyStore {
 struct StorageStats {
   // WhenDurable's group commit: the rounds that made waiting writes durable
   // (RocksDB: one log write with batched log writes, one fsync in sync
-  // mode), and the waiters they answered; waiters / commits is the mean
-  // batch. Both 0 for a backend whose writes are durable as they are made.
+  // mode), and the WhenDurable calls they answered; waiters / commits is
+  // the mean batch. Both 0 for a backend whose writes are durable as they are made.
   uint64_t group_commits = 0;
   uint64_t group_commit_waiters = 0;
   uint64_t memtable_bytes = 0;            // written, held in memory

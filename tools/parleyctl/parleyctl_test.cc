@@ -790,7 +790,7 @@ TEST(SafetyFormatTest, ServerStats) {
             "  acked         119950 queue entries\n"
             "  streams       32 Receive streams open\n"
             "storage:\n"
-            "  durability    40000 group commits for 100000 writes (2.5 per "
+            "  durability    40000 group commits answering 100000 waiters (2.5 per "
             "commit)\n"
             "  memtables     3.5 MiB\n"
             "  table files   900 B\n"

@@ -709,7 +709,7 @@ std::string FormatServerStats(const v1::GetServerStatsResponse& s) {
     std::snprintf(mean, sizeof(mean), "%.1f",
                   static_cast<double>(s.group_commit_waiters()) /
                       static_cast<double>(s.group_commits()));
-    commits += " for " + Plural(s.group_commit_waiters(), "write", "writes") +
+    commits += " answering " + Plural(s.group_commit_waiters(), "waiter", "waiters") +
                " (" + mean + " per commit)";
   }
   out += "  " + Field("durability", commits);
