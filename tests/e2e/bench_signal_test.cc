@@ -43,6 +43,15 @@ void CheckSignalRun(const std::vector<std::string>& scenario_args, const std::st
   EXPECT_GT(r["deliveries_total"].get<uint64_t>(), 0u) << r.dump(2);
   EXPECT_EQ(r["deliveries_total"], r["deliveries_expected"]) << r.dump(2);
   EXPECT_EQ(r["first_error"], "") << r.dump(2);
+  // parleyd's own counters over the window, from its admin service: the
+  // Sends it stored and the group commits that made them durable (the
+  // drain's window has no Sends).
+  ASSERT_TRUE(r["server_group_commits"].is_number()) << r.dump(2);
+  if (name != "drain") {
+    EXPECT_GT(r["server_sends_stored"].get<int64_t>(), 0) << r.dump(2);
+    EXPECT_GT(r["server_group_commits"].get<int64_t>(), 0) << r.dump(2);
+    EXPECT_GE(r["server_sends_per_group_commit"].get<double>(), 0.5) << r.dump(2);
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }

@@ -638,7 +638,15 @@ TEST(ReportTest, JsonAndTable) {
   a.server_context_switches_per_delivery = 0.84;
   b.server_context_switches_per_delivery = 0.12;
   a.server_minor_faults_per_1k_deliveries = 230.5;
+  a.server_group_commits = 1000;
+  a.server_sends_stored = 3750;
+  a.server_sends_per_group_commit = 3.75;
   nlohmann::json j = ToJson(a);
+  EXPECT_EQ(j["server_group_commits"], 1000);
+  EXPECT_EQ(j["server_sends_stored"], 3750);
+  EXPECT_DOUBLE_EQ(j["server_sends_per_group_commit"].get<double>(), 3.75);
+  EXPECT_TRUE(ToJson(b)["server_group_commits"].is_null());  // the null server
+  EXPECT_TRUE(ToJson(b)["server_sends_per_group_commit"].is_null());
   EXPECT_TRUE(j["server_cpu_s"].is_null());  // not measured
   EXPECT_DOUBLE_EQ(j["server_context_switches_per_delivery"].get<double>(),
                    0.84);
@@ -661,6 +669,8 @@ TEST(ReportTest, JsonAndTable) {
                   "server context switches / delivery +0.84 +0.12 +7.00"));
   EXPECT_THAT(table, testing::ContainsRegex(
                          "server page faults / 1k deliveries +230.5 +- "));
+  EXPECT_THAT(
+      table, testing::ContainsRegex("server Sends per group commit +3.75 +- "));
   // Closed loop: no schedule, so no issue lag rows.
   EXPECT_THAT(table, testing::Not(HasSubstr("issue lag")));
   EXPECT_EQ(j["issue_lag"]["count"], 0);

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "clients/crypto/crypto.h"
 #include "clients/sdk/key_wire.h"
+#include "parley/v1/admin.grpc.pb.h"
 #include "parley/v1/parley.grpc.pb.h"
 #include "tools/bench/cpus.h"
 #include "tools/bench/histogram.h"
@@ -1247,9 +1248,39 @@ class Run {
     int64_t server_faults = -1;
     int64_t server_switches = -1;
     double bench_cpu = -1;
+    int64_t group_commits = -1;  // GetServerStats, when it answered
+    int64_t sends_stored = -1;
   };
+  // The server's counters from its admin service (Endpoint::admin_target);
+  // a failure is noted once and the figures stay unmeasured.
+  void ReadServerStats(Snapshot* s) {
+    if (ep_.admin_target.empty() || stats_failed_) return;
+    if (admin_ == nullptr) {
+      grpc::SslCredentialsOptions so;
+      so.pem_root_certs = ep_.ca_pem;
+      admin_ = v1::AdminService::NewStub(
+          grpc::CreateChannel(ep_.admin_target, grpc::SslCredentials(so)));
+    }
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + ep_.admin_token);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::GetServerStatsResponse resp;
+    grpc::Status st = admin_->GetServerStats(&ctx, {}, &resp);
+    if (!st.ok()) {
+      stats_failed_ = true;
+      r_.notes.push_back(
+          absl::StrCat("server stats not read (GetServerStats: ",
+                       absl::StatusCodeToString(
+                           static_cast<absl::StatusCode>(st.error_code())),
+                       " ", st.error_message(), ")"));
+      return;
+    }
+    s->group_commits = static_cast<int64_t>(resp.group_commits());
+    s->sends_stored = static_cast<int64_t>(resp.sends_stored());
+  }
   Snapshot Take() {
     Snapshot s;
+    ReadServerStats(&s);
     s.t_ns = NowNs();
     if (ep_.pid > 0) {
       auto c = ReadProcessCounters(ep_.pid);
@@ -1296,6 +1327,15 @@ class Run {
     }
     if (a.bench_cpu >= 0 && b.bench_cpu >= 0)
       r_.bench_cpu_s = b.bench_cpu - a.bench_cpu;
+    if (a.group_commits >= 0 && b.group_commits >= 0) {
+      r_.server_group_commits = b.group_commits - a.group_commits;
+      r_.server_sends_stored = b.sends_stored - a.sends_stored;
+      if (r_.server_group_commits > 0) {
+        r_.server_sends_per_group_commit =
+            static_cast<double>(r_.server_sends_stored) /
+            static_cast<double>(r_.server_group_commits);
+      }
+    }
   }
 
   // Runs the senders for warm-up + duration against open recipient streams.
@@ -1544,6 +1584,8 @@ class Run {
   TempDir signal_dir_;
   const Options& o_;
   const Endpoint& ep_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;  // main thread only
+  bool stats_failed_ = false;
   RunResult r_;
   Stats st_;
   std::vector<std::unique_ptr<Connection>> load_conns_, idle_conns_;

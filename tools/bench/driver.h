@@ -27,6 +27,10 @@ struct Endpoint {
   std::string target;  // host:port
   std::string ca_pem;  // trusted root for TLS
   pid_t pid = 0;       // server process for /proc figures; 0: unknown
+  // parleyd's admin service (same CA) and an operator token: the window's
+  // group commits from GetServerStats. Empty: not measured.
+  std::string admin_target;
+  std::string admin_token;
 };
 
 // Bytes of the header every bench payload starts with, in ASCII (plain

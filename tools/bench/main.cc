@@ -11,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "tools/bench/args.h"
@@ -136,7 +137,25 @@ absl::StatusOr<RunResult> RunSpawned(const Options& o, bool null) {
       ep.target = absl::StrCat("127.0.0.1:", (*server)->port());
       ep.ca_pem = *ca;
       ep.pid = (*server)->pid();
+      // The admin service's counters (group commits) come from the
+      // operator token parleyd writes on its first start.
+      std::string stats_note;
+      if (!null && !o.no_admin) {
+        auto port = ReadFile(dir + "/admin-port");
+        auto token = ReadFile(data + "/admin/operator.token");
+        if (port.ok() && token.ok()) {
+          ep.admin_target =
+              absl::StrCat("127.0.0.1:", absl::StripAsciiWhitespace(*port));
+          ep.admin_token = std::string(absl::StripAsciiWhitespace(*token));
+        } else {
+          stats_note = absl::StrCat(
+              "server stats not read (",
+              (port.ok() ? token.status() : port.status()).message(), ")");
+        }
+      }
       result = RunScenario(o, ep);
+      if (result.ok() && !stats_note.empty())
+        result->notes.push_back(stats_note);
       if (result.ok()) result->server_cpus = FormatCpuList(o.server_cpus);
       if (result.ok() && !rate_limit_note.empty())
         result->notes.push_back(rate_limit_note);

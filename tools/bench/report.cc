@@ -149,6 +149,10 @@ json ToJson(const RunResult& r) {
        OrNull(r.server_minor_faults_per_1k_deliveries)},
       {"server_context_switches_per_delivery",
        OrNull(r.server_context_switches_per_delivery)},
+      {"server_group_commits", OrNull(r.server_group_commits)},
+      {"server_sends_stored", OrNull(r.server_sends_stored)},
+      {"server_sends_per_group_commit",
+       OrNull(r.server_sends_per_group_commit)},
       {"server_peak_rss_kb", OrNull(r.server_peak_rss_kb)},
       {"server_rss_kb", OrNull(r.server_rss_kb)},
       {"server_threads", OrNull(r.server_threads)},
@@ -309,6 +313,11 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
        [](const RunResult& r) {
          return r.server_minor_faults_per_1k_deliveries;
        }},
+      {"server Sends per group commit",
+       [](const RunResult& r) {
+         return Num(r.server_sends_per_group_commit, 2);
+       },
+       [](const RunResult& r) { return r.server_sends_per_group_commit; }},
       {"bench CPU s (window)",
        [](const RunResult& r) { return Num(r.bench_cpu_s, 1); }, nullptr},
       {"server peak RSS (MB)",

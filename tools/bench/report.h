@@ -95,6 +95,12 @@ struct RunResult {
   // Context switches of the server's threads inside the window, per
   // delivery (voluntary + involuntary, /proc/<pid>/task/*/status).
   double server_context_switches_per_delivery = -1;
+  // parleyd's group commits inside the window (GetServerStats, when the
+  // bench reaches its admin service) and the Sends it stored meanwhile:
+  // Sends per commit is how many Sends share one log write (or fsync).
+  int64_t server_group_commits = -1;
+  int64_t server_sends_stored = -1;
+  double server_sends_per_group_commit = -1;
   int64_t server_peak_rss_kb = -1;  // VmHWM
   int64_t server_rss_kb = -1;       // VmRSS at the end of the load
   int64_t server_threads = -1;
