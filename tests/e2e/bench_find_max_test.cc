@@ -1,11 +1,13 @@
 // parley-bench --find-max end to end: the bench spawns a real parleyd
 // (subprocess, loopback, port 0) for every run of the search, then the null
 // server the same way, then parleyd once more in open loop at half the best
-// rate. The JSON must show the doubling windows, the best of each search as
-// the compared runs, and a half-rate run at half the best run's Sends/s.
+// rate, twice (--half-rate-runs 2). The JSON must show the doubling windows,
+// the best of each search as the compared runs, and two half-rate runs at
+// half the best run's Sends/s with their verdicts and the median one.
 // SPDX-License-Identifier: GPL-3.0-or-later
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 
@@ -27,7 +29,7 @@ TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
   const std::string dir = tmpl;
   const std::string json_path = dir + "/run.json";
   Process p({PARLEY_BENCH_BIN, "--parleyd", PARLEYD_BIN, "--find-max", "--find-max-steps", "3", "--compare-null",
-             "--half-rate", "--pairs", "2", "--window", "1", "--duration", "0.5", "--warmup", "0.2", "--quiet",
+             "--half-rate", "--half-rate-runs", "2", "--pairs", "2", "--window", "1", "--duration", "0.5", "--warmup", "0.2", "--quiet",
              "--json", json_path},
             dir + "/out", dir + "/err");
   const int rc = p.Wait(std::chrono::seconds(240));
@@ -35,7 +37,9 @@ TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
   ASSERT_EQ(rc, 0) << out << Slurp(dir + "/err");
   EXPECT_THAT(out, HasSubstr("find-max, parleyd: window"));
   EXPECT_THAT(out, HasSubstr("find-max, null: window"));
-  EXPECT_THAT(out, HasSubstr("half the maximum rate:"));
+  EXPECT_THAT(out, HasSubstr("half rate, parleyd: run"));
+  EXPECT_THAT(out, HasSubstr(" of 2 runs at half the maximum ("));
+  EXPECT_THAT(out, HasSubstr("half the maximum rate, the median of 2 runs:"));
 
   const nlohmann::json j = nlohmann::json::parse(Slurp(json_path), nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(j.is_discarded()) << Slurp(json_path);
@@ -102,6 +106,23 @@ TEST(BenchFindMaxTest, SearchesParleydAndTheNullServerThenRunsAtHalfRate) {
     EXPECT_GE(from_schedule[p].get<double>(), from_send[p].get<double>()) << p << " " << half.dump(2);
   }
   EXPECT_GT(half["issue_lag"]["count"].get<uint64_t>(), 0u) << half.dump(2);
+  // Both runs, each with its verdict against the 10 ms bound; the median
+  // one (the lower p99 of two) is "half_rate".
+  const nlohmann::json& halves = j["find_max"]["half_rate_runs"];
+  ASSERT_EQ(halves.size(), 2u) << j.dump(2);
+  int within = 0;
+  for (const nlohmann::json& h : halves) {
+    EXPECT_EQ(h["rate"], half["rate"]);
+    EXPECT_EQ(h["send_errors"], 0) << h.dump(2);
+    EXPECT_EQ(h["deliveries_total"], h["deliveries_expected"]) << h.dump(2);
+    const bool ok = h["latency_send_to_deliver"]["p99_ms"].get<double>() <= 10 && h["sends_skipped"] == 0;
+    EXPECT_EQ(h["within_bound"], ok) << h.dump(2);
+    within += ok ? 1 : 0;
+  }
+  EXPECT_EQ(j["find_max"]["half_rate_within_bound"], within);
+  EXPECT_EQ(half["latency_send_to_deliver"]["p99_ms"],
+            std::min(halves[0]["latency_send_to_deliver"]["p99_ms"].get<double>(),
+                     halves[1]["latency_send_to_deliver"]["p99_ms"].get<double>()));
   // Closed loop has no schedule: neither figure is given.
   EXPECT_EQ(j["runs"][0]["issue_lag"]["count"], 0) << j["runs"][0].dump(2);
   EXPECT_EQ(j["runs"][0]["latency_schedule_to_deliver"]["count"], 0);

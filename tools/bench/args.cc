@@ -152,6 +152,11 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   app.add_flag("--half-rate", o.half_rate,
                "after --find-max: one open-loop run at half the maximum "
                "Sends/s (latency at half load)");
+  app.add_option("--half-rate-runs", o.half_rate_runs,
+                 "--half-rate: that many runs at half the maximum, each on a "
+                 "fresh server; prints how many kept p99 <= 10 ms and the "
+                 "median run")
+      ->capture_default_str();
   app.add_option("--find-rate", o.find_rate_p99_ms,
                  "open loop: search for the highest rate whose p99 "
                  "Send->deliver is at most this many ms (every Send issued, "
@@ -287,7 +292,14 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
   } else if (o.half_rate) {
     return absl::InvalidArgumentError(
         "--half-rate runs at half the rate --find-max found; add --find-max");
-  } else if (app.count("--find-max-steps") > 0 && !(o.find_rate_p99_ms > 0)) {
+  }
+  if (app.count("--half-rate-runs") > 0 && !o.half_rate) {
+    return absl::InvalidArgumentError(
+        "--half-rate-runs repeats the --half-rate run; add --find-max "
+        "--half-rate");
+  }
+  if (!o.find_max && app.count("--find-max-steps") > 0 &&
+      !(o.find_rate_p99_ms > 0)) {
     return absl::InvalidArgumentError(
         "--find-max-steps applies to --find-max and --find-rate");
   }
@@ -331,6 +343,7 @@ absl::StatusOr<Options> ParseArgs(int argc, const char* const* argv,
       {"--size", double(o.size), kMinPayloadBytes, 65536},
       {"--window", double(o.window), 1, 4096},
       {"--find-max-steps", double(o.find_max_steps), 2, 12},
+      {"--half-rate-runs", double(o.half_rate_runs), 1, 20},
       {"--receive-batch", double(o.receive_batch), 1, 256},
       {"--series-ms", double(o.series_ms), 0, 60000},
       {"--find-rate", o.find_rate_p99_ms, 0, 60000},

@@ -82,6 +82,10 @@ struct Options {
   // With find_max: then one open-loop run at half the maximum's Sends/s
   // (the load of issue 6's p99 target).
   bool half_rate = false;
+  // With half_rate: that many half-rate runs (each on a fresh spawned
+  // server), so that the p99 target is stated as "met in k of N runs"
+  // with the median run, on a host whose speed varies between minutes.
+  int half_rate_runs = 1;
   // Open loop: search for the highest rate whose p99 Send->deliver latency
   // (from the Send call) is at most this many ms, with every Send issued
   // and accepted and every message delivered (find_max.h, NextRate): starts

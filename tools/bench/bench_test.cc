@@ -237,10 +237,14 @@ TEST(ArgsTest, FindMax) {
   EXPECT_TRUE(o->half_rate);
   EXPECT_EQ(o->find_max_steps, 4);
   EXPECT_EQ(o->window, 2);
+  EXPECT_EQ(o->half_rate_runs, 1);
   auto d = Parse({"--find-max"});
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->find_max_steps, 6);
   EXPECT_FALSE(d->half_rate);
+  auto n = Parse({"--find-max", "--half-rate", "--half-rate-runs", "4"});
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(n->half_rate_runs, 4);
 
   struct Bad {
     std::vector<std::string> args;
@@ -251,6 +255,12 @@ TEST(ArgsTest, FindMax) {
       {{"--find-max", "--scenario", "drain"}, "--scenario pairs or group"},
       {{"--find-max", "--scenario", "idle"}, "--scenario pairs or group"},
       {{"--half-rate"}, "add --find-max"},
+      {{"--half-rate-runs", "3"}, "add --find-max --half-rate"},
+      {{"--find-max", "--half-rate-runs", "2"}, "add --find-max --half-rate"},
+      {{"--find-max", "--half-rate", "--half-rate-runs", "0"},
+       "--half-rate-runs: 0 is out of range [1, 20]"},
+      {{"--find-max", "--half-rate", "--half-rate-runs", "21"},
+       "--half-rate-runs: 21 is out"},
       {{"--find-max-steps", "3"}, "applies to --find-max"},
       {{"--find-max", "--find-max-steps", "1"}, "--find-max-steps: 1 is out"},
       {{"--find-max", "--find-max-steps", "13"}, "--find-max-steps: 13 is out"},
@@ -873,8 +883,8 @@ TEST(ReportTest, FindMaxTableAndJson) {
   half.rate = 454.5;
   Options o;
   o.find_max = true;
-  nlohmann::json j =
-      FindMaxJson(o, {parleyd.steps[1], null.steps[1]}, {parleyd, null}, &half);
+  nlohmann::json j = FindMaxJson(o, {parleyd.steps[1], null.steps[1]},
+                                 {parleyd, null}, {half});
   ASSERT_EQ(j["runs"].size(), 2u);  // the compared runs
   EXPECT_EQ(j["runs"][0]["window"], 8);
   EXPECT_EQ(j["runs"][1]["server"], "null");
@@ -885,6 +895,10 @@ TEST(ReportTest, FindMaxTableAndJson) {
   EXPECT_EQ(j["find_max"]["searches"][0]["steps"].size(), 3u);
   EXPECT_EQ(j["find_max"]["searches"][1]["best_delivered_per_s"], 180000.0);
   EXPECT_EQ(j["find_max"]["half_rate"]["rate"], 454.5);
+  ASSERT_EQ(j["find_max"]["half_rate_runs"].size(), 1u);
+  EXPECT_EQ(j["find_max"]["half_rate_runs"][0]["within_bound"], true);
+  EXPECT_EQ(j["find_max"]["half_rate_within_bound"], 1);
+  EXPECT_EQ(j["find_max"]["half_rate_p99_bound_ms"], 10.0);
   // Best against best: 90,000 (window 8) against 180,000 (window 8).
   EXPECT_DOUBLE_EQ(j["find_max"]["best_to_best_ratio"].get<double>(), 0.5);
   EXPECT_EQ(FormatBestToBest({parleyd, null}),
@@ -901,14 +915,77 @@ TEST(ReportTest, FindMaxTableAndJson) {
   EXPECT_THAT(FormatBestToBest({late, peaked}), HasSubstr("ratio 0.50"));
   EXPECT_DOUBLE_EQ(
       FindMaxJson(o, {late.steps[2], peaked.steps[2]}, {late, peaked},
-                  nullptr)["ratio_to_null"]["delivered_per_s"]
+                  {})["ratio_to_null"]["delivered_per_s"]
           .get<double>(),
       0.7);
   EXPECT_EQ(FormatBestToBest({parleyd}), "");
   const nlohmann::json alone =
-      FindMaxJson(o, {parleyd.steps[1]}, {parleyd}, nullptr);
+      FindMaxJson(o, {parleyd.steps[1]}, {parleyd}, {});
   EXPECT_TRUE(alone["find_max"]["half_rate"].is_null());
+  EXPECT_EQ(alone["find_max"]["half_rate_runs"].size(), 0u);
+  EXPECT_TRUE(alone["find_max"]["half_rate_within_bound"].is_null());
   EXPECT_TRUE(alone["find_max"]["best_to_best_ratio"].is_null());
+}
+
+// --half-rate-runs: the verdict of each run against the 10 ms bound, the
+// median run by p99, the summary line and the JSON.
+TEST(ReportTest, HalfRateRunsVerdictsMedianAndJson) {
+  auto run = [](double p99, uint64_t skipped) {
+    RunResult r;
+    r.server = "parleyd";
+    r.scenario = "pairs";
+    r.mode = "transport";
+    r.rate = 5000;
+    r.delivered_per_s = 5000;
+    r.latency.count = 100;
+    r.latency.p50_ms = 1;
+    r.latency.p99_ms = p99;
+    r.sends_skipped = skipped;
+    r.deliveries_total = r.deliveries_expected = 100;
+    return r;
+  };
+  EXPECT_EQ(MedianByP99({}), 0u);
+  EXPECT_EQ(FormatHalfRateRuns({}), "");
+  // p99s 31.5, 8.25, 12, 9.5 (skipped Sends: not within the bound), 4:
+  // sorted 4, 8.25, 9.5, 12, 31.5, so the median is run 4 (9.5 ms).
+  std::vector<RunResult> runs = {run(31.5, 0), run(8.25, 0), run(12, 0),
+                                 run(9.5, 3), run(4, 0)};
+  runs[2].series_ms = 100;
+  runs[2].series = {{.messages = 10, .p99_ms = 11},
+                    {.messages = 10, .p99_ms = 3},
+                    {.messages = 0, .p99_ms = 0}};
+  EXPECT_EQ(MedianByP99(runs), 3u);
+  const std::string out = FormatHalfRateRuns(runs);
+  EXPECT_THAT(out, HasSubstr("half rate, parleyd: run"));
+  EXPECT_THAT(out, HasSubstr("p99 <= 10"));
+  EXPECT_THAT(out, HasSubstr("  1 "));
+  EXPECT_THAT(out, HasSubstr("* 4 "));
+  EXPECT_THAT(out, HasSubstr("1 of 2"));  // run 3's intervals over 10 ms
+  EXPECT_THAT(out, HasSubstr("p99 <= 10 ms in 2 of 5 runs at half the maximum "
+                             "(5000/s); median p99 9.50 ms\n"));
+  // Even count: the lower of the two middle runs; a run without latency
+  // samples counts as the worst.
+  RunResult empty = run(0, 0);
+  empty.latency.count = 0;
+  EXPECT_EQ(MedianByP99({run(20, 0), empty, run(5, 0), run(7, 0)}), 3u);
+  EXPECT_EQ(MedianByP99({empty, run(5, 0)}), 1u);
+  EXPECT_THAT(FormatHalfRateRuns({run(5, 0)}),
+              HasSubstr("in 1 of 1 run at half the maximum"));
+
+  Options o;
+  o.find_max = true;
+  o.half_rate = true;
+  o.half_rate_runs = 5;
+  Search s{{run(1, 0)}, 0};
+  const nlohmann::json j = FindMaxJson(o, {s.steps[0]}, {s}, runs);
+  EXPECT_EQ(j["options"]["half_rate_runs"], 5);
+  ASSERT_EQ(j["find_max"]["half_rate_runs"].size(), 5u);
+  EXPECT_EQ(j["find_max"]["half_rate_runs"][0]["within_bound"], false);
+  EXPECT_EQ(j["find_max"]["half_rate_runs"][1]["within_bound"], true);
+  EXPECT_EQ(j["find_max"]["half_rate_runs"][3]["within_bound"], false);
+  EXPECT_EQ(j["find_max"]["half_rate_within_bound"], 2);
+  EXPECT_EQ(j["find_max"]["half_rate"]["latency_send_to_deliver"]["p99_ms"],
+            9.5);
 }
 
 // Short runs against the in-process null server: the driver's setup, streams,

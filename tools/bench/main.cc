@@ -326,22 +326,27 @@ int MainFindMax(const Options& o) {
             done.empty() ? 1 : static_cast<int>(done[0].steps.size());
         return FindMax(o, kind, min_steps);
       });
-  std::optional<RunResult> half;
+  // --half-rate: --half-rate-runs open-loop runs at half the best run's
+  // Sends/s, each on a fresh server; the first failure ends them.
+  std::vector<RunResult> halves;
   if (failed.ok() && o.half_rate && !StopRequested()) {
     const RunResult& best = searches[0].steps[searches[0].best];
     if (!(best.sends_per_s > 0)) {
       failed = absl::FailedPreconditionError(
           "--half-rate: the best run accepted no Sends");
-    } else {
-      Options h = o;
-      h.rate = best.sends_per_s / 2;
+    }
+    Options h = o;
+    h.rate = best.sends_per_s / 2;
+    for (int i = 0; failed.ok() && i < o.half_rate_runs && !StopRequested();
+         ++i) {
       if (!o.quiet) {
-        std::cerr << "parley-bench: half rate: open loop at " << h.rate
+        std::cerr << "parley-bench: half rate (" << i + 1 << " of "
+                  << o.half_rate_runs << "): open loop at " << h.rate
                   << " Sends/s\n";
       }
       auto r = RunOnce(h, o.target_kind);
       if (r.ok()) {
-        half = *std::move(r);
+        halves.push_back(*std::move(r));
       } else {
         failed = r.status();
       }
@@ -364,13 +369,17 @@ int MainFindMax(const Options& o) {
               << FormatTable(compared);
     if (searches.size() == 2) std::cout << FormatBestToBest(searches);
   }
-  if (half.has_value()) {
-    std::cout << "\nhalf the maximum rate:\n" << FormatTable({*half});
+  if (!halves.empty()) {
+    std::cout << "\n"
+              << FormatHalfRateRuns(halves) << "\nhalf the maximum rate"
+              << (halves.size() > 1
+                      ? absl::StrCat(", the median of ", halves.size(), " runs")
+                      : std::string())
+              << ":\n"
+              << FormatTable({halves[MedianByP99(halves)]});
   }
   std::optional<nlohmann::json> doc;
-  if (!searches.empty()) {
-    doc = FindMaxJson(o, compared, searches, half ? &*half : nullptr);
-  }
+  if (!searches.empty()) doc = FindMaxJson(o, compared, searches, halves);
   return Conclude(o, doc, failed);
 }
 

@@ -150,15 +150,30 @@ std::string FormatSearch(const Search& s);
 // a window where the null server is already past its own maximum does not
 // flatter the ratio. Empty unless there are two non-empty searches.
 std::string FormatBestToBest(const std::vector<Search>& searches);
+// The bound of issue 6's latency target, for the half-rate runs' verdicts:
+// p99 Send->deliver (from the Send call) at most 10 ms at half the maximum.
+inline constexpr double kHalfRateP99BoundMs = 10;
+// --half-rate-runs: the index of the median run by p99 Send->deliver (the
+// lower of the two middle runs for an even count; a run without latency
+// samples counts as the worst). 0 for no runs.
+size_t MedianByP99(const std::vector<RunResult>& runs);
+// One line per half-rate run (rate, delivered/s, p50 / p99, intervals with
+// p99 over 10 ms when --series-ms was given, CPU, bench CPU, verdict
+// against kHalfRateP99BoundMs by WithinBound), the median run marked "*",
+// then the summary: "p99 <= 10 ms in K of N runs at half the maximum (R/s);
+// median p99 X ms". Empty for no runs.
+std::string FormatHalfRateRuns(const std::vector<RunResult>& runs);
 // The --find-max document: BenchJson of `compared` (parleyd's best run and,
 // with --compare-null, the null server's run at the same window), plus
 // "find_max": every search's runs and best window, the ratio of the two
 // searches' maxima (best_to_best_ratio, null unless two searches), and the
-// half-rate run when there is one.
+// half-rate runs: "half_rate" the median one (null without any),
+// "half_rate_runs" each with its "within_bound", "half_rate_p99_bound_ms"
+// and "half_rate_within_bound" (how many; null without runs).
 nlohmann::json FindMaxJson(const Options& o,
                            const std::vector<RunResult>& compared,
                            const std::vector<Search>& searches,
-                           const RunResult* half_rate);
+                           const std::vector<RunResult>& half_rate_runs);
 
 // --find-rate: whether a run carried its rate within the bound: p99
 // Send->deliver (from the Send call) at most `p99_bound_ms` over at least
