@@ -53,6 +53,7 @@ v1::GetServerStatsResponse Admin::GetServerStats() {
   r.set_table_file_bytes(s.table_file_bytes);
   r.set_pending_compaction_bytes(s.pending_compaction_bytes);
   r.set_writes_stopped(s.writes_stopped);
+  d_.service->SendLatency(r.mutable_send_latency());
   return r;
 }
 

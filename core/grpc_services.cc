@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/time/time.h"
 #include "absl/strings/string_view.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -444,6 +445,7 @@ class SendStreamReactor final : public grpc::ServerBidiReactor<v1::SendStreamReq
  private:
   // Runs on the thread of OnReadDone; the next read starts after it.
   void Handle() {
+    const absl::Time started = absl::Now();
     v1::SendStreamResponse resp;
     resp.set_request_id(req_.request_id());
     {
@@ -462,7 +464,8 @@ class SendStreamReactor final : public grpc::ServerBidiReactor<v1::SendStreamReq
     }
     // Errors go the same way, so responses keep the requests' order.
     std::shared_ptr<SendStreamReactor> self = shared_from_this();
-    s_->storage().WhenDurable([self, resp = std::move(resp)](absl::Status st) mutable {
+    s_->storage().WhenDurable([self, started, resp = std::move(resp)](absl::Status st) mutable {
+      if (st.ok() && resp.has_sent()) self->s_->RecordSendLatency(absl::Now() - started);
       if (!st.ok() && resp.has_sent()) *resp.mutable_error() = ToRpcStatus(st);
       self->Answer(std::move(resp));
     });
@@ -621,6 +624,7 @@ grpc::ServerUnaryReactor* ConversationGrpc::RequestSecurityChange(
 
 grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
                                               v1::SendResponse* resp) {
+  const absl::Time started = absl::Now();
   auto caller = Auth(s_, ctx);
   if (!caller.ok()) return Done(ctx, caller.status());
   auto r = s_->Send(*caller, *req);
@@ -637,7 +641,9 @@ grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, 
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const std::thread::id handler = std::this_thread::get_id();
   Finisher* finisher = finisher_;
-  s_->storage().WhenDurable([reactor, handler, finisher](absl::Status st) {
+  ParleyService* service = s_;
+  s_->storage().WhenDurable([reactor, handler, finisher, service, started](absl::Status st) {
+    if (st.ok()) service->RecordSendLatency(absl::Now() - started);
     if (std::this_thread::get_id() != handler) {
       reactor->Finish(ToGrpc(st));
       return;

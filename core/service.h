@@ -22,6 +22,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "api/parley/latency/latency_histogram.h"
 #include "core/delivery.h"
 #include "core/franker.h"
 #include "core/rate_limiter.h"
@@ -132,6 +134,11 @@ class ParleyService {
     uint64_t acked = 0;            // queue entries Ack removed
   };
   Counters counters() const;
+  // Send latency inside the server (GetServerStats.send_latency): the gRPC
+  // adapters record, for each Send answered after its durable write, the
+  // time from their handler starting to the reply being issued.
+  void RecordSendLatency(absl::Duration d) { send_latency_.Record(d); }
+  void SendLatency(v1::LatencyHistogram* out) const { send_latency_.ToProto(out); }
   absl::StatusOr<v1::GetHistoryResponse> GetHistory(const Caller& c, const v1::GetHistoryRequest& req);
   // Files a report about message `seq`; E2EE messages need a franking
   // reveal that checks (INVALID_ARGUMENT otherwise, nothing filed).
@@ -211,6 +218,7 @@ class ParleyService {
   std::atomic<uint64_t> sends_duplicate_{0};
   std::atomic<uint64_t> sends_refused_{0};
   std::atomic<uint64_t> acked_{0};
+  latency::LatencyHistogram send_latency_;
 };
 
 }  // namespace parley::core

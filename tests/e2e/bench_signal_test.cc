@@ -51,6 +51,14 @@ void CheckSignalRun(const std::vector<std::string>& scenario_args, const std::st
     EXPECT_GT(r["server_sends_stored"].get<int64_t>(), 0) << r.dump(2);
     EXPECT_GT(r["server_group_commits"].get<int64_t>(), 0) << r.dump(2);
     EXPECT_GE(r["server_sends_per_group_commit"].get<double>(), 0.5) << r.dump(2);
+    // Its own Send latency over the window: every Send stored in it was
+    // answered in it (the window ends after the last reply), give or take
+    // those in flight at its edges.
+    const nlohmann::json& l = r["server_send_latency"];
+    ASSERT_TRUE(l.is_object()) << r.dump(2);
+    EXPECT_GT(l["count"].get<int64_t>(), 0) << r.dump(2);
+    EXPECT_GT(l["p50_ms"].get<double>(), 0) << r.dump(2);
+    EXPECT_GE(l["p99_ms"].get<double>(), l["p50_ms"].get<double>()) << r.dump(2);
   }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "api/parley/franking/franking.h"
+#include "api/parley/latency/latency_histogram.h"
 #include "core/server.h"
 #include "core/tls.h"
 #include "gmock/gmock.h"
@@ -559,12 +560,38 @@ TEST_F(SafetyTest, ServerStatsCountMessagesStreamsAndCommits) {
   v1::AckResponse acked;
   ASSERT_TRUE(client_->messaging->Ack(ApiClient::Ctx(bob.token).get(), ack, &acked).ok());
   EXPECT_EQ(acked.removed(), 2u);
+  // Over a SendStream: one Send stored, one refused (empty body).
+  {
+    auto ctx = ApiClient::Ctx(alice.token);
+    auto rw = client_->messaging->SendStream(ctx.get());
+    for (const char* content : {"four", ""}) {
+      v1::SendStreamRequest req;
+      req.set_request_id(1);
+      req.mutable_send()->set_conversation_id(conv.conversation_id());
+      req.mutable_send()->set_client_message_id(absl::StrCat("st-stream-", content));
+      req.mutable_send()->mutable_body()->mutable_plain()->set_content(content);
+      ASSERT_TRUE(rw->Write(req));
+      v1::SendStreamResponse resp;
+      ASSERT_TRUE(rw->Read(&resp));
+      EXPECT_EQ(resp.has_sent(), *content != '\0');
+    }
+    ASSERT_TRUE(rw->WritesDone());
+    EXPECT_TRUE(rw->Finish().ok());
+  }
 
   v1::GetServerStatsResponse after;
   ASSERT_TRUE(admin_->GetServerStats(Admin(operator_).get(), {}, &after).ok());
-  EXPECT_EQ(after.sends_stored(), before.sends_stored() + 2);
+  EXPECT_EQ(after.sends_stored(), before.sends_stored() + 3);
   EXPECT_EQ(after.sends_duplicate(), before.sends_duplicate() + 1);
-  EXPECT_EQ(after.sends_refused(), before.sends_refused() + 1);
+  EXPECT_EQ(after.sends_refused(), before.sends_refused() + 2);
+  // The Send latency histogram: every answered Send (three stored, the
+  // retry), unary or streamed, each recorded before its reply left; not the
+  // refused ones.
+  auto latency = latency::Summarize(after.send_latency(), &before.send_latency());
+  ASSERT_TRUE(latency.ok()) << latency.status();
+  EXPECT_EQ(latency->count, 4u);
+  EXPECT_GT(latency->p50_ms, 0);
+  EXPECT_GE(latency->p99_ms, latency->p50_ms);
   EXPECT_EQ(after.acked(), before.acked() + 2);
   EXPECT_EQ(after.receive_streams(), 1u);
   // Every Send waited for the group commit (batched log writes).

@@ -651,7 +651,15 @@ TEST(ReportTest, JsonAndTable) {
   a.server_group_commits = 1000;
   a.server_sends_stored = 3750;
   a.server_sends_per_group_commit = 3.75;
+  a.server_send_latency_count = 3750;
+  a.server_send_latency_p50_ms = 0.512;
+  a.server_send_latency_p99_ms = 4.096;
+  a.server_send_latency_p999_ms = -1;  // above the last bound
   nlohmann::json j = ToJson(a);
+  EXPECT_EQ(j["server_send_latency"]["count"], 3750);
+  EXPECT_EQ(j["server_send_latency"]["p99_ms"], 4.096);
+  EXPECT_TRUE(j["server_send_latency"]["p999_ms"].is_null());
+  EXPECT_TRUE(ToJson(b)["server_send_latency"].is_null());
   EXPECT_EQ(j["server_group_commits"], 1000);
   EXPECT_EQ(j["server_sends_stored"], 3750);
   EXPECT_DOUBLE_EQ(j["server_sends_per_group_commit"].get<double>(), 3.75);
@@ -677,6 +685,9 @@ TEST(ReportTest, JsonAndTable) {
   EXPECT_THAT(table,
               testing::ContainsRegex(
                   "server context switches / delivery +0.84 +0.12 +7.00"));
+  EXPECT_THAT(table,
+              testing::ContainsRegex(
+                  "server Send->reply p50 / p99 \\(ms\\) +0.51 / 4.10 +- *\n"));
   EXPECT_THAT(table, testing::ContainsRegex(
                          "server page faults / 1k deliveries +230.5 +- "));
   EXPECT_THAT(

@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "api/parley/latency/latency_histogram.h"
 #include "clients/crypto/crypto.h"
 #include "clients/sdk/key_wire.h"
 #include "parley/v1/admin.grpc.pb.h"
@@ -1250,6 +1251,7 @@ class Run {
     double bench_cpu = -1;
     int64_t group_commits = -1;  // GetServerStats, when it answered
     int64_t sends_stored = -1;
+    std::optional<v1::LatencyHistogram> send_latency;
   };
   // The server's counters from its admin service (Endpoint::admin_target);
   // a failure is noted once and the figures stay unmeasured.
@@ -1277,6 +1279,7 @@ class Run {
     }
     s->group_commits = static_cast<int64_t>(resp.group_commits());
     s->sends_stored = static_cast<int64_t>(resp.sends_stored());
+    s->send_latency = resp.send_latency();
   }
   Snapshot Take() {
     Snapshot s;
@@ -1334,6 +1337,19 @@ class Run {
         r_.server_sends_per_group_commit =
             static_cast<double>(r_.server_sends_stored) /
             static_cast<double>(r_.server_group_commits);
+      }
+    }
+    if (a.send_latency.has_value() && b.send_latency.has_value()) {
+      absl::StatusOr<latency::LatencySummary> l =
+          latency::Summarize(*b.send_latency, &*a.send_latency);
+      if (l.ok()) {
+        r_.server_send_latency_count = static_cast<int64_t>(l->count);
+        r_.server_send_latency_p50_ms = l->p50_ms;
+        r_.server_send_latency_p99_ms = l->p99_ms;
+        r_.server_send_latency_p999_ms = l->p999_ms;
+      } else {
+        r_.notes.push_back(absl::StrCat("server Send latency not read: ",
+                                        l.status().message()));
       }
     }
   }

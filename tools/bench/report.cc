@@ -154,6 +154,13 @@ json ToJson(const RunResult& r) {
       {"server_sends_stored", OrNull(r.server_sends_stored)},
       {"server_sends_per_group_commit",
        OrNull(r.server_sends_per_group_commit)},
+      {"server_send_latency",
+       r.server_send_latency_count < 0
+           ? json(nullptr)
+           : json{{"count", r.server_send_latency_count},
+                  {"p50_ms", OrNull(r.server_send_latency_p50_ms)},
+                  {"p99_ms", OrNull(r.server_send_latency_p99_ms)},
+                  {"p999_ms", OrNull(r.server_send_latency_p999_ms)}}},
       {"server_peak_rss_kb", OrNull(r.server_peak_rss_kb)},
       {"server_rss_kb", OrNull(r.server_rss_kb)},
       {"server_threads", OrNull(r.server_threads)},
@@ -320,6 +327,16 @@ std::string FormatTable(const std::vector<RunResult>& runs) {
          return Num(r.server_sends_per_group_commit, 2);
        },
        [](const RunResult& r) { return r.server_sends_per_group_commit; }},
+      {"server Send->reply p50 / p99 (ms)",
+       [](const RunResult& r) {
+         if (r.server_send_latency_count <= 0) return std::string("-");
+         auto ms = [](double v) {
+           return v < 0 ? std::string("over") : absl::StrFormat("%.2f", v);
+         };
+         return absl::StrCat(ms(r.server_send_latency_p50_ms), " / ",
+                             ms(r.server_send_latency_p99_ms));
+       },
+       nullptr},
       {"bench CPU s (window)",
        [](const RunResult& r) { return Num(r.bench_cpu_s, 1); }, nullptr},
       {"server peak RSS (MB)",

@@ -101,6 +101,15 @@ struct RunResult {
   int64_t server_group_commits = -1;
   int64_t server_sends_stored = -1;
   double server_sends_per_group_commit = -1;
+  // The server's own Send latency over the window (GetServerStats
+  // send_latency, the end's histogram minus the start's): from its Send
+  // handler starting to the durable reply, bucket bounds in ms (at most 9%
+  // high; latency_histogram.h). count -1: not read; a percentile -1: above
+  // the last bound.
+  int64_t server_send_latency_count = -1;
+  double server_send_latency_p50_ms = -1;
+  double server_send_latency_p99_ms = -1;
+  double server_send_latency_p999_ms = -1;
   int64_t server_peak_rss_kb = -1;  // VmHWM
   int64_t server_rss_kb = -1;       // VmRSS at the end of the load
   int64_t server_threads = -1;

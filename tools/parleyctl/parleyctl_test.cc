@@ -506,6 +506,10 @@ v1::GetServerStatsResponse SampleServerStats() {
   s.set_memtable_bytes(3 * 1024 * 1024 + 512 * 1024);
   s.set_table_file_bytes(900);
   s.set_pending_compaction_bytes(0);
+  // 90 Sends within 1 ms, 5 within 2, 3 within 5, 1 within 10, 1 above.
+  v1::LatencyHistogram* h = s.mutable_send_latency();
+  for (uint64_t b : {1000, 2000, 5000, 10000}) h->add_upper_bounds_us(b);
+  for (uint64_t c : {90, 5, 3, 1, 1}) h->add_counts(c);
   return s;
 }
 
@@ -781,21 +785,24 @@ TEST(SafetyFormatTest, ScannerSummary) {
 }
 
 TEST(SafetyFormatTest, ServerStats) {
-  EXPECT_EQ(FormatServerStats(SampleServerStats()),
-            "server time   2023-11-14T23:13:20Z (up 1 h)\n"
-            "messages (since the start):\n"
-            "  stored        120000\n"
-            "  duplicates    1 retry answered from the idempotency record\n"
-            "  refused       42\n"
-            "  acked         119950 queue entries\n"
-            "  streams       32 Receive streams open\n"
-            "storage:\n"
-            "  durability    40000 group commits answering 100000 waiters (2.5 per "
-            "commit)\n"
-            "  memtables     3.5 MiB\n"
-            "  table files   900 B\n"
-            "  compaction    0 B pending\n"
-            "  writes        accepted\n");
+  EXPECT_EQ(
+      FormatServerStats(SampleServerStats()),
+      "server time   2023-11-14T23:13:20Z (up 1 h)\n"
+      "messages (since the start):\n"
+      "  stored        120000\n"
+      "  duplicates    1 retry answered from the idempotency record\n"
+      "  refused       42\n"
+      "  acked         119950 queue entries\n"
+      "  streams       32 Receive streams open\n"
+      "  send latency  100 Sends: p50 1.00 ms, p99 10.00 ms, p99.9 above "
+      "10.00 ms\n"
+      "storage:\n"
+      "  durability    40000 group commits answering 100000 waiters (2.5 per "
+      "commit)\n"
+      "  memtables     3.5 MiB\n"
+      "  table files   900 B\n"
+      "  compaction    0 B pending\n"
+      "  writes        accepted\n");
   EXPECT_EQ(ServerStatsExitCode(SampleServerStats()), kExitOk);
   v1::GetServerStatsResponse stopped;
   stopped.set_server_time_ms(1'700'000'000'000);
@@ -803,6 +810,21 @@ TEST(SafetyFormatTest, ServerStats) {
   const std::string text = FormatServerStats(stopped);
   EXPECT_THAT(text, HasSubstr("  durability    0 group commits\n"));
   EXPECT_THAT(text, HasSubstr("  writes        STOPPED (a background error"));
+  EXPECT_THAT(text, HasSubstr("  send latency  not reported\n"));
+  v1::GetServerStatsResponse malformed = SampleServerStats();
+  malformed.mutable_send_latency()->mutable_counts()->RemoveLast();
+  EXPECT_THAT(
+      FormatServerStats(malformed),
+      HasSubstr("  send latency  unreadable: latency histogram (end): 4 "
+                "counts for 4 bounds"));
+  EXPECT_EQ(ServerStatsJson(malformed)["send_latency"]["error"],
+            "latency histogram (end): 4 counts for 4 bounds; there must be one "
+            "more count than bounds");
+  v1::GetServerStatsResponse idle;
+  for (uint64_t b : {1000, 2000})
+    idle.mutable_send_latency()->add_upper_bounds_us(b);
+  for (int i = 0; i < 3; ++i) idle.mutable_send_latency()->add_counts(0);
+  EXPECT_THAT(FormatServerStats(idle), HasSubstr("  send latency  0 Sends\n"));
   EXPECT_THAT(text, HasSubstr("server time   2023-11-14T22:13:20Z\n"));
   EXPECT_EQ(ServerStatsExitCode(stopped), kExitFailed);
   const nlohmann::json j = ServerStatsJson(SampleServerStats());
@@ -810,6 +832,11 @@ TEST(SafetyFormatTest, ServerStats) {
   EXPECT_EQ(j["group_commit_waiters"], 100000);
   EXPECT_EQ(j["started_at"], "2023-11-14T22:13:20Z");
   EXPECT_EQ(j["writes_stopped"], false);
+  EXPECT_EQ(j["send_latency"]["count"], 100);
+  EXPECT_EQ(j["send_latency"]["p50_ms"], 1.0);
+  EXPECT_EQ(j["send_latency"]["p99_ms"], 10.0);
+  EXPECT_TRUE(j["send_latency"]["p999_ms"].is_null());
+  EXPECT_TRUE(ServerStatsJson(stopped)["send_latency"].is_null());
   EXPECT_EQ(FormatBytes(0), "0 B");
   EXPECT_EQ(FormatBytes(1023), "1023 B");
   EXPECT_EQ(FormatBytes(1536), "1.5 KiB");

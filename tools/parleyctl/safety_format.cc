@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iterator>
 
+#include "api/parley/latency/latency_histogram.h"
 #include "tools/parleyctl/format.h"
 
 namespace parley::ctl {
@@ -681,6 +682,50 @@ std::string FormatBytes(uint64_t bytes) {
   return buf;
 }
 
+namespace {
+
+// "100 Sends: p50 1.00 ms, p99 10.00 ms, p99.9 above 10.00 ms" from the
+// Send latency histogram; "not reported" when the server sent none (an
+// older parleyd), and why when it is malformed.
+std::string FormatSendLatency(const v1::LatencyHistogram& h) {
+  if (h.counts_size() == 0 && h.upper_bounds_us_size() == 0) {
+    return "not reported";
+  }
+  absl::StatusOr<latency::LatencySummary> s = latency::Summarize(h, nullptr);
+  if (!s.ok()) return "unreadable: " + std::string(s.status().message());
+  std::string out = Plural(s->count, "Send", "Sends");
+  if (s->count == 0) return out;
+  const double last =
+      static_cast<double>(h.upper_bounds_us(h.upper_bounds_us_size() - 1)) /
+      1000.0;
+  auto ms = [last](double v) {
+    char buf[48];
+    if (v < 0) {
+      std::snprintf(buf, sizeof(buf), "above %.2f ms", last);
+    } else {
+      std::snprintf(buf, sizeof(buf), "%.2f ms", v);
+    }
+    return std::string(buf);
+  };
+  return out + ": p50 " + ms(s->p50_ms) + ", p99 " + ms(s->p99_ms) +
+         ", p99.9 " + ms(s->p999_ms);
+}
+
+nlohmann::json SendLatencyJson(const v1::LatencyHistogram& h) {
+  if (h.counts_size() == 0 && h.upper_bounds_us_size() == 0) return nullptr;
+  absl::StatusOr<latency::LatencySummary> s = latency::Summarize(h, nullptr);
+  if (!s.ok()) return {{"error", std::string(s.status().message())}};
+  auto orNull = [](double v) {
+    return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v);
+  };
+  return {{"count", s->count},
+          {"p50_ms", orNull(s->p50_ms)},
+          {"p99_ms", orNull(s->p99_ms)},
+          {"p999_ms", orNull(s->p999_ms)}};
+}
+
+}  // namespace
+
 std::string FormatServerStats(const v1::GetServerStatsResponse& s) {
   std::string out;
   const int64_t up = s.server_time_ms() - s.started_at_ms();
@@ -701,6 +746,7 @@ std::string FormatServerStats(const v1::GetServerStatsResponse& s) {
   out += "  " + Field("streams", Plural(s.receive_streams(), "Receive stream",
                                         "Receive streams") +
                                      " open");
+  out += "  " + Field("send latency", FormatSendLatency(s.send_latency()));
   out += "storage:\n";
   std::string commits =
       Plural(s.group_commits(), "group commit", "group commits");
@@ -746,7 +792,8 @@ nlohmann::json ServerStatsJson(const v1::GetServerStatsResponse& s) {
           {"memtable_bytes", s.memtable_bytes()},
           {"table_file_bytes", s.table_file_bytes()},
           {"pending_compaction_bytes", s.pending_compaction_bytes()},
-          {"writes_stopped", s.writes_stopped()}};
+          {"writes_stopped", s.writes_stopped()},
+          {"send_latency", SendLatencyJson(s.send_latency())}};
 }
 
 nlohmann::json RetentionStatusJson(const v1::GetRetentionStatusResponse& s) {

@@ -116,6 +116,8 @@ std::string FormatBytes(uint64_t bytes);
 // The `stats` output: server time and uptime, message counters, open
 // Receive streams, the group commit's batch, storage sizes, and whether
 // writes are stopped.
+// The Send latency line gives the histogram's count and its p50, p99 and
+// p99.9 bucket bounds (latency_histogram.h), "not reported" without one.
 std::string FormatServerStats(const v1::GetServerStatsResponse& s);
 // kExitFailed while the server's writes are stopped, else kExitOk.
 int ServerStatsExitCode(const v1::GetServerStatsResponse& s);
