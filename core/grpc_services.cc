@@ -445,7 +445,7 @@ class SendStreamReactor final : public grpc::ServerBidiReactor<v1::SendStreamReq
  private:
   // Runs on the thread of OnReadDone; the next read starts after it.
   void Handle() {
-    const absl::Time started = absl::Now();
+    const auto started = std::chrono::steady_clock::now();  // for the Send latency
     v1::SendStreamResponse resp;
     resp.set_request_id(req_.request_id());
     {
@@ -465,7 +465,9 @@ class SendStreamReactor final : public grpc::ServerBidiReactor<v1::SendStreamReq
     // Errors go the same way, so responses keep the requests' order.
     std::shared_ptr<SendStreamReactor> self = shared_from_this();
     s_->storage().WhenDurable([self, started, resp = std::move(resp)](absl::Status st) mutable {
-      if (st.ok() && resp.has_sent()) self->s_->RecordSendLatency(absl::Now() - started);
+      if (st.ok() && resp.has_sent()) {
+        self->s_->RecordSendLatency(absl::FromChrono(std::chrono::steady_clock::now() - started));
+      }
       if (!st.ok() && resp.has_sent()) *resp.mutable_error() = ToRpcStatus(st);
       self->Answer(std::move(resp));
     });
@@ -624,7 +626,7 @@ grpc::ServerUnaryReactor* ConversationGrpc::RequestSecurityChange(
 
 grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, const v1::SendRequest* req,
                                               v1::SendResponse* resp) {
-  const absl::Time started = absl::Now();
+  const auto started = std::chrono::steady_clock::now();  // for the Send latency
   auto caller = Auth(s_, ctx);
   if (!caller.ok()) return Done(ctx, caller.status());
   auto r = s_->Send(*caller, *req);
@@ -643,7 +645,7 @@ grpc::ServerUnaryReactor* MessagingGrpc::Send(grpc::CallbackServerContext* ctx, 
   Finisher* finisher = finisher_;
   ParleyService* service = s_;
   s_->storage().WhenDurable([reactor, handler, finisher, service, started](absl::Status st) {
-    if (st.ok()) service->RecordSendLatency(absl::Now() - started);
+    if (st.ok()) service->RecordSendLatency(absl::FromChrono(std::chrono::steady_clock::now() - started));
     if (std::this_thread::get_id() != handler) {
       reactor->Finish(ToGrpc(st));
       return;
