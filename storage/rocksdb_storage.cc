@@ -43,11 +43,12 @@
 //   database written before a column family was added opens unchanged (the
 //   new one starts empty); the format version stays 1 for such additions.
 // - Memtable insert hints (CounterSuffixHint on "queues" and "history",
-//   WholeKeyHint on "conversations"): RocksDB remembers, per memtable, where
-//   the last key of each prefix went and starts the next insert of that
-//   prefix there. A busy server's writes interleave many devices and
-//   conversations, so without the hint every insert searched the skip list
-//   from the top (BENCHMARKS.md, sixth round). Memory-only: no format change.
+//   WholeKeyHint on "conversations", SenderScopeHint on "idempotency"):
+//   RocksDB remembers, per memtable, where the last key of each prefix went
+//   and starts the next insert of that prefix there. A busy server's writes
+//   interleave many devices and conversations, so without the hint every
+//   insert searched the skip list from the top (BENCHMARKS.md, sixth and
+//   nineteenth rounds). Memory-only: no format change.
 // - The number of conversations is an exact counter ("meta" CF), written in
 //   the batch of every CreateConversation (conversations are never deleted)
 //   and mirrored in memory for EstimateConversationCount. A database that
@@ -735,6 +736,32 @@ class CounterSuffixHint final : public rocksdb::SliceTransform {
   }
 };
 
+// Memtable insert hint for "idempotency" keys (SCOPE + CLIENT_MESSAGE_ID):
+// the prefix is the sending device's scope (ACCOUNT_ID + "\0" +
+// BE32(device_id)). A device's ids from the SDK start with their creation
+// time (NewClientMessageId), so its next record usually lands at the end of
+// its own range, where the previous one went; random ids still start their
+// search inside the device's range rather than at the top of the skip list.
+class SenderScopeHint final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "parley.SenderScopeHint"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), ScopeEnd(key));
+  }
+  bool InDomain(const rocksdb::Slice& key) const override {
+    return ScopeEnd(key) != 0;
+  }
+
+ private:
+  // The length of the scope that starts `key`, or 0 if it has none.
+  static size_t ScopeEnd(const rocksdb::Slice& key) {
+    const void* nul = std::memchr(key.data(), '\0', key.size());
+    if (nul == nullptr) return 0;
+    const size_t end = static_cast<const char*>(nul) - key.data() + 1 + 4;
+    return end <= key.size() ? end : 0;
+  }
+};
+
 // RocksDB's informational log, sent to stderr (parleyd's log) instead of a
 // LOG file in the database directory: on a full disk RocksDB's error path
 // writes to its info log, and the Debian build asserts (aborts) when that
@@ -1334,6 +1361,8 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   // most misses without a skip-list search.
   descs[kIdempotencyCf].options.memtable_prefix_bloom_size_ratio = 0.05;
   descs[kIdempotencyCf].options.memtable_whole_key_filtering = true;
+  descs[kIdempotencyCf].options.memtable_insert_with_hint_prefix_extractor =
+      std::make_shared<SenderScopeHint>();
   auto hint = std::make_shared<CounterSuffixHint>();
   descs[kQueuesCf].options.memtable_insert_with_hint_prefix_extractor = hint;
   descs[kHistoryCf].options.memtable_insert_with_hint_prefix_extractor = hint;

@@ -2431,7 +2431,7 @@ TEST_F(StorageTest, MemtableInsertHintsAreConfigured) {
   EXPECT_EQ(hint_of["queues"], "parley.CounterSuffixHint");
   EXPECT_EQ(hint_of["history"], "parley.CounterSuffixHint");
   EXPECT_EQ(hint_of["conversations"], "parley.WholeKeyHint");
-  EXPECT_EQ(hint_of["idempotency"], "nullptr");  // keys in no order
+  EXPECT_EQ(hint_of["idempotency"], "parley.SenderScopeHint");
 }
 
 // Acks write SingleDeletes: an entry acknowledged while its Put is still in

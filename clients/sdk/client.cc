@@ -902,7 +902,12 @@ absl::Status ValidateConnectOptions(const ConnectOptions& o) {
 
 std::string NewClientMessageId() {
   unsigned char buf[16];
-  size_t got = 0;
+  const uint64_t now_ms =
+      static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()));
+  for (int i = 0; i < 6; ++i) {
+    buf[i] = static_cast<unsigned char>(now_ms >> (8 * (5 - i)));
+  }
+  size_t got = 6;
   while (got < sizeof buf) {
     ssize_t n = ::getrandom(buf + got, sizeof buf - got, 0);
     if (n < 0) {
@@ -913,7 +918,9 @@ std::string NewClientMessageId() {
   }
   if (got < sizeof buf) {
     std::random_device rd;
-    for (unsigned char& b : buf) b = static_cast<unsigned char>(rd());
+    for (size_t i = 6; i < sizeof buf; ++i) {
+      buf[i] = static_cast<unsigned char>(rd());
+    }
   }
   return HexEncode(absl::string_view(reinterpret_cast<char*>(buf), sizeof buf));
 }

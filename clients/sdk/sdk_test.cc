@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -275,15 +276,31 @@ TEST(ParseTest, SanitizeForTerminal) {
   EXPECT_EQ(SanitizeForTerminal("bad\xff"), "bad\\xff");
 }
 
-TEST(ParseTest, ClientMessageIdsAreRandomHex) {
+TEST(ParseTest, ClientMessageIdsAreTimeOrderedRandomHex) {
   std::set<std::string> ids;
+  const int64_t before_ms = absl::ToUnixMillis(absl::Now());
   for (int i = 0; i < 100; ++i) {
     const std::string id = NewClientMessageId();
     EXPECT_EQ(id.size(), 32u);
     EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
     ids.insert(id);
   }
-  EXPECT_EQ(ids.size(), 100u);
+  const int64_t after_ms = absl::ToUnixMillis(absl::Now());
+  EXPECT_EQ(ids.size(), 100u);  // unique within one millisecond too
+  for (const std::string& id : ids) {
+    // The first 12 characters are the creation time in milliseconds.
+    uint64_t ms = 0;
+    ASSERT_TRUE(absl::SimpleHexAtoi(id.substr(0, 12), &ms)) << id;
+    EXPECT_GE(static_cast<int64_t>(ms), before_ms) << id;
+    EXPECT_LE(static_cast<int64_t>(ms), after_ms) << id;
+  }
+  // Ids made in later milliseconds sort after earlier ones.
+  const std::string first = NewClientMessageId();
+  absl::SleepFor(absl::Milliseconds(2));
+  const std::string second = NewClientMessageId();
+  EXPECT_LT(first, second);
+  // The rest is random: two ids of one millisecond differ after the time.
+  EXPECT_NE(ids.begin()->substr(12), std::next(ids.begin())->substr(12));
 }
 
 // ------------------------------------------------------------- display

@@ -636,7 +636,11 @@ class Sender {
         fill(ct.mutable_ciphertext(), false);
       }
     }
-    call->req.set_client_message_id(absl::StrCat("pb", index_, "-", seq));
+    // Ordered per sender, as the SDK's time-ordered ids are
+    // (NewClientMessageId), so the server's idempotency records of one
+    // device follow each other as they do for real clients.
+    call->req.set_client_message_id(
+        absl::StrCat("pb", index_, "-", absl::Dec(seq, absl::kZeroPad12)));
     ++inflight_;
     ++st_->inflight;
     if (stream_) {
