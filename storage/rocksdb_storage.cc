@@ -95,6 +95,7 @@
 #include "rocksdb/slice_transform.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "storage/memtable_rep.h"
 #include "storage/records.pb.h"
 
 // Local status helpers (Abseil 20220623 has no status macros).
@@ -1368,6 +1369,14 @@ absl::StatusOr<std::unique_ptr<Storage>> RocksDbStorage::Open(
   descs[kHistoryCf].options.memtable_insert_with_hint_prefix_extractor = hint;
   descs[kConversationsCf].options.memtable_insert_with_hint_prefix_extractor =
       std::make_shared<WholeKeyHint>();
+  if (options.finger_skip_list) {
+    // One writer at a time, as the representation requires (memtable_rep.h).
+    db_opts.allow_concurrent_memtable_write = false;
+    auto factory = NewFingerSkipListFactory();
+    for (rocksdb::ColumnFamilyDescriptor& d : descs) {
+      d.options.memtable_factory = factory;
+    }
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =

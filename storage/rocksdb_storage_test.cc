@@ -2434,6 +2434,66 @@ TEST_F(StorageTest, MemtableInsertHintsAreConfigured) {
   EXPECT_EQ(hint_of["idempotency"], "parley.SenderScopeHint");
 }
 
+// Every column family's memtables use Parley's skip list by default
+// (RocksDbOptions::finger_skip_list); RocksDB's own is still available, and a
+// store written under one serves the same data under the other (memtables are
+// memory only: nothing on disk depends on the choice).
+TEST_F(StorageTest, MemtableRepresentationIsConfigurableAcrossRestarts) {
+  auto factories = [&] {
+    std::string latest;
+    for (const auto& e : std::filesystem::directory_iterator(DbPath())) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("OPTIONS-", 0) == 0 && name > latest) latest = name;
+    }
+    std::ifstream in(DbPath() + "/" + latest);
+    std::set<std::string> seen;
+    std::string line;
+    while (std::getline(in, line)) {
+      const std::string key = "memtable_factory=";
+      const size_t at = line.find(key);
+      if (at != std::string::npos) seen.insert(line.substr(at + key.size()));
+    }
+    return seen;
+  };
+  EXPECT_EQ(factories(), std::set<std::string>{"parley.FingerSkipList"});
+
+  MakeAccount("a");
+  MakeAccount("b");
+  MakeGroup("g", {"a", "b"});
+  auto append = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      AppendRequest r = Req("g", {{"b", 1}});
+      r.keep_history = true;
+      ASSERT_TRUE(msgs().Append(r).ok());
+    }
+  };
+  append(3);
+  // Reopen on RocksDB's own skip list: the log is replayed into it.
+  storage_.reset();
+  RocksDbOptions opts;
+  opts.path = DbPath();
+  opts.finger_skip_list = false;
+  auto s = OpenRocksDbStorage(opts);
+  ASSERT_TRUE(s.ok()) << s.status();
+  storage_ = *std::move(s);
+  EXPECT_EQ(factories(), std::set<std::string>{"SkipListFactory"});
+  append(2);
+  EXPECT_EQ(VALUE(msgs().Ack("b", 1, {1, 2})), 2u);
+  // And back.
+  Reopen();
+  append(1);
+  std::vector<QueueEntry> q = Queue("b", 1);
+  ASSERT_EQ(q.size(), 4u);
+  for (size_t i = 0; i < q.size(); ++i) {
+    // Delivery ids go on from a reserved block after each restart.
+    if (i > 0) {
+      EXPECT_GT(q[i].delivery_id, q[i - 1].delivery_id);
+    }
+    EXPECT_EQ(q[i].payload, absl::StrCat("g|m|", i + 3));
+  }
+  EXPECT_EQ(VALUE(convs().GetConversation("g")).last_seq, 6u);
+}
+
 // Acks write SingleDeletes: an entry acknowledged while its Put is still in
 // the memtable leaves nothing in the flushed file, neither the value nor a
 // tombstone. (With Delete the file would hold one tombstone per ack.)

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,9 @@ constexpr size_t kPayloadBytes = 256;
 std::unique_ptr<Storage> g_storage;
 std::string g_dir;
 
+// RocksDbOptions::finger_skip_list; --rocksdb_skip_list turns it off.
+bool g_finger_skip_list = true;
+
 bool OpenFresh(benchmark::State& state, bool sync) {
   char tmpl[] = "/tmp/parley_storage_bench.XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
@@ -38,6 +42,7 @@ bool OpenFresh(benchmark::State& state, bool sync) {
   RocksDbOptions opts;
   opts.path = g_dir;
   opts.sync = sync;
+  opts.finger_skip_list = g_finger_skip_list;
   auto s = OpenRocksDbStorage(opts);
   if (!s.ok()) {
     state.SkipWithError(s.status().ToString().c_str());
@@ -225,6 +230,16 @@ int main(int argc, char** argv) {
   // acquisition for lock-order cycles, and Append holds one lock per target
   // device (4-5% of BM_Append100Targets).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // --rocksdb_skip_list: memtables on RocksDB's own skip list instead of
+  // Parley's (RocksDbOptions::finger_skip_list), for comparing the two.
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--rocksdb_skip_list") {
+      parley::storage::g_finger_skip_list = false;
+      for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+      --argc;
+      break;
+    }
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
