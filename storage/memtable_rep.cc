@@ -52,7 +52,10 @@ struct Node {
   void NoBarrierSetNext(int i, Node* x) {
     (&next_[0] - i)->store(x, std::memory_order_relaxed);
   }
-  const char* Key() const { return reinterpret_cast<const char*>(&next_[1]); }
+  // The entry RocksDB wrote follows the node.
+  const char* Key() const {
+    return reinterpret_cast<const char*>(this) + sizeof(Node);
+  }
 };
 
 // Where the previous insert of a prefix went: the node and its predecessor
@@ -182,8 +185,9 @@ class FingerSkipList final : public rocksdb::MemTableRep {
     std::string tmp_;
   };
 
-  // With an arena RocksDB only runs the destructor: the memory comes from
-  // this memtable's (thread-safe) arena, which outlives its iterators.
+  // With an arena (the one of the DB iterator or flush that owns this
+  // iterator) RocksDB only runs the destructor when done, so the iterator is
+  // placed in that arena; without one the caller deletes it.
   rocksdb::MemTableRep::Iterator* GetIterator(rocksdb::Arena* arena) override {
     if (arena == nullptr) return new Iter(this);
     char* mem = reinterpret_cast<rocksdb::Allocator*>(arena)->AllocateAligned(
