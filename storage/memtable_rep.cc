@@ -228,20 +228,12 @@ class FingerSkipList final : public rocksdb::MemTableRep {
     return n != nullptr && cmp_(n->Key(), key) < 0;
   }
 
+  // The first node at or after key (a node the writer links in after the
+  // search is as good an answer as the one before it).
   Node* FindGreaterOrEqual(const char* key) const {
-    Node* x = head_;
-    int level = MaxHeight() - 1;
-    while (true) {
-      Node* next = x->Next(level);
-      if (KeyIsAfter(key, next)) {
-        x = next;
-      } else if (level == 0) {
-        return next;
-      } else {
-        --level;
-      }
-    }
+    return FindLessThan(key)->Next(0);
   }
+  // The last node before key, or head_.
   Node* FindLessThan(const char* key) const {
     Node* x = head_;
     int level = MaxHeight() - 1;
