@@ -754,12 +754,16 @@ class SenderScopeHint final : public rocksdb::SliceTransform {
   }
 
  private:
-  // The length of the scope that starts `key`, or 0 if it has none.
+  // The length of the scope that starts `key`, or 0 if it has none or if
+  // nothing follows it. A bare scope is the start key of RemoveDevice's range
+  // deletion, and RocksDB gives the memtable's range-deletion table (always
+  // RocksDB's own skip list) the hint slot of its prefix: sharing the slot of
+  // the device's records would hand it a position in the other list.
   static size_t ScopeEnd(const rocksdb::Slice& key) {
     const void* nul = std::memchr(key.data(), '\0', key.size());
     if (nul == nullptr) return 0;
     const size_t end = static_cast<const char*>(nul) - key.data() + 1 + 4;
-    return end <= key.size() ? end : 0;
+    return end < key.size() ? end : 0;
   }
 };
 
