@@ -2,8 +2,10 @@
 // /proc parsing, JSON and table output, and short scenario runs against the
 // in-process null server.
 // SPDX-License-Identifier: GPL-3.0-or-later
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -16,8 +18,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "core/tls.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "parley/v1/admin.grpc.pb.h"
 #include "tools/bench/args.h"
 #include "tools/bench/cpus.h"
 #include "tools/bench/driver.h"
@@ -1068,6 +1074,68 @@ TEST_F(NullServerRunTest, PairsOpenLoopWithSeries) {
   EXPECT_EQ(messages, r->latency.count);
   EXPECT_GT(messages, 0u);
   EXPECT_DOUBLE_EQ(worst, r->latency.max_ms);
+}
+
+// parleyd's admin service answering GetServerStats only after `delay`, as a
+// saturated server does: counters that grow by 5 commits and 20 Sends a call.
+class SlowStatsAdmin final : public v1::AdminService::Service {
+ public:
+  explicit SlowStatsAdmin(absl::Duration delay) : delay_(delay) {}
+  grpc::Status GetServerStats(grpc::ServerContext*,
+                              const v1::GetServerStatsRequest*,
+                              v1::GetServerStatsResponse* resp) override {
+    absl::SleepFor(delay_);
+    const int64_t n = calls_.fetch_add(1) + 1;
+    resp->set_group_commits(static_cast<uint64_t>(5 * n));
+    resp->set_sends_stored(static_cast<uint64_t>(20 * n));
+    return grpc::Status::OK;
+  }
+  int64_t calls() const { return calls_.load(); }
+
+ private:
+  const absl::Duration delay_;
+  std::atomic<int64_t> calls_{0};
+};
+
+// The window is bounded by the generator's clock, not by the server's stats
+// RPC. With that RPC taking 1 s, a closed loop measured over a 1 s window
+// counts its deliveries over that window: the 100 ms series, cut at the bounds
+// the deliveries are counted between, covers the window_s the rate is divided
+// by. (The window's length used to be taken after the first RPC returned
+// while deliveries were counted from before it, 2 s of them here: a closed
+// loop's rate came out twice too high.)
+TEST_F(NullServerRunTest, ASlowStatsRpcDoesNotStretchTheWindow) {
+  auto tls = core::GenerateTls("slow admin CA", "slow-admin", {}, 1, 1);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  SlowStatsAdmin admin(absl::Seconds(1));
+  grpc::SslServerCredentialsOptions so;
+  so.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
+  int port = 0;
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(so), &port);
+  b.RegisterService(&admin);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  ASSERT_TRUE(server != nullptr && port != 0);
+  ep_.admin_target = "127.0.0.1:" + std::to_string(port);
+  ep_.admin_token = "not-checked";
+  ep_.ca_pem = server_->ca_pem() + tls->ca_cert_pem;  // both servers' CAs
+  o_.pairs = 2;
+  o_.window = 4;
+  o_.duration_s = 1.0;
+  o_.series_ms = 100;
+  auto r = RunScenario(o_, ep_);
+  server->Shutdown();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(admin.calls(), 2);
+  EXPECT_EQ(r->server_group_commits, 5);  // read at both ends of the window
+  EXPECT_EQ(r->server_sends_stored, 20);
+  EXPECT_GE(r->window_s, 0.99);
+  ASSERT_FALSE(r->series.empty());
+  EXPECT_NEAR(static_cast<double>(r->series.size()) * 0.1, r->window_s, 0.15);
+  EXPECT_GT(r->deliveries_window, 0u);
+  EXPECT_DOUBLE_EQ(r->delivered_per_s,
+                   static_cast<double>(r->deliveries_window) / r->window_s);
+  EXPECT_EQ(r->deliveries_total, r->deliveries_expected);
 }
 
 TEST_F(NullServerRunTest, GroupE2eeOpenLoop) {

@@ -1285,9 +1285,17 @@ class Run {
     s->sends_stored = static_cast<int64_t>(resp.sends_stored());
     s->send_latency = resp.send_latency();
   }
-  Snapshot Take() {
+  // The clock and the processes' counters, read together (reads of /proc,
+  // microseconds). A window's bounds are these snapshots' times. The
+  // server's counters over its admin service (ReadServerStats) are read after
+  // the window's bound has moved: that RPC waits its turn on a busy server
+  // (seconds when the closed loop keeps thousands of Sends in flight), and
+  // read first it shifted the window's start (BENCHMARKS.md, twentieth
+  // round). So the window's deliveries, its length and the CPU read from /proc
+  // cover the same interval; the server's own counters (group commits, Send
+  // latency) cover the interval between the two RPCs.
+  Snapshot TakeLocal() {
     Snapshot s;
-    ReadServerStats(&s);
     s.t_ns = NowNs();
     if (ep_.pid > 0) {
       auto c = ReadProcessCounters(ep_.pid);
@@ -1401,17 +1409,18 @@ class Run {
                           ", ", senders_.size(), " senders, warm-up ",
                           o_.warmup_s, " s, measuring ", o_.duration_s, " s"));
     SleepUntil(window_start);
-    st_.window_start = NowNs();
+    Snapshot a = TakeLocal();
     st_.window_end = INT64_MAX;
-    const Snapshot a = Take();
-    const uint64_t d0 = st_.delivered_window.load();
+    st_.window_start = a.t_ns;
+    ReadServerStats(&a);
     SleepUntil(window_end);
-    const Snapshot b = Take();
+    Snapshot b = TakeLocal();
     st_.window_end = b.t_ns;
+    ReadServerStats(&b);
     ReadServerMemory();
     for (auto& s : senders_) s->Stop();
     if (pacer.joinable()) pacer.join();
-    Account(a, b, st_.delivered_window.load() - d0, st_.accepted_window.load());
+    Account(a, b, st_.delivered_window.load(), st_.accepted_window.load());
     return Settle();
   }
 
@@ -1505,7 +1514,7 @@ class Run {
                  (n >= r_.drain_messages || st_.send_errors.load() > 0);
         },
         timeout);
-    const Snapshot fb = Take();
+    const Snapshot fb = TakeLocal();
     st_.window_end = fb.t_ns;
     if (!filled || st_.accepted.load() < r_.drain_messages) {
       FillCounters();
@@ -1518,10 +1527,10 @@ class Run {
     // Reconnect and drain.
     const uint64_t expected = ExpectedDeliveries();
     // Latency is only recorded for Sends inside the window: none here.
-    const Snapshot a = Take();
-    const int64_t d0 = a.t_ns;
-    st_.window_start = d0;
+    Snapshot a = TakeLocal();
     st_.window_end = INT64_MAX;
+    st_.window_start = a.t_ns;
+    ReadServerStats(&a);
     st_.e2e.Reset();
     st_.e2e_scheduled.Reset();
     Progress(absl::StrCat("drain: reconnecting ", AllRecipients().size(),
@@ -1530,8 +1539,9 @@ class Run {
     if (s.ok()) {
       const bool drained =
           WaitFor([&] { return st_.delivered.load() >= expected; }, timeout);
-      const Snapshot b = Take();
+      Snapshot b = TakeLocal();
       st_.window_end = b.t_ns;
+      ReadServerStats(&b);
       ReadServerMemory();
       Account(a, b, st_.delivered.load(), expected);
       r_.drain_s = r_.window_s;
