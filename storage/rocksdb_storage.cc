@@ -56,6 +56,8 @@
 
 #include "storage/rocksdb_storage.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -2596,6 +2598,8 @@ uint64_t RocksDbStorage::DurableSeq() const {
 // covers every write made before it; then the waiters it covers are
 // answered (outside the lock).
 void RocksDbStorage::CommitLoop() {
+  // Named for profiles and `top -H` (15 characters at most).
+  pthread_setname_np(pthread_self(), "parley-commit");
   absl::MutexLock lock(&durable_mu_);
   while (true) {
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_) {

@@ -6,6 +6,7 @@
 // invariants (uniqueness, contiguity, order, nothing missed) only.
 #include "storage/rocksdb_storage.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -1699,15 +1700,21 @@ TEST(StorageBatchedWalTest, DeferredRecordsReachTheLogBeforeAnyoneSeesThem) {
       }
       absl::Notification n;
       std::thread::id answered_on;
+      char thread_name[16] = "";
       s.WhenDurable([&](absl::Status st) {
         EXPECT_TRUE(st.ok()) << st;
         answered_on = std::this_thread::get_id();
+        pthread_getname_np(pthread_self(), thread_name, sizeof(thread_name));
         n.Notify();
       });
       ASSERT_TRUE(n.WaitForNotificationWithTimeout(absl::Seconds(20)));
       EXPECT_GT(WalBytes(opts.path), start);
-      // Batched: answered by the committer; otherwise inline.
+      // Batched: answered by the committer (named for profiles); otherwise
+      // inline.
       EXPECT_EQ(answered_on != std::this_thread::get_id(), batched);
+      if (batched) {
+        EXPECT_STREQ(thread_name, "parley-commit");
+      }
 
       // 2. A deferred append read back through ReadQueue / ReadHistory
       //    before anyone waited for it: in the file once the read returns.
